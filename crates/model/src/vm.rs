@@ -1,0 +1,86 @@
+//! The VM: runs a [`Program`] over a preallocated register file. One
+//! evaluation allocates nothing, so the sync loop's cost is flat.
+
+use crate::bytecode::Program;
+use thiserror::Error;
+
+/// Why an evaluation could not run.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EvalError {
+    /// The caller passed the wrong number of inputs, states or result slots.
+    #[error("expected {expected} {what}, got {got}")]
+    Shape {
+        /// Which slice was wrong.
+        what: &'static str,
+        /// How many the program needs.
+        expected: usize,
+        /// How many it was given.
+        got: usize,
+    },
+}
+
+/// A register file sized for one program, with its constants loaded.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    regs: Vec<f64>,
+}
+
+fn shape(what: &'static str, expected: usize, got: usize) -> Result<(), EvalError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(EvalError::Shape {
+            what,
+            expected,
+            got,
+        })
+    }
+}
+
+impl Machine {
+    /// A register file for `prog`.
+    pub fn new(prog: &Program) -> Self {
+        let mut regs = vec![0.0; prog.n_regs()];
+        let base = prog.n_inputs() + prog.n_states();
+        for (slot, c) in regs.iter_mut().skip(base).zip(&prog.consts) {
+            *slot = *c;
+        }
+        Machine { regs }
+    }
+
+    /// Runs `prog` on `inputs` and `states` and writes its results to `out`.
+    ///
+    /// `prog` must be the program this machine was made for (its constants
+    /// live in the register file); a different program of the same shape
+    /// would read the wrong constants but can never index out of bounds,
+    /// since every program is validated against its own register count and
+    /// the register file is checked against it here.
+    #[inline]
+    pub fn eval(
+        &mut self,
+        prog: &Program,
+        inputs: &[f64],
+        states: &[f64],
+        out: &mut [f64],
+    ) -> Result<(), EvalError> {
+        shape("inputs", prog.n_inputs(), inputs.len())?;
+        shape("states", prog.n_states(), states.len())?;
+        shape("results", prog.n_results(), out.len())?;
+        shape("registers", prog.n_regs(), self.regs.len())?;
+        let regs = self.regs.as_mut_slice();
+        let (head, _) = regs.split_at_mut(inputs.len() + states.len());
+        let (ri, rs) = head.split_at_mut(inputs.len());
+        ri.copy_from_slice(inputs);
+        rs.copy_from_slice(states);
+        for ins in &prog.code {
+            let a = regs[usize::from(ins.a)];
+            let b = regs[usize::from(ins.b)];
+            let c = regs[usize::from(ins.c)];
+            regs[usize::from(ins.dst)] = ins.op.apply(a, b, c);
+        }
+        for (o, &r) in out.iter_mut().zip(&prog.results) {
+            *o = regs[usize::from(r)];
+        }
+        Ok(())
+    }
+}
