@@ -82,14 +82,12 @@ impl Graph {
     }
 
     fn konst(&mut self, v: f64) -> Option<NodeId> {
-        // One zero: -0.0 and 0.0 behave alike for everything the language does
-        // except division, where the checker refuses a constant zero divisor.
-        let v = if v == 0.0 { 0.0 } else { v };
         self.intern(Node::Const(v.to_bits()))
     }
 
     /// Builds `op(args)`, folding it when every operand is constant and
-    /// applying algebraic identities that hold for every float.
+    /// applying the algebraic identities that hold bit for bit for every
+    /// float (`x + 0` is not one of them: it turns -0 into +0).
     fn op(&mut self, op: Op, args: &[NodeId]) -> Option<NodeId> {
         let mut a = [0u32; 3];
         for (slot, x) in a.iter_mut().zip(args) {
@@ -103,9 +101,8 @@ impl Graph {
         }
         let c = |i: usize| consts.get(i).copied().flatten();
         match op {
-            Op::Add if c(1) == Some(0.0) => return Some(a[0]),
-            Op::Add if c(0) == Some(0.0) => return Some(a[1]),
-            Op::Sub if c(1) == Some(0.0) => return Some(a[0]),
+            // Only +0: x - (-0) is x + 0, which is not x for x = -0.
+            Op::Sub if c(1).map(f64::to_bits) == Some(0f64.to_bits()) => return Some(a[0]),
             Op::Mul | Op::Div if c(1) == Some(1.0) => return Some(a[0]),
             Op::Mul if c(0) == Some(1.0) => return Some(a[1]),
             Op::Select => {
@@ -353,7 +350,10 @@ impl<'a> Lowerer<'a> {
                 if let (Some(l), Some(h)) = (self.graph.constant(*lo), self.graph.constant(*hi))
                     && l > h
                 {
-                    return self.error(span, "`clamp` has its low bound above its high bound");
+                    return self.error(
+                        span,
+                        "`clamp` has a constant low bound above its constant high bound",
+                    );
                 }
                 let inner = self.graph.op(Op::Min, &[*x, *hi]);
                 inner.and_then(|m| self.graph.op(Op::Max, &[*lo, m]))

@@ -119,7 +119,9 @@ pub(crate) struct TwinDoc {
 }
 
 /// Parses `src` into a [`TwinDoc`], appending every problem to `diags`.
-pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> TwinDoc {
+/// Returns `None` when the text is not TOML at all: then the single syntax
+/// error is the only useful report.
+pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> Option<TwinDoc> {
     let mut doc = TwinDoc {
         top: Span::new(0, src.find('\n').unwrap_or(src.len())),
         ..TwinDoc::default()
@@ -130,7 +132,7 @@ pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> TwinDoc {
             let span = e.span().map(Span::from).unwrap_or(doc.top);
             let msg = e.message().trim().trim_end_matches('.').replace('\n', "; ");
             diags.push(Diagnostic::new(span, format!("invalid TOML: {msg}")));
-            return doc;
+            return None;
         }
     };
     let mut r = Reader { src, diags };
@@ -232,7 +234,7 @@ pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> TwinDoc {
         f.finish(&mut r);
     }
     top.finish(&mut r);
-    doc
+    Some(doc)
 }
 
 fn read_detect(r: &mut Reader<'_>, t: &DeTable<'_>, out: &mut DetectDecl) {

@@ -56,13 +56,15 @@ impl Model {
             return Err(Report::new(file, "", vec![d]));
         }
         let mut diags = Vec::new();
-        let doc = doc::read(src, &mut diags);
-        let model = build(&doc, &mut diags);
+        let model = doc::read(src, &mut diags).and_then(|doc| build(src, &doc, &mut diags));
         match model {
             Some(m) if diags.is_empty() => Ok(m),
             _ => {
                 if diags.is_empty() {
-                    diags.push(Diagnostic::new(doc.top, "model could not be compiled"));
+                    diags.push(Diagnostic::new(
+                        Span::new(0, 0),
+                        "model could not be compiled",
+                    ));
                 }
                 Err(Report::new(file, src, diags))
             }
@@ -108,7 +110,7 @@ struct Declared {
     span: Span,
 }
 
-fn build(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model> {
+fn build(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model> {
     let mut names: HashMap<String, Declared> = HashMap::new();
     let mut declare = |name: &Name, kind: &'static str, diags: &mut Vec<Diagnostic>| {
         if !is_identifier(&name.text) {
@@ -133,8 +135,10 @@ fn build(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model> {
             diags.push(Diagnostic::new(
                 name.span,
                 format!(
-                    "duplicate name `{}`: already declared as a {} at byte {}",
-                    name.text, prev.kind, prev.span.start
+                    "duplicate name `{}`: already declared as a {} on line {}",
+                    name.text,
+                    prev.kind,
+                    crate::diag::line_col(src, prev.span.start).0
                 ),
             ));
         } else {
