@@ -19,10 +19,22 @@ pub enum EvalError {
     },
 }
 
-/// A register file sized for one program, with its constants loaded.
-#[derive(Debug, Clone)]
+/// Registers every machine has: the whole 16-bit register index space, so
+/// that indexing with any [`crate::bytecode::Reg`] is in bounds by type and
+/// the hot loop carries no bounds checks. Untouched pages are never faulted
+/// in, so the cost is address space, not memory.
+const REGS: usize = 1 << 16;
+
+/// A register file for one program, with its constants loaded.
+#[derive(Clone)]
 pub struct Machine {
-    regs: Vec<f64>,
+    regs: Box<[f64; REGS]>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Machine { .. }")
+    }
 }
 
 fn shape(what: &'static str, expected: usize, got: usize) -> Result<(), EvalError> {
@@ -40,7 +52,10 @@ fn shape(what: &'static str, expected: usize, got: usize) -> Result<(), EvalErro
 impl Machine {
     /// A register file for `prog`.
     pub fn new(prog: &Program) -> Self {
-        let mut regs = vec![0.0; prog.n_regs()];
+        let mut regs: Box<[f64; REGS]> = vec![0.0; REGS]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the vector has REGS elements"));
         let base = prog.n_inputs() + prog.n_states();
         for (slot, c) in regs.iter_mut().skip(base).zip(&prog.consts) {
             *slot = *c;
@@ -66,12 +81,12 @@ impl Machine {
         shape("inputs", prog.n_inputs(), inputs.len())?;
         shape("states", prog.n_states(), states.len())?;
         shape("results", prog.n_results(), out.len())?;
-        shape("registers", prog.n_regs(), self.regs.len())?;
-        let regs = self.regs.as_mut_slice();
-        let (head, _) = regs.split_at_mut(inputs.len() + states.len());
-        let (ri, rs) = head.split_at_mut(inputs.len());
+        let regs: &mut [f64; REGS] = &mut self.regs;
+        let (ri, rest) = regs.split_at_mut(inputs.len());
         ri.copy_from_slice(inputs);
-        rs.copy_from_slice(states);
+        if let Some(rs) = rest.get_mut(..states.len()) {
+            rs.copy_from_slice(states);
+        }
         for ins in &prog.code {
             let a = regs[usize::from(ins.a)];
             let b = regs[usize::from(ins.b)];

@@ -23,6 +23,7 @@ pub enum ModelCommand {
 
 /// Arguments of `model simulate`.
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SimulateArgs {
     /// The model file.
     file: PathBuf,

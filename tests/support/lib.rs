@@ -1,0 +1,114 @@
+//! Shared helpers for the end-to-end tests: find (and if needed build) the
+//! real `twinshield` binary once, run it, and capture what it prints.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Path of the `twinshield` binary under test: `$TWINSHIELD_BIN` when set
+/// (CI points it at the hardened release build), otherwise the binary of the
+/// current profile, built once per test process.
+pub fn twinshield() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("TWINSHIELD_BIN") {
+            return PathBuf::from(p);
+        }
+        // Test executables live in target/<profile>/deps/.
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()))
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "twinshield",
+            "--bin",
+            "twinshield",
+        ]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo build: {e}"));
+        assert!(status.success(), "building twinshield failed");
+        profile_dir.join("twinshield")
+    })
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `twinshield` with `args` in `dir`, with no standard input.
+pub fn run_in(dir: &Path, args: &[&str]) -> Run {
+    Command::new(twinshield())
+        .current_dir(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run twinshield: {e}"))
+        .into()
+}
+
+/// Runs `twinshield` with `args` from the workspace root.
+pub fn run(args: &[&str]) -> Run {
+    run_in(root(), args)
+}
+
+/// A fresh scratch directory under the target directory, removed on drop.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// Creates `target/e2e-scratch/<name>-<pid>`.
+    pub fn new(name: &str) -> Self {
+        let dir = root()
+            .join("target")
+            .join("e2e-scratch")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        Scratch(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
