@@ -1,5 +1,8 @@
 //! `twinshield model check` and `model simulate`, run as an operator would.
 
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::fs;
 use twinshield_e2e::{Scratch, run, run_in};
 

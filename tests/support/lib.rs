@@ -1,6 +1,9 @@
 //! Shared helpers for the end-to-end tests: find (and if needed build) the
 //! real `twinshield` binary once, run it, and capture what it prints.
 #![forbid(unsafe_code)]
+// Test support: a failure here is the calling test failing, so panicking
+// with a clear message is the right response.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

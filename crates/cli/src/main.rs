@@ -2,6 +2,8 @@
 //! crates together. Library errors become one clear line on standard error
 //! and a non-zero exit status here, and only here.
 #![forbid(unsafe_code)]
+// The binary is the one place that prints: libraries log through `tracing`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
 

@@ -3,6 +3,9 @@
 //!
 //! Run with `cargo bench -p twinshield-model --bench model`.
 
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use twinshield_model::vm::Machine;

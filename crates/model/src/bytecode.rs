@@ -7,6 +7,10 @@
 //! end or the VM's semantics. Decoding validates every register reference,
 //! so the VM cannot be driven out of bounds by any byte string.
 
+// A parser of outside input: no indexing that can panic, no arithmetic
+// that can overflow.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use thiserror::Error;
 
 /// An operation of the VM. Booleans are `1.0` (true) and `0.0` (false); any
@@ -298,7 +302,8 @@ impl Encoding {
         let mut wire: Vec<u8> = (0..=254u8).collect();
         // Fisher-Yates over all byte values but 0xff, which marks "no op".
         for i in (1..wire.len()).rev() {
-            let j = usize::try_from(rng.next() % (i as u64 + 1)).unwrap_or(0);
+            let bound = (i as u64).saturating_add(1);
+            let j = usize::try_from(rng.next().checked_rem(bound).unwrap_or(0)).unwrap_or(0);
             wire.swap(i, j);
         }
         let mut to_wire = [0u8; OP_COUNT];
@@ -424,9 +429,7 @@ impl Program {
 
     /// The program's bytes under `enc`.
     pub fn encode(&self, enc: &Encoding) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            16 + self.consts.len() * 8 + self.code.len() * 9 + self.results.len() * 2,
-        );
+        let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&self.n_inputs.to_le_bytes());

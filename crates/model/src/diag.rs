@@ -1,6 +1,10 @@
 //! Source positions and diagnostics: every error the checker finds points at
 //! the offending text with `file:line:column` and a caret, like a compiler.
 
+// A parser of outside input: no indexing that can panic, no arithmetic
+// that can overflow.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::ops::Range;
 

@@ -5,6 +5,10 @@
 //! its location and carries on, so that one run of the checker shows all
 //! problems at once.
 
+// A parser of outside input: no indexing that can panic, no arithmetic
+// that can overflow.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use crate::diag::{Diagnostic, Span};
 use crate::expr::{self, Expr, ExprKind};
 use toml::Spanned;

@@ -28,7 +28,7 @@ const REGS: usize = 1 << 16;
 /// A register file for one program, with its constants loaded.
 #[derive(Clone)]
 pub struct Machine {
-    regs: Box<[f64; REGS]>,
+    regs: Box<[f64]>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -52,10 +52,7 @@ fn shape(what: &'static str, expected: usize, got: usize) -> Result<(), EvalErro
 impl Machine {
     /// A register file for `prog`.
     pub fn new(prog: &Program) -> Self {
-        let mut regs: Box<[f64; REGS]> = vec![0.0; REGS]
-            .into_boxed_slice()
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("the vector has REGS elements"));
+        let mut regs = vec![0.0; REGS].into_boxed_slice();
         let base = prog.n_inputs() + prog.n_states();
         for (slot, c) in regs.iter_mut().skip(base).zip(&prog.consts) {
             *slot = *c;
@@ -81,7 +78,15 @@ impl Machine {
         shape("inputs", prog.n_inputs(), inputs.len())?;
         shape("states", prog.n_states(), states.len())?;
         shape("results", prog.n_results(), out.len())?;
-        let regs: &mut [f64; REGS] = &mut self.regs;
+        // One length check here; indexing the fixed-size view with a 16-bit
+        // register number then needs none.
+        let Ok(regs) = <&mut [f64; REGS]>::try_from(&mut self.regs[..]) else {
+            return Err(EvalError::Shape {
+                what: "registers",
+                expected: REGS,
+                got: self.regs.len(),
+            });
+        };
         let (ri, rest) = regs.split_at_mut(inputs.len());
         ri.copy_from_slice(inputs);
         if let Some(rs) = rest.get_mut(..states.len()) {

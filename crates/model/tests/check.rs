@@ -1,6 +1,9 @@
 //! The checker, as `twinshield model check` promises it: every problem
 //! reported with line, column and message; a clean model accepted.
 
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use twinshield_model::Model;
 
 /// A small valid model; tests edit it to introduce one problem each.

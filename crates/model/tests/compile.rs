@@ -1,6 +1,9 @@
 //! What the compiler does to a model: constants folded, common
 //! subexpressions computed once, multiply-adds fused.
 
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use twinshield_model::Model;
 
 fn model(der: &str) -> Model {

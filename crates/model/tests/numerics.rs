@@ -1,6 +1,9 @@
 //! Numerical correctness: RK4's order, the quadruple tank's equilibrium, the
 //! EKF's convergence, and clear errors when a model leaves its domain.
 
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use twinshield_model::{Ekf, Model, SimError, Simulator};
 
 const QUADTANK: &str = include_str!("../../../models/quadtank.twin");

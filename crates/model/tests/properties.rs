@@ -2,6 +2,9 @@
 //! programs compute exactly what the expression says, and bytecode survives
 //! its wire encoding under any diversification seed.
 
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use proptest::prelude::*;
 use twinshield_model::bytecode::{Encoding, Program};
 use twinshield_model::vm::Machine;

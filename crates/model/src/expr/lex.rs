@@ -1,3 +1,6 @@
+// A parser of outside input: no indexing that can panic, no arithmetic
+// that can overflow.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 use crate::diag::{Diagnostic, Span};
 
 #[derive(Debug, Clone, PartialEq)]
