@@ -1,0 +1,28 @@
+//! The bytecode decoder and VM on arbitrary bytes under an arbitrary
+//! encoding: decoding accepts only programs that stay in bounds, and any
+//! program it accepts runs without panicking and re-encodes to the same bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use twinshield_model::bytecode::{Encoding, Program};
+use twinshield_model::vm::Machine;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((seed, bytes)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let seed = u64::from_le_bytes(*seed);
+    let enc = if seed == 0 {
+        Encoding::identity()
+    } else {
+        Encoding::from_seed(seed)
+    };
+    if let Ok(prog) = Program::decode(bytes, &enc) {
+        assert_eq!(prog.encode(&enc), bytes);
+        let mut vm = Machine::new(&prog);
+        let inputs = vec![1.5; prog.n_inputs()];
+        let states = vec![-2.0; prog.n_states()];
+        let mut out = vec![0.0; prog.n_results()];
+        assert!(vm.eval(&prog, &inputs, &states, &mut out).is_ok());
+    }
+});
