@@ -1,0 +1,2 @@
+//! Plant protocols.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Residual detectors and alarms.
+#![forbid(unsafe_code)]

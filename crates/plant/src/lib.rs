@@ -1,0 +1,2 @@
+//! Reference plants.
+#![forbid(unsafe_code)]
