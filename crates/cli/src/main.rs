@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ enum Command {
     /// Work with twin model files (.twin).
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
+    /// Run a reference plant that serves its registers over Modbus TCP.
+    #[command(subcommand)]
+    Plant(cmd::plant::PlantCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Model(c) => cmd::model::run(c),
+        Command::Plant(c) => cmd::plant::run(c),
     };
     match result {
         Ok(code) => code,

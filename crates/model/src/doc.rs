@@ -57,6 +57,7 @@ pub(crate) struct OutputDecl {
     pub unit: String,
     pub expr: Option<Expr>,
     pub noise: Option<Num>,
+    pub range: Option<RangeDecl>,
 }
 
 /// A number given either once for all, or per name.
@@ -211,12 +212,14 @@ pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> Option<TwinDoc> {
                 .unwrap_or_default();
             let expr = f.expr(&mut r, "expr", true);
             let noise = f.number(&mut r, "noise", true);
+            let range = f.range(&mut r, "range", false);
             f.finish(&mut r);
             doc.outputs.push(OutputDecl {
                 name,
                 unit,
                 expr,
                 noise,
+                range,
             });
         }
     }

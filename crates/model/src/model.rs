@@ -272,6 +272,10 @@ fn build(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model>
             name: o.name.text.clone(),
             unit: o.unit.clone(),
             noise: o.noise.map_or(1.0, |n| n.value),
+            range: o
+                .range
+                .as_ref()
+                .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi)),
         });
     }
 

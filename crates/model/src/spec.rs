@@ -46,6 +46,9 @@ pub struct Output {
     pub unit: String,
     /// Standard deviation of the sensor's measurement noise.
     pub noise: f64,
+    /// Plausible range of the reported value, inclusive (unbounded unless
+    /// declared); a reading outside is a data-quality problem.
+    pub range: (f64, f64),
 }
 
 /// Tuning of the extended Kalman filter.

@@ -28,6 +28,8 @@ const VARS: [&str; 3] = ["x", "y", "u"];
 impl E {
     fn text(&self) -> String {
         match self {
+            // Parenthesised when negative: `-2^2` is `-(2^2)` in the language.
+            E::Num(v) if *v < 0.0 => format!("({v:?})"),
             E::Num(v) => format!("{v:?}"),
             E::Var(i) => VARS[*i].to_owned(),
             E::Neg(a) => format!("(-{})", a.text()),

@@ -1,0 +1,207 @@
+//! `twinshield plant quadtank`: the reference plant served over Modbus TCP.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use twinshield_connect::{RegisterBank, SharedBank};
+use twinshield_plant::{Attack, AttackKind, PlantConfig, QuadTank, Registers, UNIT_ID};
+
+/// Reference plants.
+#[derive(Subcommand)]
+pub enum PlantCommand {
+    /// The quadruple-tank process with its PLC, served over Modbus TCP.
+    Quadtank(QuadtankArgs),
+}
+
+/// Attack injection flags shared by `plant` and `demo`.
+#[derive(Args, Clone, Debug)]
+pub struct AttackArgs {
+    /// Attack or fault to inject: bias, ramp, freeze, replay, actuator, dos, leak.
+    #[arg(long)]
+    pub attack: Option<String>,
+    /// Plant time of the attack's start, seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub at: Option<f64>,
+    /// Attack magnitude (unit depends on the attack; default: the scenario's).
+    #[arg(long)]
+    pub magnitude: Option<f64>,
+}
+
+impl AttackArgs {
+    /// The attack these flags ask for, with `default_at` when `--at` is absent.
+    pub fn attack(&self, default_at: Option<f64>) -> Result<Option<Attack>> {
+        let Some(name) = &self.attack else {
+            if self.at.is_some() || self.magnitude.is_some() {
+                bail!("--at and --magnitude need --attack");
+            }
+            return Ok(None);
+        };
+        let kind: AttackKind = name.parse()?;
+        let at = self
+            .at
+            .or(default_at)
+            .context("--attack needs --at SECONDS (plant time of the attack's start)")?;
+        let mut attack = Attack::new(kind, at);
+        if let Some(m) = self.magnitude {
+            attack = attack.with_magnitude(m);
+        }
+        attack.validate()?;
+        Ok(Some(attack))
+    }
+}
+
+/// Arguments of `plant quadtank`.
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub struct QuadtankArgs {
+    /// Address to serve Modbus TCP on, e.g. 127.0.0.1:5020.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Plant time runs this many times faster than wall time.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    #[command(flatten)]
+    attack: AttackArgs,
+    /// Seed of the plant's noise, drift and setpoint schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this much plant time (default: run until interrupted).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+/// Plant step between register updates, plant seconds (the PLC's period).
+pub const PLANT_STEP: f64 = 0.1;
+
+/// Highest accepted `--speed`.
+pub const MAX_SPEED: f64 = 1000.0;
+
+/// Checks a `--speed` value.
+pub fn check_speed(speed: f64) -> Result<()> {
+    if !(speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED) {
+        bail!("--speed must be a number above 0 and at most {MAX_SPEED}");
+    }
+    Ok(())
+}
+
+/// Copies the plant's register image into the served bank.
+pub fn publish(bank: &SharedBank, r: &Registers) {
+    if let Ok(mut b) = bank.write() {
+        b.input = r.input.to_vec();
+        b.holding = r.holding.to_vec();
+        b.coils = r.coils.to_vec();
+    }
+}
+
+/// A bank holding the plant's registers.
+pub fn new_bank(plant: &QuadTank) -> SharedBank {
+    let bank = Arc::new(RwLock::new(RegisterBank::default()));
+    publish(&bank, &plant.registers());
+    bank
+}
+
+/// Steps `plant` in real time scaled by `speed` (wall period at least 1 ms,
+/// several plant steps per tick when faster), publishing registers after
+/// each tick and the plant time on `clock`, until `until` plant seconds or
+/// until `stop` turns true.
+pub async fn drive(
+    mut plant: QuadTank,
+    bank: SharedBank,
+    speed: f64,
+    until: Option<f64>,
+    clock: watch::Sender<f64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<QuadTank> {
+    let wall_per_step = PLANT_STEP / speed;
+    let steps_per_tick = (0.001 / wall_per_step).ceil().max(1.0) as u32;
+    let tick = Duration::from_secs_f64(wall_per_step * f64::from(steps_per_tick));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        for _ in 0..steps_per_tick {
+            plant.step(PLANT_STEP)?;
+        }
+        publish(&bank, &plant.registers());
+        let _ = clock.send(plant.time());
+        if until.is_some_and(|end| plant.time() >= end - 1e-9) {
+            break;
+        }
+    }
+    Ok(plant)
+}
+
+/// Runs one `plant` subcommand.
+pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
+    let PlantCommand::Quadtank(args) = cmd;
+    check_speed(args.speed)?;
+    if let Some(s) = args.seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        bail!("--seconds must be a positive number of plant seconds");
+    }
+    let attack = args.attack.attack(None)?;
+    let plant = QuadTank::new(PlantConfig {
+        seed: args.seed,
+        attack,
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr().context("listener address")?;
+        let bank = new_bank(&plant);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(twinshield_connect::serve(
+            listener,
+            bank.clone(),
+            UNIT_ID,
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        ));
+        eprintln!(
+            "plant quadtank: Modbus TCP on {local} (unit {UNIT_ID}), speed {}x, seed {}{}",
+            args.speed,
+            args.seed,
+            attack.map_or(String::new(), |a| format!(
+                ", attack {} at {} s (magnitude {})",
+                a.kind.name(),
+                a.at,
+                a.magnitude
+            ))
+        );
+        let (clock, _) = watch::channel(0.0);
+        let ctrl_c_stop = stop_tx.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = ctrl_c_stop.send(true);
+            }
+        });
+        let plant = drive(plant, bank, args.speed, args.seconds, clock, stop_rx).await?;
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        eprintln!(
+            "plant quadtank: stopped at plant time {:.1} s",
+            plant.time()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
