@@ -7,6 +7,7 @@
 
 mod cmd;
 mod status;
+mod wiring;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     /// Run a reference plant that serves its registers over Modbus TCP.
     #[command(subcommand)]
     Plant(cmd::plant::PlantCommand),
+    /// Evaluate detection: plant and twin in one process over many seeds.
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Model(c) => cmd::model::run(c),
         Command::Plant(c) => cmd::plant::run(c),
+        Command::Eval(a) => cmd::eval::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -267,39 +267,38 @@ impl ModbusClient {
                 *slot = items;
             }
         }
-        let mut values = Vec::with_capacity(self.map.points().len());
-        for p in self.map.points() {
-            let span_index = self
-                .map
-                .spans()
-                .iter()
-                .position(|s| {
-                    s.table == p.table
-                        && s.start <= p.address
-                        && u32::from(p.address) + u32::from(p.words)
-                            <= u32::from(s.start) + u32::from(s.count)
-                })
-                .ok_or_else(|| ReadError::Transport("internal: point not covered".into()))?;
-            let (start, items) = match (self.map.spans().get(span_index), self.raw.get(span_index))
-            {
-                (Some(s), Some(items)) => (s.start, items),
-                _ => return Err(ReadError::Transport("internal: span missing".into())),
-            };
-            let value = decode(p, start, items).unwrap_or(f64::NAN);
-            if !(value >= p.range.0 && value <= p.range.1) {
-                return Err(ReadError::OutOfRange {
-                    point: p.name.clone(),
-                    value,
-                    low: p.range.0,
-                    high: p.range.1,
-                });
-            }
-            values.push(value);
-        }
+        let values = decode_points(&self.map, &self.raw)?;
         self.backoff = self.cfg.backoff_min;
         self.retry_at = None;
         Ok(Reading { values })
     }
+}
+
+/// Decodes and validates every point of `map` from the raw items of its
+/// spans (`raw[i]` holds span `i`'s registers, or bits as 0/1).
+pub(crate) fn decode_points(map: &PointMap, raw: &[Vec<u16>]) -> Result<Vec<f64>, ReadError> {
+    let mut values = Vec::with_capacity(map.points().len());
+    for p in map.points() {
+        let covering = map.spans().iter().zip(raw).find(|(s, _)| {
+            s.table == p.table
+                && s.start <= p.address
+                && u32::from(p.address) + u32::from(p.words)
+                    <= u32::from(s.start) + u32::from(s.count)
+        });
+        let value = covering
+            .and_then(|(s, items)| decode(p, s.start, items))
+            .unwrap_or(f64::NAN);
+        if !(value >= p.range.0 && value <= p.range.1) {
+            return Err(ReadError::OutOfRange {
+                point: p.name.clone(),
+                value,
+                low: p.range.0,
+                high: p.range.1,
+            });
+        }
+        values.push(value);
+    }
+    Ok(values)
 }
 
 fn response_items(table: Table, r: Response) -> Option<Vec<u16>> {

@@ -24,6 +24,35 @@ pub struct RegisterBank {
     pub holding: Vec<u16>,
 }
 
+impl RegisterBank {
+    /// Reads `map` straight from this bank, with the same decoding and
+    /// validation as a read over the network: for in-process hosts (the
+    /// evaluation harness) that must see exactly what the twin would.
+    pub fn read(&self, map: &crate::PointMap) -> Result<crate::Reading, crate::ReadError> {
+        let raw: Vec<Vec<u16>> = map
+            .spans()
+            .iter()
+            .map(|s| {
+                let range = usize::from(s.start)..usize::from(s.start) + usize::from(s.count);
+                match s.table {
+                    crate::Table::Coil => self
+                        .coils
+                        .get(range)
+                        .map(|b| b.iter().map(|&x| u16::from(x)).collect()),
+                    crate::Table::Discrete => self
+                        .discrete
+                        .get(range)
+                        .map(|b| b.iter().map(|&x| u16::from(x)).collect()),
+                    crate::Table::Input => self.input.get(range).map(<[u16]>::to_vec),
+                    crate::Table::Holding => self.holding.get(range).map(<[u16]>::to_vec),
+                }
+                .unwrap_or_default()
+            })
+            .collect();
+        crate::client::decode_points(map, &raw).map(|values| crate::Reading { values })
+    }
+}
+
 /// A register bank shared between the plant that writes it and the server
 /// that reads it.
 pub type SharedBank = Arc<RwLock<RegisterBank>>;

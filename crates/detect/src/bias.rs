@@ -1,0 +1,186 @@
+//! Windowed-mean (bias) test on one residual stream.
+
+use crate::Status;
+use crate::error::{DetectError, count, open_range, positive};
+
+/// Largest window accepted, in samples.
+const MAX_WINDOW: usize = 1 << 20;
+/// Normalized residuals are clamped to ±this before entering the window.
+const Z_CLAMP: f64 = 1e6;
+
+/// Settings of a [`BiasDetector`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BiasSettings {
+    /// Samples in the window, `N`, at least 1 (default 50).
+    pub window: usize,
+    /// Alarm threshold on the statistic, in standard errors of the mean
+    /// (default 5.0: a two-sided tail of 6e-7 per independent window).
+    pub threshold: f64,
+    /// Clear level as a fraction of the threshold, in (0, 1) (default 0.5).
+    pub clear_fraction: f64,
+    /// Effective-samples divisor `τ ≥ 1` (default 1): the window counts as
+    /// `N_eff = N / τ` independent samples. For autocorrelated residuals,
+    /// such as open-loop prediction errors, set `τ` to their integrated
+    /// autocorrelation time, `1 + 2 Σ ρ(lag)`; for an AR(1) stream with
+    /// lag-one correlation `φ`, `τ = (1 + φ) / (1 − φ)`.
+    pub correlation_time: f64,
+}
+
+impl Default for BiasSettings {
+    fn default() -> Self {
+        Self {
+            window: 50,
+            threshold: 5.0,
+            clear_fraction: 0.5,
+            correlation_time: 1.0,
+        }
+    }
+}
+
+/// Tests whether a residual stream has a non-zero mean: what the runtime uses
+/// for actuator-vs-response plausibility (e.g. the plant responds as if a
+/// pump ran at another voltage than it reports).
+///
+/// Each sample brings a residual `r` and its standard deviation `σ`; the
+/// detector keeps the last `N` normalized residuals `z = r / σ` and computes
+///
+/// `statistic = |mean(z)| · √N_eff`, with `N_eff = N / τ`,
+///
+/// i.e. the mean in units of its standard error. For independent N(0, 1)
+/// residuals, the statistic is |N(0, 1)|; `τ` corrects the standard error for
+/// autocorrelation (see [`BiasSettings::correlation_time`]). It raises above
+/// the threshold and clears below `clear_fraction × threshold`.
+///
+/// **Warm-up.** The test is only evaluated once the window is full (the
+/// autocorrelation correction is asymptotic in `N`); before that the
+/// statistic is 0.
+///
+/// **How fast it clears.** After the bias ends, the biased samples leave the
+/// window within `N` samples; the alarm clears when enough of them have.
+///
+/// Samples with a non-finite residual or a standard deviation that is not
+/// finite and positive are skipped (counted by [`skipped`](Self::skipped)).
+/// Normalized residuals are clamped to ±1e6.
+#[derive(Debug, Clone)]
+pub struct BiasDetector {
+    threshold: f64,
+    clear_level: f64,
+    scale: f64,
+    ring: Vec<f64>,
+    head: usize,
+    filled: usize,
+    sum: f64,
+    statistic: f64,
+    alarming: bool,
+    skipped: u64,
+}
+
+impl BiasDetector {
+    /// Builds a detector; see [`BiasSettings`] for the valid ranges.
+    pub fn new(settings: BiasSettings) -> Result<Self, DetectError> {
+        let window = count("bias window", settings.window, 1, MAX_WINDOW)?;
+        let threshold = positive("bias threshold", settings.threshold)?;
+        let clear_fraction = open_range("bias clear fraction", settings.clear_fraction, 0.0, 1.0)?;
+        let tau = settings.correlation_time;
+        if !(tau.is_finite() && tau >= 1.0) {
+            return Err(DetectError::OutOfRange {
+                name: "bias correlation time",
+                value: tau,
+                low: 1.0,
+                high: f64::INFINITY,
+            });
+        }
+        let n = window as f64;
+        Ok(Self {
+            threshold,
+            clear_level: threshold * clear_fraction,
+            // |Σz| / √(N τ) = |mean z| · √(N / τ)
+            scale: 1.0 / (n * tau).sqrt(),
+            ring: vec![0.0; window],
+            head: 0,
+            filled: 0,
+            sum: 0.0,
+            statistic: 0.0,
+            alarming: false,
+            skipped: 0,
+        })
+    }
+
+    /// Feeds one residual and its standard deviation; returns the decision.
+    pub fn update(&mut self, residual: f64, std: f64) -> Status {
+        if !(residual.is_finite() && std.is_finite() && std > 0.0) {
+            self.skipped = self.skipped.saturating_add(1);
+            return self.status();
+        }
+        let z = (residual / std).clamp(-Z_CLAMP, Z_CLAMP);
+        let z = if z.is_nan() { 0.0 } else { z };
+        let window = self.ring.len();
+        if let Some(slot) = self.ring.get_mut(self.head) {
+            let old = std::mem::replace(slot, z);
+            self.sum += z - old;
+        }
+        self.head += 1;
+        if self.head >= window {
+            self.head = 0;
+            // Recompute exactly once per lap so rounding cannot accumulate.
+            self.sum = self.ring.iter().sum();
+        }
+        self.filled = (self.filled + 1).min(window);
+        if self.filled == window {
+            let s = self.sum.abs() * self.scale;
+            self.statistic = if s.is_finite() { s } else { 0.0 };
+            self.alarming = Status::step(
+                self.alarming,
+                self.statistic,
+                self.threshold,
+                self.clear_level,
+            );
+        }
+        self.status()
+    }
+
+    /// The current decision, without feeding a sample.
+    pub fn status(&self) -> Status {
+        Status {
+            alarming: self.alarming,
+            statistic: self.statistic,
+            threshold: self.threshold,
+            clear_level: self.clear_level,
+        }
+    }
+
+    /// The mean normalized residual over the window (signed; 0 while
+    /// warming up).
+    pub fn mean(&self) -> f64 {
+        if self.filled == 0 {
+            0.0
+        } else {
+            self.sum / self.filled as f64
+        }
+    }
+
+    /// The current statistic, `|mean(z)| · √N_eff`.
+    pub fn statistic(&self) -> f64 {
+        self.statistic
+    }
+
+    /// Whether the detector is in alarm.
+    pub fn alarming(&self) -> bool {
+        self.alarming
+    }
+
+    /// Samples skipped because the residual or its standard deviation was bad.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Empties the window and clears the alarm (the skip count is kept).
+    pub fn reset(&mut self) {
+        self.ring.iter_mut().for_each(|x| *x = 0.0);
+        self.head = 0;
+        self.filled = 0;
+        self.sum = 0.0;
+        self.statistic = 0.0;
+        self.alarming = false;
+    }
+}

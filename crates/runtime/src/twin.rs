@@ -1,0 +1,335 @@
+//! One twin: a model kept in step with its plant by the EKF, its residuals
+//! watched by the detectors, its conclusions kept in the history.
+
+use crate::history::{History, QualityEvent, Record};
+use thiserror::Error;
+use twinshield_detect::{
+    AlarmEvent, AlarmTracker, BiasDetector, BiasSettings, ChiSquareDetector, ChiSquareSettings,
+    CusumDetector, CusumSettings, DetectError, DetectorKind, FrozenDetector, FrozenSettings,
+    SourceId, Status,
+};
+use twinshield_model::{Ekf, EkfError, Model};
+
+/// How the twin runs. The defaults suit a plant polled at 10 Hz.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwinSettings {
+    /// Nominal seconds between samples (sizes the detectors' windows).
+    pub sample_period: f64,
+    /// Seconds after start during which nothing alarms: the estimator
+    /// converges and the residual baseline is learnt.
+    pub warmup: f64,
+    /// Time constant of the residual baseline, seconds: persistent model
+    /// mismatch is learnt this slowly and subtracted before the tests.
+    pub baseline_tau: f64,
+    /// Seconds of samples in the slow bias test's window.
+    pub bias_window: f64,
+    /// Integrated autocorrelation time of the residuals, in samples: what
+    /// the plant's unmodelled disturbances make of the estimator's
+    /// innovations (they are white only for a perfect model).
+    pub correlation_time: f64,
+    /// Records kept in memory.
+    pub history: usize,
+}
+
+impl Default for TwinSettings {
+    fn default() -> Self {
+        TwinSettings {
+            sample_period: 0.1,
+            warmup: 120.0,
+            baseline_tau: 1800.0,
+            bias_window: 120.0,
+            correlation_time: 20.0,
+            history: 36_000,
+        }
+    }
+}
+
+/// Why a sample was not taken. A refused sample changes nothing.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum TwinError {
+    /// The estimator refused the sample (non-finite values, wrong shape, or
+    /// the estimate left the model's domain).
+    #[error(transparent)]
+    Estimator(#[from] EkfError),
+    /// The sample's time is not after the previous one.
+    #[error("sample time {time} s is not after the previous sample at {previous} s")]
+    TimeNotIncreasing {
+        /// This sample's time.
+        time: f64,
+        /// The previous sample's time.
+        previous: f64,
+    },
+    /// Invalid settings.
+    #[error("invalid twin settings: {0}")]
+    Settings(String),
+    /// A detector refused its settings.
+    #[error(transparent)]
+    Detector(#[from] DetectError),
+}
+
+/// The detectors of one output.
+#[derive(Debug, Clone)]
+struct Channel {
+    cusum: CusumDetector,
+    bias: BiasDetector,
+    frozen: FrozenDetector,
+    cusum_src: SourceId,
+    bias_src: SourceId,
+    frozen_src: SourceId,
+    flatline_src: SourceId,
+    /// Slow mean of the normalized residual: the model's persistent mismatch.
+    baseline: f64,
+    /// Slow mean square of the residual around the baseline: its real
+    /// spread, which model mismatch makes wider than the estimator thinks.
+    spread: f64,
+}
+
+/// A running twin.
+#[derive(Debug, Clone)]
+pub struct Twin {
+    ekf: Ekf,
+    n_outputs: usize,
+    settings: TwinSettings,
+    channels: Vec<Channel>,
+    chi2: ChiSquareDetector,
+    chi2_src: SourceId,
+    tracker: AlarmTracker,
+    history: History,
+    start: Option<f64>,
+    last: Option<f64>,
+    samples: u64,
+    refused: u64,
+    z: Vec<f64>,
+    events: Vec<AlarmEvent>,
+}
+
+fn positive(x: f64, what: &str) -> Result<f64, TwinError> {
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
+    } else {
+        Err(TwinError::Settings(format!("{what} must be a positive number")))
+    }
+}
+
+/// Samples in `seconds` at `period`, at least `min`.
+fn samples_in(seconds: f64, period: f64, min: usize) -> usize {
+    ((seconds / period).round() as usize).max(min)
+}
+
+impl Twin {
+    /// A twin for `model`, its detectors tuned from the model's `[detect]`.
+    pub fn new(model: &Model, settings: TwinSettings) -> Result<Twin, TwinError> {
+        let period = positive(settings.sample_period, "sample period")?;
+        positive(settings.baseline_tau, "baseline time constant")?;
+        positive(settings.bias_window, "bias window")?;
+        if !(settings.warmup.is_finite() && settings.warmup >= 0.0) {
+            return Err(TwinError::Settings("warm-up must not be negative".into()));
+        }
+        let mut tracker = AlarmTracker::new(1000);
+        let mut channels = Vec::with_capacity(model.outputs.len());
+        for (i, out) in model.outputs.iter().enumerate() {
+            let d = model.detect.outputs.get(i).cloned().unwrap_or_default();
+            let mut cusum = CusumSettings::default();
+            if let Some(k) = d.cusum_drift {
+                cusum.drift = k;
+            }
+            if let Some(h) = d.cusum_threshold {
+                cusum.threshold = h;
+            }
+            let mut frozen = FrozenSettings {
+                window: samples_in(10.0, period, 2),
+                noise_std: out.noise,
+                ..FrozenSettings::default()
+            };
+            if let Some(f) = d.frozen_after {
+                frozen.frozen_after = f;
+            }
+            let bias = BiasSettings {
+                window: samples_in(settings.bias_window, period, 1),
+                correlation_time: settings.correlation_time,
+                ..BiasSettings::default()
+            };
+            let name = vec![out.name.clone()];
+            channels.push(Channel {
+                cusum: CusumDetector::new(cusum)?,
+                bias: BiasDetector::new(bias)?,
+                frozen: FrozenDetector::new(frozen)?,
+                cusum_src: tracker.register(DetectorKind::Cusum, name.clone()),
+                bias_src: tracker.register(DetectorKind::Bias, name.clone()),
+                frozen_src: tracker.register(DetectorKind::Frozen, name.clone()),
+                flatline_src: tracker.register(DetectorKind::Flatline, name),
+                baseline: 0.0,
+                spread: 1.0,
+            });
+        }
+        let mut chi2 = ChiSquareSettings {
+            dof_per_sample: model.outputs.len().max(1),
+            ..ChiSquareSettings::default()
+        };
+        if let Some(w) = model.detect.chi2_window {
+            chi2.window = usize::try_from(w).unwrap_or(usize::MAX);
+        }
+        if let Some(p) = model.detect.chi2_false_alarm {
+            chi2.false_alarm = p;
+        }
+        let all: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
+        let chi2_src = tracker.register(DetectorKind::ChiSquare, all);
+        Ok(Twin {
+            ekf: Ekf::new(model),
+            n_outputs: model.outputs.len(),
+            history: History::new(settings.history),
+            settings,
+            channels,
+            chi2: ChiSquareDetector::new(chi2)?,
+            chi2_src,
+            tracker,
+            start: None,
+            last: None,
+            samples: 0,
+            refused: 0,
+            z: vec![0.0; model.outputs.len()],
+            events: Vec::new(),
+        })
+    }
+
+    /// Takes one sample (plant time, inputs, outputs as read) through the
+    /// whole pipeline and returns the alarm events it caused.
+    pub fn update(
+        &mut self,
+        time: f64,
+        inputs: &[f64],
+        outputs: &[f64],
+    ) -> Result<&[AlarmEvent], TwinError> {
+        let dt = match self.last {
+            Some(prev) if !(time > prev) => {
+                self.refused += 1;
+                return Err(TwinError::TimeNotIncreasing {
+                    time,
+                    previous: prev,
+                });
+            }
+            Some(prev) => time - prev,
+            None if time.is_finite() => 0.0,
+            None => {
+                self.refused += 1;
+                return Err(TwinError::Settings("sample time must be finite".into()));
+            }
+        };
+        if let Err(e) = self.ekf.step(inputs, outputs, dt) {
+            self.refused += 1;
+            return Err(e.into());
+        }
+        self.last = Some(time);
+        let start = *self.start.get_or_insert(time);
+        self.samples += 1;
+        self.events.clear();
+
+        let inn = self.ekf.innovation();
+        for (i, z) in self.z.iter_mut().enumerate() {
+            let r = inn.residual.get(i).copied().unwrap_or(0.0);
+            *z = r / inn.std(i);
+        }
+        let nis = inn.nis;
+        let elapsed = time - start;
+        let armed = elapsed >= self.settings.warmup;
+        // The baseline learns as a running mean at first, then as an
+        // exponential average; it pauses while any alarm is active so an
+        // attack is not learnt as the new normal.
+        let learning = self.tracker.active_count() == 0;
+        let weight = (dt / self.settings.baseline_tau)
+            .max(1.0 / (self.samples as f64))
+            .min(1.0);
+        for (ch, (&z, &y)) in self.channels.iter_mut().zip(self.z.iter().zip(outputs)) {
+            if learning && z.is_finite() {
+                ch.baseline += weight * (z - ch.baseline);
+                let d = z - ch.baseline;
+                ch.spread += weight * (d * d - ch.spread);
+            }
+            let dz = z - ch.baseline;
+            let std = ch.spread.sqrt().max(1.0);
+            let cusum = ch.cusum.update(dz, std);
+            let bias = ch.bias.update(dz, std);
+            let frozen = ch.frozen.update(time, y);
+            if armed {
+                for (src, status) in [
+                    (ch.cusum_src, cusum),
+                    (ch.bias_src, bias),
+                    (ch.frozen_src, frozen.unchanged),
+                    (ch.flatline_src, frozen.flatline),
+                ] {
+                    observe(&mut self.tracker, &mut self.events, src, time, &status);
+                }
+            }
+        }
+        let chi2 = self.chi2.update(nis);
+        if armed {
+            observe(&mut self.tracker, &mut self.events, self.chi2_src, time, &chi2);
+        }
+        let inn = self.ekf.innovation();
+        self.history.push(Record {
+            time,
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+            estimate: self.ekf.state().to_vec(),
+            residual: inn.residual.clone(),
+            nis,
+        });
+        Ok(&self.events)
+    }
+
+    /// Records a sample that could not be read (a data-quality event).
+    pub fn quality_event(&mut self, time: f64, what: impl Into<String>) {
+        self.history.push_quality(QualityEvent {
+            time,
+            what: what.into(),
+        });
+    }
+
+    /// The current state estimate.
+    pub fn estimate(&self) -> &[f64] {
+        self.ekf.state()
+    }
+
+    /// The last residual per output, in units of its standard deviation.
+    pub fn normalized_residuals(&self) -> &[f64] {
+        &self.z
+    }
+
+    /// Number of outputs.
+    pub fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+
+    /// The alarm tracker (active and past alarms).
+    pub fn alarms(&self) -> &AlarmTracker {
+        &self.tracker
+    }
+
+    /// The history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Samples taken.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// Samples refused by the pipeline.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+}
+
+fn observe(
+    tracker: &mut AlarmTracker,
+    events: &mut Vec<AlarmEvent>,
+    src: SourceId,
+    time: f64,
+    status: &Status,
+) {
+    // Sources come from this tracker, so observe cannot fail.
+    if let Ok(Some(e)) = tracker.observe(src, time, status) {
+        events.push(e);
+    }
+}
