@@ -30,6 +30,8 @@ enum Command {
     Plant(cmd::plant::PlantCommand),
     /// Evaluate detection: plant and twin in one process over many seeds.
     Eval(cmd::eval::EvalArgs),
+    /// Plant, twin and status page on this machine, with an attack: no set-up.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Model(c) => cmd::model::run(c),
         Command::Plant(c) => cmd::plant::run(c),
         Command::Eval(a) => cmd::eval::run(&a),
+        Command::Demo(a) => cmd::demo::run(&a),
     };
     match result {
         Ok(code) => code,

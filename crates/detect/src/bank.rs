@@ -8,8 +8,8 @@ use crate::frozen::{FrozenDetector, FrozenSettings};
 
 /// Seconds of samples in the frozen detectors' variance window.
 const FLATLINE_SECONDS: f64 = 10.0;
-/// Largest variance window the bank will build, in samples.
-const MAX_FLATLINE_WINDOW: f64 = (1u64 << 20) as f64;
+/// Largest variance window the bank will build, in samples (10 s at 6.5 kHz).
+const MAX_FLATLINE_WINDOW: f64 = 65_536.0;
 
 /// Detector settings for one output; `None` takes the default. Mirrors the
 /// `.twin` format's `[detect.OUTPUT]` section plus the output's declared
@@ -72,7 +72,9 @@ impl DetectorBank {
             });
         }
         let period = positive("sample period", settings.sample_period)?;
-        let window = (FLATLINE_SECONDS / period).ceil().clamp(2.0, MAX_FLATLINE_WINDOW) as usize;
+        let window = (FLATLINE_SECONDS / period)
+            .ceil()
+            .clamp(2.0, MAX_FLATLINE_WINDOW) as usize;
         let mut tracker = AlarmTracker::default();
         let names: Vec<String> = settings.outputs.iter().map(|o| o.name.clone()).collect();
 

@@ -81,7 +81,12 @@ impl ChiSquareDetector {
     /// in (`false_alarm`, 1).
     pub fn new(settings: ChiSquareSettings) -> Result<Self, DetectError> {
         let window = count("chi-square window", settings.window, 1, MAX_WINDOW)?;
-        let m = count("chi-square degrees of freedom", settings.dof_per_sample, 1, MAX_DOF)?;
+        let m = count(
+            "chi-square degrees of freedom",
+            settings.dof_per_sample,
+            1,
+            MAX_DOF,
+        )?;
         let p = open_range("chi-square false alarm", settings.false_alarm, 0.0, 1.0)?;
         let pc = open_range(
             "chi-square clear false alarm",

@@ -26,7 +26,7 @@ pub struct FrozenSettings {
     /// (0.01 units over Modbus), or a quiet but honest channel can look flat.
     pub noise_std: f64,
     /// The variance test raises when the window's std falls below
-    /// `flat_ratio × noise_std`, in (0, 1) (default 0.1).
+    /// `flat_ratio × noise_std`, in (1e-6, 1) (default 0.1).
     pub flat_ratio: f64,
     /// The variance test clears when the window's std is back above
     /// `clear_ratio × noise_std`, in (`flat_ratio`, 1) (default 0.2).
@@ -87,8 +87,11 @@ impl FrozenStatus {
 /// window. If time goes backwards, the time of the last change is moved back
 /// with it, so the unchanged-for duration is never negative.
 ///
-/// Cost per sample: O(window) for the variance (two passes over the ring
-/// buffer, exact and immune to cancellation); no allocation.
+/// Cost per sample: O(1) amortized. The variance comes from running sums of
+/// the values minus a recent reference value (so there is little
+/// cancellation), recomputed exactly once per lap of the window; if those
+/// sums overflow (values near ±1e308), an exact two-pass computation over
+/// the window, scaled by its largest magnitude, takes over. No allocation.
 #[derive(Debug, Clone)]
 pub struct FrozenDetector {
     frozen_after: f64,
@@ -98,6 +101,9 @@ pub struct FrozenDetector {
     ring: Vec<f64>,
     head: usize,
     filled: usize,
+    shift: f64,
+    sum: f64,
+    sumsq: f64,
     last_value: Option<f64>,
     last_change: f64,
     unchanged_for: f64,
@@ -113,7 +119,8 @@ impl FrozenDetector {
         let frozen_after = positive("frozen after", settings.frozen_after)?;
         let window = count("frozen window", settings.window, 2, MAX_WINDOW)?;
         let noise_std = non_negative("noise std", settings.noise_std)?;
-        let flat_ratio = open_range("flat ratio", settings.flat_ratio, 0.0, 1.0)?;
+        // Below 1 / FLAT_CAP the threshold would exceed the capped statistic.
+        let flat_ratio = open_range("flat ratio", settings.flat_ratio, 1.0 / FLAT_CAP, 1.0)?;
         let clear_ratio = open_range("flat clear ratio", settings.clear_ratio, flat_ratio, 1.0)?;
         Ok(Self {
             frozen_after,
@@ -123,6 +130,9 @@ impl FrozenDetector {
             ring: vec![0.0; window],
             head: 0,
             filled: 0,
+            shift: 0.0,
+            sum: 0.0,
+            sumsq: 0.0,
             last_value: None,
             last_change: 0.0,
             unchanged_for: 0.0,
@@ -164,18 +174,10 @@ impl FrozenDetector {
             0.5 * self.frozen_after,
         );
 
+        self.push(value);
         let window = self.ring.len();
-        if let Some(slot) = self.ring.get_mut(self.head) {
-            *slot = value;
-        }
-        self.head = if self.head + 1 >= window {
-            0
-        } else {
-            self.head + 1
-        };
-        self.filled = (self.filled + 1).min(window);
         if self.filled == window && self.noise_std > 0.0 {
-            let std = window_std(&self.ring);
+            let std = self.window_std();
             let ratio = self.noise_std / std;
             self.flat_statistic = if ratio.is_nan() {
                 0.0
@@ -190,6 +192,51 @@ impl FrozenDetector {
             );
         }
         self.status()
+    }
+
+    /// Adds a value to the window and its running sums.
+    fn push(&mut self, value: f64) {
+        let window = self.ring.len();
+        if self.filled == 0 {
+            self.shift = value;
+        }
+        let d = value - self.shift;
+        if let Some(slot) = self.ring.get_mut(self.head) {
+            let old = std::mem::replace(slot, value);
+            if self.filled == window {
+                let o = old - self.shift;
+                self.sum -= o;
+                self.sumsq -= o * o;
+            }
+        }
+        self.sum += d;
+        self.sumsq += d * d;
+        self.filled = (self.filled + 1).min(window);
+        self.head += 1;
+        if self.head >= window {
+            self.head = 0;
+            // Once per lap: re-center on the newest value and recompute
+            // exactly, so rounding cannot accumulate.
+            self.shift = value;
+            self.sum = 0.0;
+            self.sumsq = 0.0;
+            for v in self.ring.iter().take(self.filled) {
+                let d = v - value;
+                self.sum += d;
+                self.sumsq += d * d;
+            }
+        }
+    }
+
+    /// The standard deviation of the (full) window.
+    fn window_std(&self) -> f64 {
+        let n = self.filled as f64;
+        let var = (self.sumsq - self.sum * self.sum / n) / (n - 1.0);
+        if var.is_finite() {
+            var.max(0.0).sqrt()
+        } else {
+            window_std(&self.ring)
+        }
     }
 
     /// The current decisions, without feeding a sample.
@@ -230,6 +277,9 @@ impl FrozenDetector {
         self.ring.iter_mut().for_each(|x| *x = 0.0);
         self.head = 0;
         self.filled = 0;
+        self.shift = 0.0;
+        self.sum = 0.0;
+        self.sumsq = 0.0;
         self.last_value = None;
         self.last_change = 0.0;
         self.unchanged_for = 0.0;

@@ -98,8 +98,14 @@ fn raise_and_clear_once_each_with_increasing_ids() {
 fn bad_observations_are_ignored_and_unknown_sources_rejected() {
     let mut tracker = AlarmTracker::new(2);
     let a = tracker.register(DetectorKind::Bias, vec!["v1".into()]);
-    assert_eq!(tracker.observe(a, f64::NAN, &status(true, 9.0)).unwrap(), None);
-    assert_eq!(tracker.observe(a, 0.0, &status(true, f64::NAN)).unwrap(), None);
+    assert_eq!(
+        tracker.observe(a, f64::NAN, &status(true, 9.0)).unwrap(),
+        None
+    );
+    assert_eq!(
+        tracker.observe(a, 0.0, &status(true, f64::NAN)).unwrap(),
+        None
+    );
     assert_eq!(tracker.active_count(), 0);
     let mut other = AlarmTracker::new(2);
     other.register(DetectorKind::Bias, vec![]);
@@ -120,6 +126,9 @@ fn bad_observations_are_ignored_and_unknown_sources_rejected() {
 
 fn bank_settings() -> BankSettings {
     BankSettings {
+        chi2_window: None,
+        chi2_false_alarm: None,
+        sample_period: 0.1,
         outputs: (1..=4)
             .map(|i| OutputSettings {
                 name: format!("y{i}"),
@@ -127,27 +136,37 @@ fn bank_settings() -> BankSettings {
                 ..OutputSettings::default()
             })
             .collect(),
-        chi2_window: None,
-        chi2_false_alarm: None,
-        sample_period: 0.1,
     }
 }
 
 #[test]
 fn bank_raises_and_clears_the_right_alarms() {
-    let mut bank = DetectorBank::new(&bank_settings()).unwrap();
+    // The defaults (CUSUM h = 8: one false alarm per ~9 600 samples per
+    // channel; chi-square p = 1e-4 per window) would give about one false
+    // alarm in this 220 s run on four channels; raise both so that every
+    // event below is caused by the injected faults.
+    let mut settings = bank_settings();
+    settings.chi2_false_alarm = Some(1e-7);
+    for out in &mut settings.outputs {
+        out.cusum_threshold = Some(16.0);
+    }
+    let mut bank = DetectorBank::new(&settings).unwrap();
     assert_eq!(bank.outputs(), ["y1", "y2", "y3", "y4"]);
     let mut rng = Rng::new(50);
     let mut t = 0.0;
     let mut all = Vec::new();
-    let mut step = |bank: &mut DetectorBank, t: f64, bias: f64, freeze: bool, rng: &mut Rng| {
+    let step = |bank: &mut DetectorBank, t: f64, bias: f64, freeze: bool, rng: &mut Rng| {
         let z: Vec<f64> = (0..4).map(|_| rng.normal()).collect();
         let residual = [0.05 * (z[0] + bias), 0.05 * z[1], 0.05 * z[2], 0.05 * z[3]];
         let std = [0.05; 4];
         let nis: f64 = (z[0] + bias).powi(2) + z[1..].iter().map(|x| x * x).sum::<f64>();
         let raw = [
             quantize(12.0 + residual[0]),
-            if freeze { 12.0 } else { quantize(12.0 + residual[1]) },
+            if freeze {
+                12.0
+            } else {
+                quantize(12.0 + residual[1])
+            },
             quantize(1.6 + residual[2]),
             quantize(1.4 + residual[3]),
         ];
@@ -208,7 +227,10 @@ fn bank_validates_settings_and_shapes() {
             expected: 4
         })
     );
-    assert!(bank.update(0.0, &[0.0; 4], &[1.0; 4], 1.0, &[0.0; 5]).is_err());
+    assert!(
+        bank.update(0.0, &[0.0; 4], &[1.0; 4], 1.0, &[0.0; 5])
+            .is_err()
+    );
 
     let mut s = bank_settings();
     s.outputs.clear();

@@ -89,7 +89,12 @@ fn warm_up_and_bad_samples() {
         let s = det.update(100.0, 1.0);
         assert!(!s.alarming && s.statistic == 0.0);
     }
-    for (r, s) in [(f64::NAN, 1.0), (1.0, 0.0), (1.0, -2.0), (f64::INFINITY, 1.0)] {
+    for (r, s) in [
+        (f64::NAN, 1.0),
+        (1.0, 0.0),
+        (1.0, -2.0),
+        (f64::INFINITY, 1.0),
+    ] {
         det.update(r, s);
     }
     assert_eq!(det.skipped(), 4);

@@ -4,9 +4,7 @@
 mod common;
 
 use common::Rng;
-use twinshield_detect::{
-    ChiSquareDetector, ChiSquareSettings, DetectError, chi_square_quantile,
-};
+use twinshield_detect::{ChiSquareDetector, ChiSquareSettings, DetectError, chi_square_quantile};
 
 /// Fraction of non-overlapping full windows whose NIS sum exceeds the
 /// threshold, on in-control chi-square data.
@@ -57,7 +55,10 @@ fn thresholds_are_the_quantiles() {
     assert!((det.full_threshold() - 135.782_521_114_654).abs() < 1e-6);
     assert!((det.full_clear_level() - 96.578_203_615_267).abs() < 1e-6);
     // Warm-up: one sample is tested against 4 degrees of freedom.
-    assert_eq!(det.status().threshold, chi_square_quantile(1.0 - 1e-4, 4.0).unwrap());
+    assert_eq!(
+        det.status().threshold,
+        chi_square_quantile(1.0 - 1e-4, 4.0).unwrap()
+    );
 }
 
 #[test]

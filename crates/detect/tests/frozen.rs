@@ -110,7 +110,12 @@ fn time_going_backwards_and_bad_samples() {
     assert_eq!(s.unchanged.statistic, 0.0);
     let s = det.update(70.0, 1.0);
     assert!((s.unchanged.statistic - 20.0).abs() < 1e-12);
-    for (t, v) in [(f64::NAN, 1.0), (1.0, f64::NAN), (f64::INFINITY, 2.0), (1.0, f64::NEG_INFINITY)] {
+    for (t, v) in [
+        (f64::NAN, 1.0),
+        (1.0, f64::NAN),
+        (f64::INFINITY, 2.0),
+        (1.0, f64::NEG_INFINITY),
+    ] {
         det.update(t, v);
     }
     assert_eq!(det.skipped(), 4);

@@ -168,11 +168,12 @@ fn run_job(model: &Model, wiring: &Wiring, job: &Job) -> Result<Outcome> {
                 },
                 ATTACK_AT + watch_for(kind),
                 |t, e| {
-                    if t < ATTACK_AT {
+                    // Plant time is a sum of steps: allow for rounding.
+                    if t < ATTACK_AT - 1e-6 {
                         before += 1;
                         false
                     } else {
-                        first = Some((t - ATTACK_AT, e.alarm().kind.name().to_owned()));
+                        first = Some(((t - ATTACK_AT).max(0.0), e.alarm().kind.name().to_owned()));
                         true
                     }
                 },

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod demo;
 pub mod eval;
 pub mod model;
 pub mod plant;

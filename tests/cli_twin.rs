@@ -1,0 +1,133 @@
+//! The twin's commands as an operator runs them: `plant quadtank` serving
+//! real Modbus TCP, `demo` end to end over a socket, `eval` and its JSON.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use twinshield_e2e::{run, twinshield};
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn demo_detects_the_default_bias_attack_over_modbus_tcp() {
+    let r = run(&["demo", "--seconds", "200", "--speed", "10"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stderr.contains("status page http://127.0.0.1:"), "{}", r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["attack"]["name"], "bias");
+    assert_eq!(v["attack"]["at_s"], 150.0);
+    let samples = v["samples"].as_u64().unwrap();
+    assert!(samples > 1500, "only {samples} samples in 200 plant seconds at 10 Hz");
+    let alarms = v["alarms"].as_array().unwrap();
+    assert!(!alarms.is_empty(), "no alarm: {v}");
+    for a in alarms {
+        let raised = a["raised_at_s"].as_f64().unwrap();
+        assert!(raised >= 150.0 - 0.05, "false alarm before the attack: {a}");
+    }
+    let first = &alarms[0];
+    assert!(first["channel"].as_str().unwrap().contains("y1"), "{first}");
+    assert!(first["delay_s"].as_f64().unwrap() <= 30.0, "{first}");
+}
+
+#[test]
+fn demo_without_attack_raises_nothing() {
+    let r = run(&["demo", "--seconds", "200", "--speed", "25", "--attack", "none"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let v = json(&r.stdout);
+    assert_eq!(v["attack"], Value::Null);
+    assert_eq!(v["alarms"].as_array().unwrap().len(), 0, "{v}");
+}
+
+#[test]
+fn eval_reports_detection_and_false_alarms_as_json() {
+    let r = run(&["eval", "--scenario", "bias", "--seeds", "2", "--hours", "2", "--json"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let v = json(&r.stdout);
+    let s = &v["scenarios"][0];
+    assert_eq!(s["name"], "bias");
+    assert_eq!(s["seeds"], 2);
+    assert_eq!(s["detected"], 2);
+    assert_eq!(s["detection_rate"], 1.0);
+    assert!(s["mean_delay_s"].as_f64().unwrap() <= 30.0);
+    assert!(s["max_delay_s"].as_f64().is_some());
+    assert_eq!(v["normal_hours"], 2.0);
+    assert!(v["false_alarms"].as_u64().is_some());
+    assert!(v["false_alarms_per_24h"].as_f64().is_some());
+}
+
+#[test]
+fn eval_and_plant_refuse_bad_arguments_with_one_line() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["eval", "--scenario", "meteor"], "error: unknown attack `meteor`"),
+        (&["eval", "--seeds", "0"], "error: --seeds must be from 1 to 10000"),
+        (&["eval", "--hours", "-1"], "error: --hours must be a number of hours"),
+        (&["plant", "quadtank", "--listen", "127.0.0.1:0", "--speed", "0"], "error: --speed must be"),
+        (&["plant", "quadtank", "--listen", "127.0.0.1:0", "--attack", "bias"], "error: --attack needs --at"),
+    ];
+    for (args, start) in cases {
+        let r = run(args);
+        assert_eq!(r.code, Some(1), "{args:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        assert!(r.stderr.starts_with(start), "{args:?}: {}", r.stderr);
+    }
+}
+
+/// Sends one Modbus TCP request and returns the reply's bytes.
+fn modbus(stream: &mut TcpStream, tid: u16, function: u8, addr: u16, count: u16) -> Vec<u8> {
+    let mut req = tid.to_be_bytes().to_vec();
+    req.extend_from_slice(&[0, 0, 0, 6, 1, function]);
+    req.extend_from_slice(&addr.to_be_bytes());
+    req.extend_from_slice(&count.to_be_bytes());
+    stream.write_all(&req).unwrap();
+    let mut head = [0u8; 6];
+    stream.read_exact(&mut head).unwrap();
+    let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn plant_serves_the_documented_register_map_read_only() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(twinshield())
+        .args(["plant", "quadtank", "--listen", &listen, "--speed", "20", "--seconds", "60"])
+        .args(["--attack", "bias", "--at", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut banner).unwrap();
+    assert!(banner.contains(&format!("Modbus TCP on {listen}")), "{banner}");
+    let mut s = TcpStream::connect(&listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // Input registers 0..3: the four levels in 0.01 cm, near the operating point.
+    let r = modbus(&mut s, 1, 4, 0, 4);
+    assert_eq!(&r[..3], &[1, 4, 8]);
+    let level = |i: usize| f64::from(u16::from_be_bytes([r[3 + 2 * i], r[4 + 2 * i]])) / 100.0;
+    assert!((level(0) - 12.26).abs() < 0.5 && (level(1) - 12.78).abs() < 0.5, "{r:?}");
+    // Holding registers 0..1: pump voltages in mV, about 3 V.
+    let r = modbus(&mut s, 2, 3, 0, 2);
+    let v1 = f64::from(u16::from_be_bytes([r[3], r[4]])) / 1000.0;
+    assert!((v1 - 3.0).abs() < 0.5, "{r:?}");
+    // Coil 0: pumps running.
+    let r = modbus(&mut s, 3, 1, 0, 1);
+    assert_eq!(&r[..4], &[1, 1, 1, 1]);
+    // Writes are refused: exception 0x01, illegal function.
+    let r = modbus(&mut s, 4, 6, 0, 9999);
+    assert_eq!(&r[..3], &[1, 0x86, 0x01]);
+    // Reading past the map: exception 0x02, illegal data address.
+    let r = modbus(&mut s, 5, 4, 10, 1);
+    assert_eq!(&r[..3], &[1, 0x84, 0x02]);
+    let _ = child.kill();
+    let _ = child.wait();
+}
