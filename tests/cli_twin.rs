@@ -18,12 +18,19 @@ fn json(stdout: &str) -> Value {
 fn demo_detects_the_default_bias_attack_over_modbus_tcp() {
     let r = run(&["demo", "--seconds", "200", "--speed", "10"]);
     assert_eq!(r.code, Some(0), "{r:?}");
-    assert!(r.stderr.contains("status page http://127.0.0.1:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("status page http://127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
     let v = json(&r.stdout);
     assert_eq!(v["attack"]["name"], "bias");
     assert_eq!(v["attack"]["at_s"], 150.0);
     let samples = v["samples"].as_u64().unwrap();
-    assert!(samples > 1500, "only {samples} samples in 200 plant seconds at 10 Hz");
+    assert!(
+        samples > 1500,
+        "only {samples} samples in 200 plant seconds at 10 Hz"
+    );
     let alarms = v["alarms"].as_array().unwrap();
     assert!(!alarms.is_empty(), "no alarm: {v}");
     for a in alarms {
@@ -37,7 +44,15 @@ fn demo_detects_the_default_bias_attack_over_modbus_tcp() {
 
 #[test]
 fn demo_without_attack_raises_nothing() {
-    let r = run(&["demo", "--seconds", "200", "--speed", "25", "--attack", "none"]);
+    let r = run(&[
+        "demo",
+        "--seconds",
+        "200",
+        "--speed",
+        "25",
+        "--attack",
+        "none",
+    ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = json(&r.stdout);
     assert_eq!(v["attack"], Value::Null);
@@ -46,7 +61,16 @@ fn demo_without_attack_raises_nothing() {
 
 #[test]
 fn eval_reports_detection_and_false_alarms_as_json() {
-    let r = run(&["eval", "--scenario", "bias", "--seeds", "2", "--hours", "2", "--json"]);
+    let r = run(&[
+        "eval",
+        "--scenario",
+        "bias",
+        "--seeds",
+        "2",
+        "--hours",
+        "2",
+        "--json",
+    ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = json(&r.stdout);
     let s = &v["scenarios"][0];
@@ -64,11 +88,40 @@ fn eval_reports_detection_and_false_alarms_as_json() {
 #[test]
 fn eval_and_plant_refuse_bad_arguments_with_one_line() {
     let cases: [(&[&str], &str); 5] = [
-        (&["eval", "--scenario", "meteor"], "error: unknown attack `meteor`"),
-        (&["eval", "--seeds", "0"], "error: --seeds must be from 1 to 10000"),
-        (&["eval", "--hours", "-1"], "error: --hours must be a number of hours"),
-        (&["plant", "quadtank", "--listen", "127.0.0.1:0", "--speed", "0"], "error: --speed must be"),
-        (&["plant", "quadtank", "--listen", "127.0.0.1:0", "--attack", "bias"], "error: --attack needs --at"),
+        (
+            &["eval", "--scenario", "meteor"],
+            "error: unknown attack `meteor`",
+        ),
+        (
+            &["eval", "--seeds", "0"],
+            "error: --seeds must be from 1 to 10000",
+        ),
+        (
+            &["eval", "--hours", "-1"],
+            "error: --hours must be a number of hours",
+        ),
+        (
+            &[
+                "plant",
+                "quadtank",
+                "--listen",
+                "127.0.0.1:0",
+                "--speed",
+                "0",
+            ],
+            "error: --speed must be",
+        ),
+        (
+            &[
+                "plant",
+                "quadtank",
+                "--listen",
+                "127.0.0.1:0",
+                "--attack",
+                "bias",
+            ],
+            "error: --attack needs --at",
+        ),
     ];
     for (args, start) in cases {
         let r = run(args);
@@ -95,10 +148,23 @@ fn modbus(stream: &mut TcpStream, tid: u16, function: u8, addr: u16, count: u16)
 
 #[test]
 fn plant_serves_the_documented_register_map_read_only() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(twinshield())
-        .args(["plant", "quadtank", "--listen", &listen, "--speed", "20", "--seconds", "60"])
+        .args([
+            "plant",
+            "quadtank",
+            "--listen",
+            &listen,
+            "--speed",
+            "20",
+            "--seconds",
+            "60",
+        ])
         .args(["--attack", "bias", "--at", "20"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -106,15 +172,23 @@ fn plant_serves_the_documented_register_map_read_only() {
         .spawn()
         .unwrap();
     let mut banner = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut banner).unwrap();
-    assert!(banner.contains(&format!("Modbus TCP on {listen}")), "{banner}");
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    assert!(
+        banner.contains(&format!("Modbus TCP on {listen}")),
+        "{banner}"
+    );
     let mut s = TcpStream::connect(&listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     // Input registers 0..3: the four levels in 0.01 cm, near the operating point.
     let r = modbus(&mut s, 1, 4, 0, 4);
     assert_eq!(&r[..3], &[1, 4, 8]);
     let level = |i: usize| f64::from(u16::from_be_bytes([r[3 + 2 * i], r[4 + 2 * i]])) / 100.0;
-    assert!((level(0) - 12.26).abs() < 0.5 && (level(1) - 12.78).abs() < 0.5, "{r:?}");
+    assert!(
+        (level(0) - 12.26).abs() < 0.5 && (level(1) - 12.78).abs() < 0.5,
+        "{r:?}"
+    );
     // Holding registers 0..1: pump voltages in mV, about 3 V.
     let r = modbus(&mut s, 2, 3, 0, 2);
     let v1 = f64::from(u16::from_be_bytes([r[3], r[4]])) / 1000.0;

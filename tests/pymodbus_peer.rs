@@ -24,7 +24,11 @@ impl Drop for Peer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts the pymodbus peer and waits until it listens.
@@ -33,7 +37,14 @@ fn peer(mode: &str, seconds: u32) -> (Peer, SocketAddr) {
     let script = twinshield_e2e::root().join("tests/peers/pymodbus_quadtank.py");
     let mut child = Command::new("python3")
         .arg(script)
-        .args(["--port", &port.to_string(), "--mode", mode, "--seconds", &seconds.to_string()])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--mode",
+            mode,
+            "--seconds",
+            &seconds.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -41,7 +52,11 @@ fn peer(mode: &str, seconds: u32) -> (Peer, SocketAddr) {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "pymodbus peer did not start (is pymodbus installed?)");
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "pymodbus peer did not start (is pymodbus installed?)"
+    );
     (Peer(child), SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -95,8 +110,12 @@ fn the_twin_reads_a_pymodbus_plant() {
             let r = client.read().await.expect("pymodbus serves every point");
             let (y, u) = r.values.split_at(4);
             assert!((y[0] - 12.26).abs() < 0.06, "{y:?}");
-            assert!((u[0] - 3.0).abs() < 1e-9 && (u[1] - 3.0).abs() < 1e-9, "{u:?}");
-            twin.update(f64::from(k) * 0.1, u, y).expect("twin takes the sample");
+            assert!(
+                (u[0] - 3.0).abs() < 1e-9 && (u[1] - 3.0).abs() < 1e-9,
+                "{u:?}"
+            );
+            twin.update(f64::from(k) * 0.1, u, y)
+                .expect("twin takes the sample");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
@@ -136,7 +155,11 @@ fn the_connector_rides_out_a_server_that_drops_connections() {
         }
         assert!(failed > 0, "the server never dropped us");
         assert!(ok > 100, "too few samples across the drops: {ok}");
-        assert!(client.reconnects() >= 2, "reconnected {} times", client.reconnects());
+        assert!(
+            client.reconnects() >= 2,
+            "reconnected {} times",
+            client.reconnects()
+        );
     });
 }
 
@@ -152,6 +175,9 @@ fn exception_replies_become_typed_errors() {
             }
             other => panic!("expected an exception, got {other:?}"),
         }
-        assert!(client.is_connected(), "an exception does not drop the connection");
+        assert!(
+            client.is_connected(),
+            "an exception does not drop the connection"
+        );
     });
 }

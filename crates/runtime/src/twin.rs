@@ -107,7 +107,9 @@ fn positive(x: f64, what: &str) -> Result<f64, TwinError> {
     if x.is_finite() && x > 0.0 {
         Ok(x)
     } else {
-        Err(TwinError::Settings(format!("{what} must be a positive number")))
+        Err(TwinError::Settings(format!(
+            "{what} must be a positive number"
+        )))
     }
 }
 
@@ -201,7 +203,7 @@ impl Twin {
         outputs: &[f64],
     ) -> Result<&[AlarmEvent], TwinError> {
         let dt = match self.last {
-            Some(prev) if !(time > prev) => {
+            Some(prev) if time.partial_cmp(&prev) != Some(std::cmp::Ordering::Greater) => {
                 self.refused += 1;
                 return Err(TwinError::TimeNotIncreasing {
                     time,
@@ -263,7 +265,13 @@ impl Twin {
         }
         let chi2 = self.chi2.update(nis);
         if armed {
-            observe(&mut self.tracker, &mut self.events, self.chi2_src, time, &chi2);
+            observe(
+                &mut self.tracker,
+                &mut self.events,
+                self.chi2_src,
+                time,
+                &chi2,
+            );
         }
         let inn = self.ekf.innovation();
         self.history.push(Record {

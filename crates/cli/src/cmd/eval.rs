@@ -261,7 +261,9 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -289,7 +291,10 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(e.context("evaluation run failed"));
     }
-    let outcomes = outcomes.into_inner().ok().context("evaluation results lost")?;
+    let outcomes = outcomes
+        .into_inner()
+        .ok()
+        .context("evaluation results lost")?;
     let report = summarize(&kinds, args.seeds, &outcomes);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -416,9 +421,17 @@ fn print_table(r: &Report) {
             "normal operation: {:.1} h, {} false alarms{} = {:.2} per 24 h (target ≤ 1): {}",
             r.normal_hours,
             r.false_alarms,
-            if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) },
+            if by.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by.join(", "))
+            },
             r.false_alarms_per_24h,
-            if r.false_alarms_per_24h <= 1.0 { "met" } else { "MISSED" }
+            if r.false_alarms_per_24h <= 1.0 {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
 }
