@@ -7,6 +7,7 @@
 
 mod cmd;
 mod status;
+mod sync;
 mod wiring;
 
 use clap::{Parser, Subcommand};

@@ -5,13 +5,11 @@
 
 use crate::cmd::plant::{self, AttackArgs, PLANT_STEP};
 use crate::status;
+use crate::sync::{self, SyncLoop, round1};
 use crate::wiring::{Wiring, quadtank};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde_json::json;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
@@ -21,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use twinshield_connect::{ClientConfig, ModbusClient};
 use twinshield_plant::{PlantConfig, QuadTank, UNIT_ID};
-use twinshield_runtime::{AlarmEvent, Twin, TwinSettings};
+use twinshield_runtime::{Twin, TwinSettings};
 
 /// Arguments of `demo`.
 #[derive(Args)]
@@ -43,21 +41,8 @@ pub struct DemoArgs {
     seed: u64,
 }
 
-/// Tolerance on plant-time comparisons: plant time is a sum of steps.
-const TIME_EPS: f64 = 1e-6;
-
 /// Plant time of the default attack: after the twin's warm-up.
 const DEFAULT_ATTACK_AT: f64 = 150.0;
-
-#[derive(Serialize)]
-struct AlarmSummary {
-    id: u64,
-    channel: String,
-    detector: String,
-    raised_at_s: f64,
-    delay_s: Option<f64>,
-    cleared_at_s: Option<f64>,
-}
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
@@ -137,123 +122,45 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             }
         });
 
-        // The twin: polls the plant over Modbus TCP on its own clock.
+        // The twin: polls the plant over Modbus TCP at the plant's rate.
         let settings = TwinSettings {
             sample_period: PLANT_STEP,
             ..TwinSettings::default()
         };
-        let mut twin = Twin::new(&model, settings)?;
+        let twin = Twin::new(&model, settings)?;
         let mut cfg = ClientConfig::new(plant_addr);
         cfg.timeout = Duration::from_millis(500);
-        let mut client = ModbusClient::new(cfg, wiring.map().clone());
-        let period = Duration::from_secs_f64(PLANT_STEP / args.speed);
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let client = ModbusClient::new(cfg, wiring.map().clone());
         let started = Instant::now();
-        let progress = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
-            if let Ok(s) = ProgressStyle::with_template("{spinner} {msg}") {
-                bar.set_style(s);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let mut alarms: Vec<AlarmSummary> = Vec::new();
-        let (mut u, mut y) = (Vec::new(), Vec::new());
-        let mut quality = 0u64;
-        let mut last_report = 0.0;
-        let mut last_t = f64::NEG_INFINITY;
-        let mut stop_seen = stop_rx.clone();
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop_seen.changed() => {}
-            }
-            if *stop_seen.borrow() {
-                break;
-            }
+        let seconds = args.seconds;
+        let speed = args.speed;
+        let clock = move || {
             // A safety net in case the plant stopped advancing.
-            if started.elapsed().as_secs_f64() > 2.0 * args.seconds / args.speed + 10.0 {
-                break;
+            if started.elapsed().as_secs_f64() > 2.0 * seconds / speed + 10.0 {
+                return None;
             }
             let t = *clock_rx.borrow();
-            if t >= args.seconds {
-                break;
-            }
-            if t <= last_t {
-                continue; // no new plant sample since the last poll
-            }
-            last_t = t;
-            match client.read().await {
-                Ok(reading) => {
-                    wiring.split(&reading, &mut u, &mut y);
-                    match twin.update(t, &u, &y) {
-                        Ok(events) => {
-                            for e in events {
-                                if let AlarmEvent::Raised(a) = e {
-                                    let summary = AlarmSummary {
-                                        id: a.id,
-                                        channel: a.channels.join("+"),
-                                        detector: a.kind.name().to_owned(),
-                                        raised_at_s: round1(a.start),
-                                        delay_s: attack
-                                            .filter(|at| a.start >= at.at - TIME_EPS)
-                                            .map(|at| round1((a.start - at.at).max(0.0))),
-                                        cleared_at_s: None,
-                                    };
-                                    progress.suspend(|| {
-                                        eprintln!(
-                                            "alarm {}: {} on {} at {:.1} s",
-                                            summary.id, summary.detector, summary.channel, summary.raised_at_s
-                                        )
-                                    });
-                                    alarms.push(summary);
-                                }
-                                if let AlarmEvent::Cleared(a) = e
-                                    && let Some(s) = alarms.iter_mut().find(|s| s.id == a.id)
-                                {
-                                    s.cleared_at_s = a.clear.map(round1);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            quality += 1;
-                            twin.quality_event(t, e.to_string());
-                        }
-                    }
-                }
-                Err(e) => {
-                    quality += 1;
-                    twin.quality_event(t, e.to_string());
-                }
-            }
-            let worst = twin
-                .history()
-                .latest()
-                .map_or(0.0, |r| r.residual.iter().fold(0.0f64, |m, v| m.max(v.abs())));
-            let active = twin.alarms().active_count();
-            let line = format!(
-                "t {t:6.1} s  samples {}  max |plant - twin| {worst:.3} cm  active alarms {active}  data-quality events {quality}",
-                twin.samples()
-            );
-            progress.set_message(line.clone());
-            progress.tick();
-            if !progress.is_hidden() || t - last_report >= 30.0 {
-                if progress.is_hidden() {
-                    eprintln!("{line}");
-                }
-                last_report = t;
-                if let Ok(mut b) = board.write() {
-                    *b = status_json(&model, &twin, t, &alarms, attack.map(|a| (a.kind.name(), a.at)), quality);
-                }
-            }
-        }
-        progress.finish_and_clear();
+            (t < seconds).then_some(t)
+        };
+        let outcome = sync::run(
+            SyncLoop {
+                model: &model,
+                wiring: &wiring,
+                client,
+                twin,
+                period: Duration::from_secs_f64(PLANT_STEP / args.speed),
+                board: Some(board),
+                attack: attack.map(|a| (a.kind.name(), a.at)),
+            },
+            clock,
+            stop_rx.clone(),
+        )
+        .await;
         let _ = stop_tx.send(true);
         let _ = plant_task.await;
         let _ = server.await;
         let _ = page.await;
+        let (twin, alarms, quality) = (outcome.twin, outcome.alarms, outcome.quality);
         let summary = json!({
             "samples": twin.samples(),
             "alarms": alarms,
@@ -265,44 +172,5 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         });
         println!("{}", serde_json::to_string(&summary)?);
         Ok(ExitCode::SUCCESS)
-    })
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn status_json(
-    model: &twinshield_model::Model,
-    twin: &Twin,
-    t: f64,
-    alarms: &[AlarmSummary],
-    attack: Option<(&str, f64)>,
-    quality: u64,
-) -> serde_json::Value {
-    let latest = twin.history().latest();
-    let outputs: Vec<_> = model
-        .outputs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            json!({
-                "name": o.name,
-                "unit": o.unit,
-                "measured": latest.and_then(|r| r.outputs.get(i)).copied(),
-                "residual": latest.and_then(|r| r.residual.get(i)).copied(),
-            })
-        })
-        .collect();
-    json!({
-        "time_s": round1(t),
-        "samples": twin.samples(),
-        "twin": model.name,
-        "outputs": outputs,
-        "estimate": twin.estimate(),
-        "active_alarms": twin.alarms().active_count(),
-        "alarms": alarms,
-        "attack": attack.map(|(n, at)| json!({"name": n, "at_s": at})),
-        "data_quality_events": quality,
     })
 }

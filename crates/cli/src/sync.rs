@@ -1,0 +1,218 @@
+//! The sync loop: poll the plant, feed the twin, report alarms and progress.
+//! `demo` and `run` share it; they differ in where time comes from.
+
+use crate::status::Board;
+use crate::wiring::Wiring;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tokio::sync::watch;
+use twinshield_connect::ModbusClient;
+use twinshield_model::Model;
+use twinshield_runtime::{AlarmEvent, Twin};
+
+/// Tolerance on plant-time comparisons: plant time is a sum of steps.
+const TIME_EPS: f64 = 1e-6;
+
+/// One alarm as the summaries report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmSummary {
+    /// Alarm id.
+    pub id: u64,
+    /// Channel(s), joined with `+`.
+    pub channel: String,
+    /// Detector name.
+    pub detector: String,
+    /// Time it was raised, seconds.
+    pub raised_at_s: f64,
+    /// Seconds after the known attack start (demo only).
+    pub delay_s: Option<f64>,
+    /// Time it cleared, if it did.
+    pub cleared_at_s: Option<f64>,
+}
+
+/// What a sync loop needs.
+pub struct SyncLoop<'a> {
+    /// The model the twin runs.
+    pub model: &'a Model,
+    /// How readings map to the model.
+    pub wiring: &'a Wiring,
+    /// The plant connection.
+    pub client: ModbusClient,
+    /// The twin.
+    pub twin: Twin,
+    /// Wall time between polls.
+    pub period: Duration,
+    /// Where the status page reads from, if there is one.
+    pub board: Option<Board>,
+    /// A known attack (name, start) to measure delays against.
+    pub attack: Option<(&'static str, f64)>,
+}
+
+/// What a sync loop leaves behind.
+pub struct SyncOutcome {
+    /// The twin, with its history and alarms.
+    pub twin: Twin,
+    /// Every alarm raised.
+    pub alarms: Vec<AlarmSummary>,
+    /// Samples that could not be used.
+    pub quality: u64,
+}
+
+pub(crate) fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Polls until `clock` returns `None` or `stop` turns true. `clock` gives
+/// the time to stamp the next sample with; a time not after the previous
+/// one means "no new sample yet".
+pub async fn run(
+    mut s: SyncLoop<'_>,
+    mut clock: impl FnMut() -> Option<f64>,
+    mut stop: watch::Receiver<bool>,
+) -> SyncOutcome {
+    let mut ticker = tokio::time::interval(s.period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut alarms: Vec<AlarmSummary> = Vec::new();
+    let (mut u, mut y) = (Vec::new(), Vec::new());
+    let mut quality = 0u64;
+    let mut last_report = f64::NEG_INFINITY;
+    let mut last_t = f64::NEG_INFINITY;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let Some(t) = clock() else { break };
+        if t <= last_t {
+            continue;
+        }
+        last_t = t;
+        let outcome = match s.client.read().await {
+            Ok(reading) => {
+                s.wiring.split(&reading, &mut u, &mut y);
+                s.twin
+                    .update(t, &u, &y)
+                    .map(<[AlarmEvent]>::to_vec)
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(events) => {
+                for e in &events {
+                    match e {
+                        AlarmEvent::Raised(a) => {
+                            let summary = AlarmSummary {
+                                id: a.id,
+                                channel: a.channels.join("+"),
+                                detector: a.kind.name().to_owned(),
+                                raised_at_s: round1(a.start),
+                                delay_s: s
+                                    .attack
+                                    .filter(|(_, at)| a.start >= at - TIME_EPS)
+                                    .map(|(_, at)| round1((a.start - at).max(0.0))),
+                                cleared_at_s: None,
+                            };
+                            progress.suspend(|| {
+                                eprintln!(
+                                    "alarm {}: {} on {} at {:.1} s",
+                                    summary.id,
+                                    summary.detector,
+                                    summary.channel,
+                                    summary.raised_at_s
+                                );
+                            });
+                            alarms.push(summary);
+                        }
+                        AlarmEvent::Cleared(a) => {
+                            if let Some(sum) = alarms.iter_mut().find(|x| x.id == a.id) {
+                                sum.cleared_at_s = a.clear.map(round1);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(what) => {
+                quality += 1;
+                s.twin.quality_event(t, what);
+            }
+        }
+        let worst = s.twin.history().latest().map_or(0.0, |r| {
+            r.residual.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+        });
+        let line = format!(
+            "t {t:6.1} s  samples {}  max |plant - twin| {worst:.3}  active alarms {}  data-quality events {quality}",
+            s.twin.samples(),
+            s.twin.alarms().active_count()
+        );
+        progress.set_message(line.clone());
+        progress.tick();
+        if !progress.is_hidden() || t - last_report >= 30.0 {
+            if progress.is_hidden() {
+                eprintln!("{line}");
+            }
+            last_report = t;
+            if let Some(board) = &s.board
+                && let Ok(mut b) = board.write()
+            {
+                *b = status_json(s.model, &s.twin, t, &alarms, s.attack, quality);
+            }
+        }
+    }
+    progress.finish_and_clear();
+    SyncOutcome {
+        twin: s.twin,
+        alarms,
+        quality,
+    }
+}
+
+fn status_json(
+    model: &Model,
+    twin: &Twin,
+    t: f64,
+    alarms: &[AlarmSummary],
+    attack: Option<(&str, f64)>,
+    quality: u64,
+) -> serde_json::Value {
+    let latest = twin.history().latest();
+    let outputs: Vec<_> = model
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            json!({
+                "name": o.name,
+                "unit": o.unit,
+                "measured": latest.and_then(|r| r.outputs.get(i)).copied(),
+                "residual": latest.and_then(|r| r.residual.get(i)).copied(),
+            })
+        })
+        .collect();
+    json!({
+        "time_s": round1(t),
+        "samples": twin.samples(),
+        "twin": model.name,
+        "outputs": outputs,
+        "estimate": twin.estimate(),
+        "active_alarms": twin.alarms().active_count(),
+        "alarms": alarms,
+        "attack": attack.map(|(n, at)| json!({"name": n, "at_s": at})),
+        "data_quality_events": quality,
+    })
+}

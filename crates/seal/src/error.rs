@@ -1,0 +1,59 @@
+use thiserror::Error;
+
+/// Why sealing, opening or identifying failed. Every message is one line
+/// that names the problem and never contains key material or model content.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SealError {
+    /// A file is not in the expected format, truncated or has extra bytes.
+    #[error("{0}")]
+    Malformed(String),
+    /// The bundle's signature does not verify under the trusted key.
+    #[error("bundle signature does not verify")]
+    BadSignature,
+    /// device.fp's self-signature does not verify.
+    #[error("device.fp signature does not verify")]
+    BadFingerprint,
+    /// The bundle was not sealed for this device.
+    #[error("bundle is not licensed for this device")]
+    NotLicensed,
+    /// This machine is not the device the state directory belongs to.
+    #[error(
+        "this machine is not the device its keys belong to ({matched} of {needed} required components match)"
+    )]
+    NotThisDevice {
+        /// Components that still match.
+        matched: usize,
+        /// Components required.
+        needed: usize,
+    },
+    /// A bundle older than one already run.
+    #[error("bundle release {release} is older than release {highest} already run")]
+    Rollback {
+        /// This bundle's release.
+        release: u64,
+        /// The highest release run for this model.
+        highest: u64,
+    },
+    /// The device's identity could not be created or used.
+    #[error("{0}")]
+    Identity(String),
+    /// Decryption failed where integrity was already verified: a bug or
+    /// memory corruption, not an input problem.
+    #[error("bundle payload does not decrypt")]
+    Decrypt,
+    /// The payload decrypted but is not a valid model.
+    #[error("bundle payload is not a valid model: {0}")]
+    Model(String),
+    /// The system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// Reading or writing the state directory failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl SealError {
+    pub(crate) fn io(what: &str, e: &std::io::Error) -> Self {
+        SealError::Io(format!("{what}: {e}"))
+    }
+}
