@@ -33,6 +33,17 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Plant, twin and status page on this machine, with an attack: no set-up.
     Demo(cmd::demo::DemoArgs),
+    /// Create this device's identity on first use and write its device.fp.
+    Fingerprint(cmd::sealing::FingerprintArgs),
+    /// Publisher keys.
+    #[command(subcommand)]
+    Keys(cmd::sealing::KeysCommand),
+    /// Seal a model for devices into a signed bundle.
+    Seal(cmd::sealing::SealArgs),
+    /// Show a bundle's public header (never the model).
+    Inspect(cmd::sealing::InspectArgs),
+    /// Open a bundle on this device and run the twin against a plant.
+    Run(cmd::sealing::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +56,11 @@ fn main() -> ExitCode {
         Command::Plant(c) => cmd::plant::run(c),
         Command::Eval(a) => cmd::eval::run(&a),
         Command::Demo(a) => cmd::demo::run(&a),
+        Command::Fingerprint(a) => cmd::sealing::fingerprint(&a),
+        Command::Keys(c) => cmd::sealing::keys(&c),
+        Command::Seal(a) => cmd::sealing::seal(&a),
+        Command::Inspect(a) => cmd::sealing::inspect(&a),
+        Command::Run(a) => cmd::sealing::run(&a),
     };
     match result {
         Ok(code) => code,

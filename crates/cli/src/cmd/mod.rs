@@ -4,3 +4,4 @@ pub mod demo;
 pub mod eval;
 pub mod model;
 pub mod plant;
+pub mod sealing;

@@ -1,0 +1,424 @@
+//! Device identity, publisher keys and bundles: `fingerprint`, `keys new`,
+//! `seal`, `inspect` and `run`.
+
+use crate::cmd::plant::check_speed;
+use crate::status;
+use crate::sync::{self, SyncLoop};
+use crate::wiring::Wiring;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use twinshield_connect::{ClientConfig, ModbusClient};
+use twinshield_model::{MAX_SOURCE_LEN, Model};
+use twinshield_runtime::{Twin, TwinSettings};
+use twinshield_seal::{
+    DeviceFp, DeviceIdentity, EmbeddedSecret, PublisherKey, PublisherPub, SealRequest,
+};
+use zeroize::Zeroizing;
+
+/// Largest bundle, device.fp, key or secret file read, bytes.
+const MAX_FILE: u64 = 64 * 1024 * 1024;
+
+/// The state directory: `--state`, else `/var/lib/twinshield` for root,
+/// else `$XDG_STATE_HOME/twinshield` (`~/.local/state/twinshield`).
+fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let root = fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if root.unwrap_or(false) {
+        return Ok(PathBuf::from("/var/lib/twinshield"));
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("twinshield"));
+    }
+    let home = std::env::var_os("HOME").context("cannot find a state directory: set --state")?;
+    Ok(PathBuf::from(home).join(".local/state/twinshield"))
+}
+
+fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if meta.len() > MAX_FILE {
+        bail!("{what} {} is larger than 64 MiB", path.display());
+    }
+    fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+    let bytes = Zeroizing::new(read_limited(path, what)?);
+    String::from_utf8(bytes.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| anyhow::anyhow!("{what} {} is not text", path.display()))
+}
+
+/// Writes `bytes` to `path` whole or not at all, with `mode`.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".partial-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let result = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- fingerprint
+
+/// Arguments of `fingerprint`.
+#[derive(Args)]
+pub struct FingerprintArgs {
+    /// Where to write device.fp.
+    #[arg(long, default_value = "device.fp")]
+    out: PathBuf,
+    /// State directory holding the device's keys.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+/// `twinshield fingerprint`: creates the device identity on first use and
+/// writes device.fp.
+pub fn fingerprint(args: &FingerprintArgs) -> Result<ExitCode> {
+    let state = state_dir(args.state.as_deref())?;
+    let (id, created) = DeviceIdentity::open_or_create(&state, &EmbeddedSecret)?;
+    write_atomic(&args.out, &id.device_fp_bytes(), 0o644)?;
+    let fp = id.fingerprint();
+    let components: Vec<&str> = fp.components().collect();
+    eprintln!(
+        "{} device {} ({} components: {}; any {} open its keys); wrote {}",
+        if created { "created" } else { "opened" },
+        fp.key_id_hex(),
+        components.len(),
+        components.join(", "),
+        fp.threshold(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- keys
+
+/// Publisher key commands.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a publisher key pair: NAME.key (secret, mode 0600) and NAME.pub.
+    New {
+        /// Path prefix of the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `twinshield keys new`.
+pub fn keys(cmd: &KeysCommand) -> Result<ExitCode> {
+    let KeysCommand::New { out } = cmd;
+    let key_path = PathBuf::from(format!("{}.key", out.display()));
+    let pub_path = PathBuf::from(format!("{}.pub", out.display()));
+    for p in [&key_path, &pub_path] {
+        if p.exists() {
+            bail!("{} already exists; not overwriting a key", p.display());
+        }
+    }
+    let key = PublisherKey::generate()?;
+    write_atomic(&key_path, key.to_text().as_bytes(), 0o600)?;
+    write_atomic(&pub_path, key.public().to_text().as_bytes(), 0o644)?;
+    eprintln!(
+        "publisher key {} written to {} and {}",
+        key.public().key_id_hex(),
+        key_path.display(),
+        pub_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- seal
+
+/// Arguments of `seal`.
+#[derive(Args)]
+pub struct SealArgs {
+    /// The model to seal.
+    file: PathBuf,
+    /// A device's device.fp (repeatable).
+    #[arg(long = "device", required = true)]
+    devices: Vec<PathBuf>,
+    /// The publisher's key (NAME.key).
+    #[arg(long)]
+    sign: PathBuf,
+    /// Where to write the bundle.
+    #[arg(long)]
+    out: PathBuf,
+    /// A secret sealed with the model, as NAME=@FILE (repeatable).
+    #[arg(long = "secret", value_name = "NAME=@FILE")]
+    secrets: Vec<String>,
+    /// Release number (monotonic per model; default: seconds since 1970).
+    #[arg(long)]
+    release: Option<u64>,
+}
+
+/// `twinshield seal`.
+pub fn seal(args: &SealArgs) -> Result<ExitCode> {
+    let src = read_limited(&args.file, "model")?;
+    if src.len() > MAX_SOURCE_LEN {
+        bail!("{} is larger than {MAX_SOURCE_LEN} bytes", args.file.display());
+    }
+    let src = String::from_utf8(src).with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    let name = args.file.display().to_string();
+    let model = match Model::parse(&name, &src) {
+        Ok(m) => m,
+        Err(report) => {
+            eprintln!("{report}");
+            bail!("{name}: the model does not check; nothing sealed");
+        }
+    };
+    let publisher = PublisherKey::from_text(&read_text(&args.sign, "publisher key")?)?;
+    let mut devices = Vec::new();
+    for d in &args.devices {
+        let fp = DeviceFp::decode(&read_limited(d, "device.fp")?)
+            .with_context(|| format!("{}", d.display()))?;
+        devices.push(fp);
+    }
+    let mut secrets = Vec::new();
+    for s in &args.secrets {
+        let Some((name, file)) = s.split_once("=@") else {
+            bail!("--secret `{s}` is not NAME=@FILE");
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            bail!("--secret name `{name}` must be letters, digits, `_` or `-`");
+        }
+        let value = Zeroizing::new(read_limited(Path::new(file), "secret")?);
+        secrets.push((name.to_owned(), value));
+    }
+    let release = match args.release {
+        Some(r) => r,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .context("the system clock is before 1970")?,
+    };
+    let bundle = twinshield_seal::seal(&SealRequest {
+        model: &model,
+        devices: &devices,
+        publisher: &publisher,
+        release,
+        secrets: &secrets,
+    })?;
+    write_atomic(&args.out, &bundle, 0o644)?;
+    eprintln!(
+        "sealed `{}` {} release {release} for {} device(s), {} secret(s): {} ({} bytes)",
+        model.name,
+        model.version,
+        devices.len(),
+        secrets.len(),
+        args.out.display(),
+        bundle.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- inspect
+
+/// Arguments of `inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The bundle.
+    file: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `twinshield inspect`: the public header only.
+pub fn inspect(args: &InspectArgs) -> Result<ExitCode> {
+    let h = twinshield_seal::inspect(&read_limited(&args.file, "bundle")?)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "model": h.model_name,
+                "version": h.model_version,
+                "release": h.release,
+                "publisher": h.publisher,
+                "devices": h.devices,
+                "payload_bytes": h.payload_bytes,
+                "total_bytes": h.total_bytes,
+            })
+        );
+    } else {
+        println!("model      {} {}", h.model_name, h.model_version);
+        println!("release    {}", h.release);
+        println!("publisher  {}", h.publisher);
+        println!("devices    {}", h.devices.join(", "));
+        println!("payload    {} bytes (encrypted)", h.payload_bytes);
+        println!("bundle     {} bytes", h.total_bytes);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- run
+
+/// Arguments of `run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The sealed bundle.
+    file: PathBuf,
+    /// The publisher public key to trust (NAME.pub).
+    #[arg(long)]
+    trust: PathBuf,
+    /// The plant, as modbus://HOST:PORT.
+    #[arg(long)]
+    plant: String,
+    /// Serve the status page here.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (the twin's stored history lives here once the store lands).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// State directory holding the device's keys.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Seconds between polls of the plant.
+    #[arg(long, default_value_t = 0.1)]
+    period: f64,
+}
+
+fn plant_addr(url: &str) -> Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("modbus://")
+        .with_context(|| format!("--plant `{url}` must be modbus://HOST:PORT"))?;
+    use std::net::ToSocketAddrs;
+    rest.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("--plant `{url}`: `{rest}` is not a reachable HOST:PORT"))
+}
+
+/// `twinshield run`: opens a bundle on this device and runs the twin.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    if !(args.period.is_finite() && args.period >= 0.001 && args.period <= 60.0) {
+        bail!("--period must be between 0.001 and 60 seconds");
+    }
+    check_speed(1.0)?;
+    if let Some(s) = args.seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        bail!("--seconds must be a positive number of seconds");
+    }
+    let addr = plant_addr(&args.plant)?;
+    let bytes = read_limited(&args.file, "bundle")?;
+    let trust = PublisherPub::from_text(&read_text(&args.trust, "trusted key")?)?;
+    let state = state_dir(args.state.as_deref())?;
+    let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
+    let opened = twinshield_seal::open(&bytes, &trust, &device)?;
+    device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
+    if let Some(data) = &args.data {
+        fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    }
+    let model = opened.model;
+    let wiring = Wiring::new(&model)?;
+    eprintln!(
+        "running `{}` {} release {} on device {} ({} of {} components match), plant {}",
+        model.name,
+        model.version,
+        opened.header.release,
+        device.fingerprint().key_id_hex(),
+        device.matched_components(),
+        device.fingerprint().components().count(),
+        args.plant
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ctrl_c = stop_tx.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = ctrl_c.send(true);
+            }
+        });
+        let board: status::Board = Arc::new(RwLock::new(json!({"state": "starting"})));
+        let page = match args.listen {
+            Some(listen) => {
+                let l = TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                eprintln!("status page http://{}/", l.local_addr()?);
+                let mut rx = stop_rx.clone();
+                Some(tokio::spawn(status::serve(l, board.clone(), async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })))
+            }
+            None => None,
+        };
+        let settings = TwinSettings {
+            sample_period: args.period,
+            ..TwinSettings::default()
+        };
+        let twin = Twin::new(&model, settings)?;
+        let client = ModbusClient::new(ClientConfig::new(addr), wiring.map().clone());
+        let started = Instant::now();
+        let until = args.seconds;
+        let clock = move || {
+            let t = started.elapsed().as_secs_f64();
+            until.is_none_or(|end| t < end).then_some(t)
+        };
+        let outcome = sync::run(
+            SyncLoop {
+                model: &model,
+                wiring: &wiring,
+                client,
+                twin,
+                period: Duration::from_secs_f64(args.period),
+                board: Some(board),
+                attack: None,
+            },
+            clock,
+            stop_rx,
+        )
+        .await;
+        let _ = stop_tx.send(true);
+        if let Some(p) = page {
+            let _ = p.await;
+        }
+        println!(
+            "{}",
+            json!({
+                "model": model.name,
+                "release": opened.header.release,
+                "samples": outcome.twin.samples(),
+                "alarms": outcome.alarms,
+                "data_quality_events": outcome.quality,
+            })
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
