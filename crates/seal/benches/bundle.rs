@@ -10,12 +10,18 @@ use twinshield_model::Model;
 use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealRequest, open, seal};
 
 fn benches(c: &mut Criterion) {
-    let model = Model::parse("quadtank.twin", include_str!("../../../models/quadtank.twin")).unwrap();
+    let model = Model::parse(
+        "quadtank.twin",
+        include_str!("../../../models/quadtank.twin"),
+    )
+    .unwrap();
     let root = std::env::temp_dir().join(format!("twinshield-bench-{}", std::process::id()));
     let publisher = PublisherKey::generate().unwrap();
     let devices: Vec<_> = (0..100)
         .map(|i| {
-            let (id, _) = DeviceIdentity::open_or_create(&root.join(format!("d{i}")), &EmbeddedSecret).unwrap();
+            let (id, _) =
+                DeviceIdentity::open_or_create(&root.join(format!("d{i}")), &EmbeddedSecret)
+                    .unwrap();
             id.fingerprint().clone()
         })
         .collect();
@@ -34,7 +40,13 @@ fn benches(c: &mut Criterion) {
     g.bench_function("open_quadtank_with_key_derivation", |b| {
         b.iter(|| {
             let id = DeviceIdentity::open(&state, &EmbeddedSecret).unwrap();
-            black_box(open(black_box(&bundle), &trust, &id).unwrap().model.states.len())
+            black_box(
+                open(black_box(&bundle), &trust, &id)
+                    .unwrap()
+                    .model
+                    .states
+                    .len(),
+            )
         })
     });
     g.sample_size(10);

@@ -50,7 +50,8 @@ fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let meta =
+        fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     if meta.len() > MAX_FILE {
         bail!("{what} {} is larger than 64 MiB", path.display());
     }
@@ -66,7 +67,10 @@ fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
 
 /// Writes `bytes` to `path` whole or not at all, with `mode`.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".partial-{}", std::process::id()));
     let tmp = path.with_file_name(name);
     let result = (|| {
@@ -183,9 +187,13 @@ pub struct SealArgs {
 pub fn seal(args: &SealArgs) -> Result<ExitCode> {
     let src = read_limited(&args.file, "model")?;
     if src.len() > MAX_SOURCE_LEN {
-        bail!("{} is larger than {MAX_SOURCE_LEN} bytes", args.file.display());
+        bail!(
+            "{} is larger than {MAX_SOURCE_LEN} bytes",
+            args.file.display()
+        );
     }
-    let src = String::from_utf8(src).with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    let src = String::from_utf8(src)
+        .with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
     let name = args.file.display().to_string();
     let model = match Model::parse(&name, &src) {
         Ok(m) => m,
@@ -206,7 +214,11 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
         let Some((name, file)) = s.split_once("=@") else {
             bail!("--secret `{s}` is not NAME=@FILE");
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             bail!("--secret name `{name}` must be letters, digits, `_` or `-`");
         }
         let value = Zeroizing::new(read_limited(Path::new(file), "secret")?);
@@ -338,7 +350,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let opened = twinshield_seal::open(&bytes, &trust, &device)?;
     device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
     if let Some(data) = &args.data {
-        fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+        fs::create_dir_all(data)
+            .with_context(|| format!("cannot create data directory {}", data.display()))?;
     }
     let model = opened.model;
     let wiring = Wiring::new(&model)?;

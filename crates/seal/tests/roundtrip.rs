@@ -1,0 +1,127 @@
+//! Seal and open round-trip, and what opening refuses, at library level.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use proptest::prelude::*;
+use twinshield_model::Model;
+use twinshield_seal::{
+    DeviceFp, DeviceIdentity, EmbeddedSecret, PublisherKey, SealError, SealRequest, inspect, open,
+    seal,
+};
+use zeroize::Zeroizing;
+
+fn model() -> Model {
+    Model::parse("q", include_str!("../../../models/quadtank.twin")).unwrap()
+}
+
+fn identity(name: &str) -> DeviceIdentity {
+    let dir = std::env::temp_dir().join(format!("twinshield-seal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    DeviceIdentity::open_or_create(&dir, &EmbeddedSecret)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn sealed_models_open_identically_with_their_secrets() {
+    let m = model();
+    let id = identity("rt");
+    let publisher = PublisherKey::generate().unwrap();
+    let secrets = vec![("historian".to_owned(), Zeroizing::new(b"s3cret".to_vec()))];
+    let bundle = seal(&SealRequest {
+        model: &m,
+        devices: &[id.fingerprint().clone()],
+        publisher: &publisher,
+        release: 3,
+        secrets: &secrets,
+    })
+    .unwrap();
+    let opened = open(&bundle, &publisher.public(), &id).unwrap();
+    assert_eq!(opened.model.derivative_program(), m.derivative_program());
+    assert_eq!(opened.model.output_program(), m.output_program());
+    assert_eq!(opened.model.states, m.states);
+    assert_eq!(opened.model.outputs, m.outputs);
+    assert_eq!(opened.model.modbus, m.modbus);
+    assert_eq!(opened.model.detect, m.detect);
+    assert_eq!(opened.model.estimator, m.estimator);
+    assert!(
+        opened.model.params.is_empty(),
+        "parameter names do not travel"
+    );
+    assert_eq!(opened.secrets.len(), 1);
+    assert_eq!(opened.secrets[0].1.as_slice(), b"s3cret");
+    let h = inspect(&bundle).unwrap();
+    assert_eq!((h.model_name.as_str(), h.release), ("quadtank", 3));
+    // Two seals of the same model differ throughout (fresh keys, nonces and
+    // bytecode encoding).
+    let again = seal(&SealRequest {
+        model: &m,
+        devices: &[id.fingerprint().clone()],
+        publisher: &publisher,
+        release: 3,
+        secrets: &secrets,
+    })
+    .unwrap();
+    assert_ne!(bundle, again);
+}
+
+#[test]
+fn device_fp_round_trips_and_refuses_tampering() {
+    let id = identity("fp");
+    let bytes = id.device_fp_bytes();
+    assert_eq!(&DeviceFp::decode(&bytes).unwrap(), id.fingerprint());
+    let mut bad = bytes.clone();
+    bad[10] ^= 1;
+    assert!(DeviceFp::decode(&bad).is_err());
+    assert!(DeviceFp::decode(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn a_bundle_for_another_device_is_not_licensed_here() {
+    let m = model();
+    let a = identity("a");
+    let b = identity("b");
+    let publisher = PublisherKey::generate().unwrap();
+    let bundle = seal(&SealRequest {
+        model: &m,
+        devices: &[b.fingerprint().clone()],
+        publisher: &publisher,
+        release: 1,
+        secrets: &[],
+    })
+    .unwrap();
+    assert_eq!(
+        open(&bundle, &publisher.public(), &a).unwrap_err(),
+        SealError::NotLicensed
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Any single-byte change anywhere is refused.
+    #[test]
+    fn any_changed_byte_is_refused(pos in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let m = model();
+        let id = identity("prop");
+        let publisher = PublisherKey::generate().unwrap();
+        let bundle = seal(&SealRequest {
+            model: &m,
+            devices: &[id.fingerprint().clone()],
+            publisher: &publisher,
+            release: 1,
+            secrets: &[],
+        }).unwrap();
+        let mut bad = bundle.clone();
+        let i = pos.index(bad.len());
+        bad[i] ^= flip;
+        prop_assert!(open(&bad, &publisher.public(), &id).is_err());
+    }
+
+    /// Arbitrary bytes never panic the parsers.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = inspect(&bytes);
+        let _ = DeviceFp::decode(&bytes);
+    }
+}

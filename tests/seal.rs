@@ -1,0 +1,482 @@
+//! Sealed bundles and device binding, attacked through the real binary:
+//! copying to another machine, flipping bytes, another signer, an older
+//! release, another device, corrupt inputs, and what a thief can read.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use twinshield_e2e::{Run, Scratch, run_in, twinshield};
+
+const MODEL: &str = "models/quadtank.twin";
+const SECRET: &str = "hunter2-backend-credential-6f1c";
+
+/// A publisher, a device identity and a bundle sealed for it, in a scratch dir.
+struct Setup {
+    dir: Scratch,
+}
+
+impl Setup {
+    fn new(name: &str) -> Self {
+        let dir = Scratch::new(name);
+        let s = Setup { dir };
+        s.ok(&["fingerprint", "--state", "state", "--out", "device.fp"]);
+        s.ok(&["keys", "new", "--out", "vendor"]);
+        fs::write(s.path("secret.txt"), SECRET).unwrap();
+        s.seal("q.bundle", "vendor.key", "device.fp", 5);
+        s
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run_in(self.dir.path(), args)
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, Some(0), "{args:?}: {r:?}");
+        r
+    }
+
+    fn seal(&self, out: &str, key: &str, fp: &str, release: u64) {
+        let model = twinshield_e2e::root().join(MODEL);
+        self.ok(&[
+            "seal",
+            &model.to_string_lossy(),
+            "--device",
+            fp,
+            "--sign",
+            key,
+            "--out",
+            out,
+            "--release",
+            &release.to_string(),
+            "--secret",
+            "historian=@secret.txt",
+        ]);
+    }
+
+    /// `run` of `bundle` against a plant that is not there, for 1 s: it
+    /// fails at the plant (exit 0, with data-quality events) only once the
+    /// bundle opened; every bundle problem exits 1 before that.
+    fn run_bundle(&self, bundle: &str) -> Run {
+        self.run(&[
+            "run",
+            bundle,
+            "--trust",
+            "vendor.pub",
+            "--plant",
+            "modbus://127.0.0.1:9",
+            "--state",
+            "state",
+            "--seconds",
+            "0.5",
+        ])
+    }
+
+    fn state_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = fs::read_dir(self.path("state"))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let b = fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn one_line_error(r: &Run, expected: &str) {
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr.contains(expected),
+        "expected `{expected}` in: {}",
+        r.stderr
+    );
+}
+
+struct Plant(Child, String);
+
+impl Drop for Plant {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn plant() -> Plant {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(twinshield())
+        .args(["plant", "quadtank", "--listen", &listen, "--seconds", "120"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    Plant(child, format!("modbus://{listen}"))
+}
+
+#[test]
+fn a_bundle_sealed_for_this_device_runs_against_the_plant() {
+    let s = Setup::new("seal-run");
+    let p = plant();
+    let r = s.ok(&[
+        "run",
+        "q.bundle",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        &p.1,
+        "--state",
+        "state",
+        "--seconds",
+        "2",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["model"], "quadtank");
+    assert_eq!(v["release"], 5);
+    assert!(v["samples"].as_u64().unwrap() >= 10, "{v}");
+    assert_eq!(v["data_quality_events"], 0, "{v}");
+}
+
+#[test]
+fn inspect_shows_the_public_header_only() {
+    let s = Setup::new("seal-inspect");
+    let r = s.ok(&["inspect", "q.bundle", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["model"], "quadtank");
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["release"], 5);
+    assert_eq!(v["devices"].as_array().unwrap().len(), 1);
+    for hidden in ["sqrt", "gamma", "h1", "y1", "holding", "input", SECRET] {
+        assert!(
+            !r.stdout.contains(hidden),
+            "inspect shows `{hidden}`: {}",
+            r.stdout
+        );
+    }
+}
+
+/// Runs the binary in new mount, UTS and network namespaces with another
+/// machine-id (and DMI product UUID where the machine has one), another
+/// hostname, and no physical network interface: another machine.
+fn on_another_machine(s: &Setup, twinshield_args: &str) -> Run {
+    let fake_id = s.path("fake-machine-id");
+    fs::write(&fake_id, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let fake_uuid = s.path("fake-uuid");
+    fs::write(&fake_uuid, "4c4c4544-0000-1111-2222-333344445555\n").unwrap();
+    let dmi = "/sys/class/dmi/id/product_uuid";
+    let script = format!(
+        "set -e; mount --bind '{id}' /etc/machine-id; \
+         mount -t sysfs sysfs /sys; \
+         if [ -e {dmi} ]; then mount --bind '{uuid}' {dmi}; fi; \
+         hostname another-machine; exec '{bin}' {args}",
+        id = fake_id.display(),
+        uuid = fake_uuid.display(),
+        bin = twinshield().display(),
+        args = twinshield_args,
+    );
+    Command::new("unshare")
+        .args(["--mount", "--uts", "--net", "sh", "-c", &script])
+        .current_dir(s.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare must be available (util-linux) and run as root")
+        .into()
+}
+
+#[test]
+fn a_copied_bundle_and_state_directory_do_not_open_on_another_machine() {
+    let s = Setup::new("seal-copy");
+    let before = s.state_files();
+    let r = on_another_machine(
+        &s,
+        "run q.bundle --trust vendor.pub --plant modbus://127.0.0.1:9 --state state --seconds 1",
+    );
+    one_line_error(&r, "this machine is not the device its keys belong to");
+    // The copied state directory yields no key there either.
+    let r = on_another_machine(&s, "fingerprint --state state --out stolen.fp");
+    one_line_error(&r, "this machine is not the device its keys belong to");
+    assert!(!s.path("stolen.fp").exists());
+    assert_eq!(s.state_files(), before, "a refused run changed the state");
+}
+
+#[test]
+fn one_changed_component_still_runs() {
+    let s = Setup::new("seal-hostname");
+    let script = format!(
+        "set -e; hostname renamed-host; exec '{}' run q.bundle --trust vendor.pub \
+         --plant modbus://127.0.0.1:9 --state state --seconds 0.5",
+        twinshield().display()
+    );
+    let r: Run = Command::new("unshare")
+        .args(["--uts", "sh", "-c", &script])
+        .current_dir(s.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stderr.contains("components match"), "{r:?}");
+}
+
+#[test]
+fn every_flipped_byte_is_refused_and_changes_nothing() {
+    let s = Setup::new("seal-flip");
+    let good = fs::read(s.path("q.bundle")).unwrap();
+    let before = s.state_files();
+    let n = good.len();
+    // 200 positions spread over the whole file, ends included.
+    let positions: Vec<usize> = (0..200).map(|i| i * (n - 1) / 199).collect();
+    for (k, &pos) in positions.iter().enumerate() {
+        let mut bad = good.clone();
+        bad[pos] ^= 1 << (k % 8);
+        fs::write(s.path("bad.bundle"), &bad).unwrap();
+        let r = s.run_bundle("bad.bundle");
+        assert_eq!(
+            r.code,
+            Some(1),
+            "flip at byte {pos} of {n} was accepted: {r:?}"
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    }
+    assert_eq!(
+        s.state_files(),
+        before,
+        "a refused bundle changed the state"
+    );
+    // Truncations too.
+    for len in [0, 4, 5, n / 2, n - 1] {
+        fs::write(s.path("short.bundle"), &good[..len]).unwrap();
+        let r = s.run_bundle("short.bundle");
+        assert_eq!(r.code, Some(1), "truncation to {len} accepted: {r:?}");
+    }
+}
+
+#[test]
+fn another_publisher_an_older_release_or_another_device_is_refused() {
+    let s = Setup::new("seal-refuse");
+    // Another publisher's signature.
+    s.ok(&["keys", "new", "--out", "mallory"]);
+    s.seal("forged.bundle", "mallory.key", "device.fp", 9);
+    one_line_error(
+        &s.run_bundle("forged.bundle"),
+        "bundle signature does not verify",
+    );
+    // Release 5 runs, after which release 4 is a rollback.
+    assert_eq!(s.run_bundle("q.bundle").code, Some(0));
+    s.seal("old.bundle", "vendor.key", "device.fp", 4);
+    let before = s.state_files();
+    one_line_error(
+        &s.run_bundle("old.bundle"),
+        "bundle release 4 is older than release 5 already run",
+    );
+    assert_eq!(s.state_files(), before);
+    // Sealed for another device only.
+    s.ok(&["fingerprint", "--state", "other-state", "--out", "other.fp"]);
+    s.seal("theirs.bundle", "vendor.key", "other.fp", 6);
+    one_line_error(
+        &s.run_bundle("theirs.bundle"),
+        "bundle is not licensed for this device",
+    );
+}
+
+#[test]
+fn corrupt_inputs_get_one_clear_line() {
+    let s = Setup::new("seal-corrupt");
+    let mut fp = fs::read(s.path("device.fp")).unwrap();
+    let mid = fp.len() / 2;
+    fp[mid] ^= 0x40;
+    fs::write(s.path("bad.fp"), &fp).unwrap();
+    let model = twinshield_e2e::root().join(MODEL);
+    let model = model.to_string_lossy();
+    let r = s.run(&[
+        "seal",
+        &model,
+        "--device",
+        "bad.fp",
+        "--sign",
+        "vendor.key",
+        "--out",
+        "x.bundle",
+    ]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(r.stderr.contains("bad.fp"), "{r:?}");
+    assert!(!s.path("x.bundle").exists());
+    fs::write(s.path("junk.key"), "not a key\n").unwrap();
+    let r = s.run(&[
+        "seal",
+        &model,
+        "--device",
+        "device.fp",
+        "--sign",
+        "junk.key",
+        "--out",
+        "x.bundle",
+    ]);
+    one_line_error(&r, "not a twinshield publisher key file");
+    let r = s.run(&[
+        "run",
+        "q.bundle",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        "modbus://127.0.0.1:9",
+        "--state",
+        "missing",
+    ]);
+    one_line_error(&r, "no device identity in missing");
+    let r = s.run(&[
+        "run",
+        "q.bundle",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        "http://x",
+        "--state",
+        "state",
+    ]);
+    one_line_error(&r, "must be modbus://HOST:PORT");
+    let r = s.run(&[
+        "run",
+        "models/quadtank.twin",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        "modbus://127.0.0.1:9",
+        "--state",
+        "state",
+    ]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_bytes(&p));
+        } else {
+            out.push((p.clone(), fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn nothing_readable_in_the_bundle_state_or_data_directory() {
+    let s = Setup::new("seal-strings");
+    let p = plant();
+    s.ok(&[
+        "run",
+        "q.bundle",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        &p.1,
+        "--state",
+        "state",
+        "--data",
+        "data",
+        "--seconds",
+        "1",
+    ]);
+    let mut files = vec![(s.path("q.bundle"), fs::read(s.path("q.bundle")).unwrap())];
+    files.extend(all_bytes(&s.path("state")));
+    files.extend(all_bytes(&s.path("data")));
+    // Parameter names, state and output names as the payload stores them
+    // (name, length-prefixed unit), the register map's scales as stored
+    // floats, the bytecode and payload magics, the sealed secret. Needles
+    // are at least four bytes, so random ciphertext cannot match by chance.
+    let scale_cm = 0.01f64.to_le_bytes();
+    let scale_mv = 0.001f64.to_le_bytes();
+    let needles: [&[u8]; 12] = [
+        b"gamma1",
+        b"gamma2",
+        b"sqrt",
+        b"holding",
+        b"h1\x02\x00cm",
+        b"y1\x02\x00cm",
+        &scale_cm,
+        &scale_mv,
+        b"TSBC",
+        b"TSMP",
+        SECRET.as_bytes(),
+        b"hunter2",
+    ];
+    for (path, bytes) in &files {
+        for n in needles {
+            assert!(
+                !contains(bytes, n),
+                "{} contains `{}`",
+                path.display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+        // No long readable text beyond the public header's model name and
+        // version (16 characters: random bytes make shorter runs by chance).
+        let mut run = Vec::new();
+        for &b in bytes.iter().chain([0u8].iter()) {
+            if b.is_ascii_graphic() || b == b' ' {
+                run.push(b);
+            } else {
+                if run.len() >= 16 {
+                    let s = String::from_utf8_lossy(&run);
+                    assert!(
+                        ["quadtank", "1.0.0"].iter().any(|ok| s.contains(ok)),
+                        "{} holds readable text `{s}`",
+                        path.display()
+                    );
+                }
+                run.clear();
+            }
+        }
+    }
+}
+
+#[test]
+fn the_needles_searched_for_are_in_the_plaintext_payload() {
+    // Guards the test above against searching for things that would not be
+    // there even unencrypted.
+    use twinshield_model::Model;
+    use twinshield_model::bytecode::Encoding;
+    let m = Model::parse("q", include_str!("../models/quadtank.twin")).unwrap();
+    let plain = m.to_payload(&Encoding::identity());
+    for n in [
+        b"h1\x02\x00cm".as_slice(),
+        b"y1\x02\x00cm",
+        &0.01f64.to_le_bytes(),
+        &0.001f64.to_le_bytes(),
+        b"TSMP",
+        b"TSBC",
+    ] {
+        assert!(
+            contains(&plain, n),
+            "`{}` not in the plaintext payload",
+            String::from_utf8_lossy(n)
+        );
+    }
+}
