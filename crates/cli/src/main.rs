@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod rt;
 mod status;
 mod sync;
 mod wiring;

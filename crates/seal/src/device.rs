@@ -303,22 +303,34 @@ impl DeviceIdentity {
             w.bytes(c);
         }
         write_private(&state.join(IDENTITY_FILE), &w.buf)?;
-        let ed25519 = SigningKey::from_bytes(&ed_seed);
+        Ok(Self::from_seeds(x25519_ikm, &ed_seed, commitments, k, state, n))
+    }
+
+    /// The identity from its two private seeds and its public description.
+    fn from_seeds(
+        x25519_ikm: Zeroizing<[u8; 32]>,
+        ed_seed: &[u8; 32],
+        commitments: Vec<(String, [u8; 32])>,
+        threshold: u8,
+        state: &Path,
+        matched: usize,
+    ) -> Self {
+        let ed25519 = SigningKey::from_bytes(ed_seed);
         let (_, x_pub) = Kem::derive_keypair(x25519_ikm.as_slice());
         let mut x25519 = [0u8; 32];
         x25519.copy_from_slice(&x_pub.to_bytes());
-        Ok(DeviceIdentity {
+        DeviceIdentity {
             fp: DeviceFp {
                 x25519,
                 ed25519: ed25519.verifying_key().to_bytes(),
                 commitments,
-                threshold: k,
+                threshold,
             },
             x25519_ikm,
             ed25519,
             state: state.to_path_buf(),
-            matched: n,
-        })
+            matched,
+        }
     }
 
     /// Opens an existing identity; fails unless at least `k` of the
@@ -395,22 +407,7 @@ impl DeviceIdentity {
         x25519_ikm.copy_from_slice(xi);
         let mut ed_seed = Zeroizing::new([0u8; 32]);
         ed_seed.copy_from_slice(es);
-        let ed25519 = SigningKey::from_bytes(&ed_seed);
-        let (_, x_pub) = Kem::derive_keypair(x25519_ikm.as_slice());
-        let mut x25519 = [0u8; 32];
-        x25519.copy_from_slice(&x_pub.to_bytes());
-        Ok(DeviceIdentity {
-            fp: DeviceFp {
-                x25519,
-                ed25519: ed25519.verifying_key().to_bytes(),
-                commitments,
-                threshold: k,
-            },
-            x25519_ikm,
-            ed25519,
-            state: state.to_path_buf(),
-            matched,
-        })
+        Ok(Self::from_seeds(x25519_ikm, &ed_seed, commitments, k, state, matched))
     }
 
     /// The public description, for sealing.

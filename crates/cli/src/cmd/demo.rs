@@ -65,12 +65,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         seed: args.seed,
         attack,
     })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    crate::rt::runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -115,12 +110,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             attack.map_or(String::new(), |a| format!(", attack `{}` at {} s", a.kind.name(), a.at)),
         );
 
-        let ctrl_c = stop_tx.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = ctrl_c.send(true);
-            }
-        });
+        crate::rt::stop_on_ctrl_c(&stop_tx);
 
         // The twin: polls the plant over Modbus TCP at the plant's rate.
         let settings = TwinSettings {

@@ -156,12 +156,7 @@ pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
         seed: args.seed,
         attack,
     })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    crate::rt::runtime()?.block_on(async move {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -189,12 +184,7 @@ pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
             ))
         );
         let (clock, _) = watch::channel(0.0);
-        let ctrl_c_stop = stop_tx.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = ctrl_c_stop.send(true);
-            }
-        });
+        crate::rt::stop_on_ctrl_c(&stop_tx);
         let plant = drive(plant, bank, args.speed, args.seconds, clock, stop_rx).await?;
         let _ = stop_tx.send(true);
         let _ = server.await;

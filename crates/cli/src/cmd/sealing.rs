@@ -1,7 +1,6 @@
 //! Device identity, publisher keys and bundles: `fingerprint`, `keys new`,
 //! `seal`, `inspect` and `run`.
 
-use crate::cmd::plant::check_speed;
 use crate::status;
 use crate::sync::{self, SyncLoop};
 use crate::wiring::Wiring;
@@ -336,7 +335,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !(args.period.is_finite() && args.period >= 0.001 && args.period <= 60.0) {
         bail!("--period must be between 0.001 and 60 seconds");
     }
-    check_speed(1.0)?;
     if let Some(s) = args.seconds
         && !(s.is_finite() && s > 0.0)
     {
@@ -365,19 +363,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         device.fingerprint().components().count(),
         args.plant
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    crate::rt::runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ctrl_c = stop_tx.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = ctrl_c.send(true);
-            }
-        });
+        crate::rt::stop_on_ctrl_c(&stop_tx);
         let board: status::Board = Arc::new(RwLock::new(json!({"state": "starting"})));
         let page = match args.listen {
             Some(listen) => {
