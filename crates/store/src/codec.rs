@@ -1,0 +1,227 @@
+//! The plaintext layouts inside sealed records: sample blocks, minute
+//! aggregates and events. Decoders trust nothing.
+
+// A parser of stored (possibly damaged) records: no indexing that can
+// panic, no unchecked arithmetic.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+/// One stored sample: its time (seconds) and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Time, seconds (Unix time in `twinshield run`).
+    pub time: f64,
+    /// Values in the schema's channel order.
+    pub values: Vec<f32>,
+}
+
+/// Samples stored together: times as offsets from the block's start.
+/// Layout: `start f64 | count u32 | channels u16 | count × (offset f32 | channels × f32)`.
+pub(crate) fn encode_block(samples: &[Sample], channels: usize) -> Vec<u8> {
+    let start = samples.first().map_or(0.0, |s| s.time);
+    let mut out = Vec::with_capacity(14usize.saturating_add(samples.len().saturating_mul(4usize.saturating_add(channels.saturating_mul(4)))));
+    out.extend_from_slice(&start.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(samples.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&u16::try_from(channels).unwrap_or(u16::MAX).to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&((s.time - start) as f32).to_le_bytes());
+        for k in 0..channels {
+            out.extend_from_slice(&s.values.get(k).copied().unwrap_or(f32::NAN).to_le_bytes());
+        }
+    }
+    out
+}
+
+struct R<'a>(&'a [u8]);
+
+impl R<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (h, t) = self.0.split_at_checked(N)?;
+        self.0 = t;
+        h.try_into().ok()
+    }
+    fn f64(&mut self) -> Option<f64> {
+        self.take().map(f64::from_le_bytes)
+    }
+    fn f32(&mut self) -> Option<f32> {
+        self.take().map(f32::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_le_bytes)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[b]| b)
+    }
+}
+
+pub(crate) fn decode_block(bytes: &[u8]) -> Option<Vec<Sample>> {
+    let mut r = R(bytes);
+    let start = r.f64()?;
+    let count = usize::try_from(r.u32()?).ok()?;
+    let channels = usize::from(r.u16()?);
+    let per = channels.checked_add(1)?.checked_mul(4)?;
+    if r.0.len() != count.checked_mul(per)? {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let dt = f64::from(r.f32()?);
+        let mut values = Vec::with_capacity(channels);
+        for _ in 0..channels {
+            values.push(r.f32()?);
+        }
+        out.push(Sample { time: start + dt, values });
+    }
+    Some(out)
+}
+
+/// Per-minute min, mean and max of every channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRow {
+    /// Start of the minute, seconds.
+    pub minute: f64,
+    /// Samples aggregated.
+    pub count: u32,
+    /// Per channel: (min, mean, max).
+    pub stats: Vec<(f32, f32, f32)>,
+}
+
+pub(crate) fn encode_minute(m: &MinuteRow) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&m.minute.to_le_bytes());
+    out.extend_from_slice(&m.count.to_le_bytes());
+    out.extend_from_slice(&u16::try_from(m.stats.len()).unwrap_or(u16::MAX).to_le_bytes());
+    for (a, b, c) in &m.stats {
+        for v in [a, b, c] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+pub(crate) fn decode_minute(bytes: &[u8]) -> Option<MinuteRow> {
+    let mut r = R(bytes);
+    let minute = r.f64()?;
+    let count = r.u32()?;
+    let n = usize::from(r.u16()?);
+    let mut stats = Vec::with_capacity(n);
+    for _ in 0..n {
+        stats.push((r.f32()?, r.f32()?, r.f32()?));
+    }
+    r.0.is_empty().then_some(MinuteRow { minute, count, stats })
+}
+
+/// What kind of event a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A sample that could not be used.
+    DataQuality,
+    /// An alarm raised.
+    AlarmRaised,
+    /// An alarm acknowledged by an operator.
+    AlarmAcknowledged,
+    /// An alarm cleared.
+    AlarmCleared,
+    /// A finding of the runtime shield.
+    Shield,
+    /// An audit-log entry (who did what).
+    Audit,
+    /// A message waiting for a backend.
+    Outbox,
+    /// A storage problem (disk full, write error) and its resolution.
+    Storage,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 8] = [
+        EventKind::DataQuality,
+        EventKind::AlarmRaised,
+        EventKind::AlarmAcknowledged,
+        EventKind::AlarmCleared,
+        EventKind::Shield,
+        EventKind::Audit,
+        EventKind::Outbox,
+        EventKind::Storage,
+    ];
+
+    /// Stable name, for exports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::DataQuality => "data-quality",
+            EventKind::AlarmRaised => "alarm-raised",
+            EventKind::AlarmAcknowledged => "alarm-acknowledged",
+            EventKind::AlarmCleared => "alarm-cleared",
+            EventKind::Shield => "shield",
+            EventKind::Audit => "audit",
+            EventKind::Outbox => "outbox",
+            EventKind::Storage => "storage",
+        }
+    }
+
+    fn code(self) -> u8 {
+        EventKind::ALL.iter().position(|k| *k == self).and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX)
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        EventKind::ALL.get(usize::from(c)).copied()
+    }
+
+    /// Whether retention leaves these alone (kept until exported).
+    pub fn kept_until_exported(self) -> bool {
+        matches!(
+            self,
+            EventKind::AlarmRaised | EventKind::AlarmAcknowledged | EventKind::AlarmCleared | EventKind::Audit
+        )
+    }
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Its kind.
+    pub kind: EventKind,
+    /// When, seconds.
+    pub time: f64,
+    /// What, in one line.
+    pub text: String,
+}
+
+pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
+    let mut out = vec![e.kind.code()];
+    out.extend_from_slice(&e.time.to_le_bytes());
+    out.extend_from_slice(e.text.as_bytes());
+    out
+}
+
+pub(crate) fn decode_event(bytes: &[u8]) -> Option<Event> {
+    let mut r = R(bytes);
+    let kind = EventKind::from_code(r.u8()?)?;
+    let time = r.f64()?;
+    let text = String::from_utf8(r.0.to_vec()).ok()?;
+    Some(Event { kind, time, text })
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip_and_refuse_damage() {
+        let s: Vec<Sample> = (0..5)
+            .map(|i| Sample { time: 1.7e9 + f64::from(i) * 0.001, values: vec![i as f32, 2.5] })
+            .collect();
+        let b = encode_block(&s, 2);
+        assert_eq!(b.len(), 14 + 5 * 12);
+        let d = decode_block(&b).expect("decodes");
+        assert_eq!(d.len(), 5);
+        assert!((d[4].time - s[4].time).abs() < 1e-4);
+        assert!(decode_block(&b[..b.len() - 1]).is_none());
+        let e = Event { kind: EventKind::Audit, time: 3.0, text: "x".into() };
+        assert_eq!(decode_event(&encode_event(&e)), Some(e));
+        let m = MinuteRow { minute: 60.0, count: 3, stats: vec![(1.0, 2.0, 3.0)] };
+        assert_eq!(decode_minute(&encode_minute(&m)), Some(m));
+    }
+}

@@ -1,0 +1,317 @@
+//! The twin's durable, encrypted history: samples, minute aggregates,
+//! alarms, data-quality events, shield findings, the audit log and the
+//! backend outbox, in an embedded redb database under the data directory.
+//!
+//! Every value is sealed (ChaCha20-Poly1305) under a key the caller derives
+//! from the device key, with the table and record key as associated data:
+//! a copy of the data directory opens nowhere else, and records cannot be
+//! swapped. Writes go through a [`StoreWriter`] thread in batches, so the
+//! sync loop never waits on the disk; a sample counts as acknowledged only
+//! once the transaction holding it has committed durably. When the disk
+//! fails (full, read-only), the writer keeps samples in memory (bounded),
+//! reports the fault, and resumes when writes succeed again.
+#![forbid(unsafe_code)]
+
+mod codec;
+mod crypt;
+mod writer;
+
+pub use codec::{Event, EventKind, MinuteRow, Sample};
+pub use writer::{StoreWriter, WriterConfig, WriterStatus};
+
+use crypt::Cipher;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+pub(crate) const SAMPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("samples");
+pub(crate) const MINUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("minutes");
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const CHECK: &[u8] = b"twinshield history v1";
+const DB_FILE: &str = "history.redb";
+
+/// Why the store could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// The database could not be created, opened, read or written.
+    #[error("history store: {0}")]
+    Io(String),
+    /// The data directory was written with another key: another device.
+    #[error("the data directory belongs to another device (its history does not decrypt here)")]
+    WrongDevice,
+    /// The data directory holds history with another channel layout.
+    #[error("the data directory holds history of another model layout")]
+    SchemaMismatch,
+    /// A record failed authentication or decoding.
+    #[error("history record {0} is corrupt")]
+    Corrupt(String),
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// One point of a downsampled range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangePoint {
+    /// Start of the bucket, seconds.
+    pub time: f64,
+    /// Smallest value in the bucket.
+    pub min: f32,
+    /// Mean of the bucket.
+    pub mean: f32,
+    /// Largest value in the bucket.
+    pub max: f32,
+}
+
+/// Microseconds, the sample table's key (block start).
+pub(crate) fn micros(t: f64) -> u64 {
+    if t <= 0.0 { 0 } else { (t * 1e6) as u64 }
+}
+
+/// An open history.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    cipher: Arc<Cipher>,
+    schema: Arc<Vec<String>>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.dir.display())
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the history in `dir` under `key`. With a
+    /// `schema` (the channel names of a sample), a new history takes it and
+    /// an existing one must match it; without, the stored one is used.
+    pub fn open(dir: &Path, key: &Zeroizing<[u8; 32]>, schema: Option<&[String]>) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let db = Database::create(dir.join(DB_FILE)).map_err(io)?;
+        let cipher = Cipher::new(key).ok_or_else(|| StoreError::Io("bad key".into()))?;
+        let stored_check = read_meta(&db, &cipher, "check")?;
+        let stored_schema = read_meta(&db, &cipher, "schema")?;
+        let schema: Vec<String> = match (stored_check, stored_schema) {
+            (Some(c), Some(s)) => {
+                if c.as_slice() != CHECK {
+                    return Err(StoreError::WrongDevice);
+                }
+                let stored: Vec<String> = String::from_utf8_lossy(&s).split('\n').map(str::to_owned).collect();
+                if let Some(want) = schema
+                    && want != stored.as_slice()
+                {
+                    return Err(StoreError::SchemaMismatch);
+                }
+                stored
+            }
+            (None, None) => {
+                let Some(want) = schema else {
+                    return Err(StoreError::Io(format!("no history in {}", dir.display())));
+                };
+                let w = db.begin_write().map_err(io)?;
+                {
+                    let mut t = w.open_table(META).map_err(io)?;
+                    let seal = |k: &str, v: &[u8]| cipher.seal("meta", k.as_bytes(), v).ok_or_else(|| io("cannot encrypt"));
+                    t.insert("check", seal("check", CHECK)?.as_slice()).map_err(io)?;
+                    t.insert("schema", seal("schema", want.join("\n").as_bytes())?.as_slice()).map_err(io)?;
+                }
+                w.commit().map_err(io)?;
+                want.to_vec()
+            }
+            _ => return Err(StoreError::Corrupt("meta".into())),
+        };
+        Ok(Store {
+            db: Arc::new(db),
+            cipher: Arc::new(cipher),
+            schema: Arc::new(schema),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The channel names of a sample, in value order.
+    pub fn schema(&self) -> &[String] {
+        &self.schema
+    }
+
+    /// Index of a channel by name.
+    pub fn channel(&self, name: &str) -> Option<usize> {
+        self.schema.iter().position(|c| c == name)
+    }
+
+    /// Starts the batching writer thread.
+    pub fn writer(&self, config: WriterConfig) -> StoreWriter {
+        StoreWriter::start(self.db.clone(), self.cipher.clone(), self.schema.len(), config)
+    }
+
+    /// Full-rate samples with `from ≤ time ≤ to`, oldest first.
+    pub fn samples(&self, from: f64, to: f64) -> Result<Vec<Sample>, StoreError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = match r.open_table(SAMPLES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        // Blocks span at most `writer::BLOCK_SPAN` seconds.
+        let lo = micros(from - writer::BLOCK_SPAN - 1.0);
+        let mut out = Vec::new();
+        for item in t.range(lo..=micros(to)).map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            let key = k.value();
+            let plain = self
+                .cipher
+                .open("samples", &key.to_le_bytes(), v.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
+            let block = codec::decode_block(&plain).ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
+            out.extend(block.into_iter().filter(|s| s.time >= from && s.time <= to));
+        }
+        Ok(out)
+    }
+
+    /// The newest stored sample.
+    pub fn latest(&self) -> Result<Option<Sample>, StoreError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = match r.open_table(SAMPLES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let Some((k, v)) = t.last().map_err(io)? else { return Ok(None) };
+        let key = k.value();
+        let plain = self
+            .cipher
+            .open("samples", &key.to_le_bytes(), v.value())
+            .ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
+        Ok(codec::decode_block(&plain).and_then(|b| b.into_iter().last()))
+    }
+
+    /// Minute aggregates with `from ≤ minute ≤ to`.
+    pub fn minutes(&self, from: f64, to: f64) -> Result<Vec<MinuteRow>, StoreError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = match r.open_table(MINUTES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let (lo, hi) = (writer::minute_of(from.max(0.0)), writer::minute_of(to.max(0.0)));
+        let mut out = Vec::new();
+        for item in t.range(lo..=hi).map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            let key = k.value();
+            let plain = self
+                .cipher
+                .open("minutes", &key.to_le_bytes(), v.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("minutes/{key}")))?;
+            out.push(codec::decode_minute(&plain).ok_or_else(|| StoreError::Corrupt(format!("minutes/{key}")))?);
+        }
+        Ok(out)
+    }
+
+    /// One channel over `[from, to]` in at most `max_points` buckets of
+    /// min/mean/max: from minute aggregates when buckets are a minute or
+    /// longer (fast over days, and beyond the full-rate window), from
+    /// full-rate samples otherwise.
+    pub fn range(&self, channel: usize, from: f64, to: f64, max_points: usize) -> Result<Vec<RangePoint>, StoreError> {
+        if channel >= self.schema.len() || max_points == 0 || to.partial_cmp(&from) != Some(std::cmp::Ordering::Greater) {
+            return Ok(Vec::new());
+        }
+        let width = (to - from) / max_points as f64;
+        let mut buckets: Vec<(f64, f32, f64, f32, f64)> = Vec::new(); // start, min, sum, max, count
+        let mut add = |t: f64, min: f32, sum: f64, max: f32, n: f64| {
+            let start = from + ((t - from) / width).floor() * width;
+            match buckets.last_mut() {
+                Some(b) if (b.0 - start).abs() < width * 1e-9 => {
+                    b.1 = b.1.min(min);
+                    b.2 += sum;
+                    b.3 = b.3.max(max);
+                    b.4 += n;
+                }
+                _ => buckets.push((start, min, sum, max, n)),
+            }
+        };
+        if width >= 60.0 {
+            for m in self.minutes(from, to)? {
+                if let Some(&(lo, mean, hi)) = m.stats.get(channel) {
+                    let n = f64::from(m.count);
+                    add(m.minute, lo, f64::from(mean) * n, hi, n);
+                }
+            }
+        } else {
+            for s in self.samples(from, to)? {
+                if let Some(&v) = s.values.get(channel) {
+                    add(s.time, v, f64::from(v), v, 1.0);
+                }
+            }
+        }
+        Ok(buckets
+            .into_iter()
+            .filter(|b| b.4 > 0.0)
+            .map(|(time, min, sum, max, n)| RangePoint { time, min, mean: (sum / n) as f32, max })
+            .collect())
+    }
+
+    /// Events with `from ≤ time ≤ to`, oldest first.
+    pub fn events(&self, from: f64, to: f64) -> Result<Vec<Event>, StoreError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = match r.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut out = Vec::new();
+        for item in t.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            let key = k.value();
+            let plain = self
+                .cipher
+                .open("events", &key.to_le_bytes(), v.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("events/{key}")))?;
+            let e = codec::decode_event(&plain).ok_or_else(|| StoreError::Corrupt(format!("events/{key}")))?;
+            if e.time >= from && e.time <= to {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Alarm lifecycle events (raised, acknowledged, cleared) in `[from, to]`.
+    pub fn alarms(&self, from: f64, to: f64) -> Result<Vec<Event>, StoreError> {
+        Ok(self
+            .events(from, to)?
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::AlarmRaised | EventKind::AlarmAcknowledged | EventKind::AlarmCleared
+                )
+            })
+            .collect())
+    }
+}
+
+fn read_meta(db: &Database, cipher: &Cipher, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    let r = db.begin_read().map_err(io)?;
+    let t = match r.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    match t.get(key).map_err(io)? {
+        None => Ok(None),
+        Some(v) => cipher
+            .open("meta", key.as_bytes(), v.value())
+            .map(Some)
+            .ok_or(StoreError::WrongDevice),
+    }
+}
