@@ -1,1 +1,99 @@
-fn main() {}
+//! Store benchmarks: sustained ingestion, a 24-hour range query of one
+//! channel downsampled to 1,000 points, and bytes per stored sample. Run
+//! with `cargo bench -p twinshield-store --bench store`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+use twinshield_store::{Sample, Store, WriterConfig};
+use zeroize::Zeroizing;
+
+/// The quadtank twin's sample: 2 inputs, 4 outputs, 4 estimates, 4 residuals.
+fn schema() -> Vec<String> {
+    let mut s: Vec<String> = ["v1", "v2", "y1", "y2", "y3", "y4"].iter().map(|x| (*x).to_owned()).collect();
+    s.extend((1..=4).map(|i| format!("est:h{i}")));
+    s.extend((1..=4).map(|i| format!("res:y{i}")));
+    s
+}
+
+fn sample(t: f64, i: u32) -> Sample {
+    let x = (i % 1000) as f32 * 0.01;
+    Sample { time: t, values: (0..14).map(|k| x + k as f32).collect() }
+}
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("twinshield-store-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn benches(c: &mut Criterion) {
+    let key = Zeroizing::new([7u8; 32]);
+    let schema = schema();
+
+    // Ingestion: 200,000 samples pushed and acknowledged durable.
+    const N: u32 = 200_000;
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(u64::from(N)));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(15));
+    let mut round = 0u32;
+    g.bench_function("ingest_200k_samples_durable", |b| {
+        b.iter_with_setup(
+            || {
+                round += 1;
+                let d = dir(&format!("ingest{round}"));
+                Store::open(&d, &key, Some(&schema)).unwrap()
+            },
+            |store| {
+                let w = store.writer(WriterConfig::default());
+                for i in 0..N {
+                    while !w.push(sample(1.7e9 + f64::from(i) * 0.001, i)) {
+                        std::thread::yield_now();
+                    }
+                }
+                w.flush();
+                assert_eq!(w.status().acknowledged, u64::from(N));
+            },
+        )
+    });
+
+    // 24 hours at 10 Hz, then a one-channel query downsampled to 1,000 points.
+    let d = dir("day");
+    let store = Store::open(&d, &key, Some(&schema)).unwrap();
+    let day = 864_000u32;
+    {
+        let w = store.writer(WriterConfig::default());
+        for i in 0..day {
+            while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
+                std::thread::yield_now();
+            }
+        }
+        w.flush();
+    }
+    let bytes: u64 = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    println!(
+        "storage: {} bytes for {day} samples of 14 channels = {:.1} bytes per sample",
+        bytes,
+        bytes as f64 / f64::from(day)
+    );
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("range_24h_one_channel_1000_points", |b| {
+        b.iter(|| {
+            let r = store.range(black_box(2), 1.7e9, 1.7e9 + 86_400.0, 1000).unwrap();
+            assert!(r.len() <= 1000 && r.len() > 900);
+            black_box(r)
+        })
+    });
+    g.finish();
+    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("twinshield-store-bench-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+criterion_group!(store, benches);
+criterion_main!(store);

@@ -229,7 +229,9 @@ impl Store {
         let width = (to - from) / max_points as f64;
         let mut buckets: Vec<(f64, f32, f64, f32, f64)> = Vec::new(); // start, min, sum, max, count
         let mut add = |t: f64, min: f32, sum: f64, max: f32, n: f64| {
-            let start = from + ((t - from) / width).floor() * width;
+            // The last bucket is closed, so `to` itself falls in it.
+            let index = ((t - from) / width).floor().clamp(0.0, max_points as f64 - 1.0);
+            let start = from + index * width;
             match buckets.last_mut() {
                 Some(b) if (b.0 - start).abs() < width * 1e-9 => {
                     b.1 = b.1.min(min);
