@@ -62,7 +62,7 @@ fn benches(c: &mut Criterion) {
 
     // 24 hours at 10 Hz, then a one-channel query downsampled to 1,000 points.
     let d = dir("day");
-    let store = Store::open(&d, &key, Some(&schema)).unwrap();
+    let mut store = Store::open(&d, &key, Some(&schema)).unwrap();
     let day = 864_000u32;
     {
         let w = store.writer(WriterConfig::default());
@@ -73,9 +73,16 @@ fn benches(c: &mut Criterion) {
         }
         w.flush();
     }
-    let bytes: u64 = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let bytes = store.disk_bytes();
     println!(
         "storage: {} bytes for {day} samples of 14 channels = {:.1} bytes per sample",
+        bytes,
+        bytes as f64 / f64::from(day)
+    );
+    assert!(store.compact().unwrap());
+    let bytes = store.disk_bytes();
+    println!(
+        "storage after compaction: {} bytes = {:.1} bytes per sample",
         bytes,
         bytes as f64 / f64::from(day)
     );

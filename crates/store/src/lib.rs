@@ -140,6 +140,23 @@ impl Store {
         })
     }
 
+    /// Returns free pages to the file system (redb compaction). Only
+    /// possible while no writer or other handle shares the database;
+    /// returns whether it ran.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        match Arc::get_mut(&mut self.db) {
+            Some(db) => db.compact().map_err(io),
+            None => Ok(false),
+        }
+    }
+
+    /// Bytes the data directory's files take on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+
     /// The channel names of a sample, in value order.
     pub fn schema(&self) -> &[String] {
         &self.schema

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Longest time span of one stored block of samples, seconds.
 pub(crate) const BLOCK_SPAN: f64 = 60.0;
 /// Most samples in one stored block.
-const BLOCK_SAMPLES: usize = 256;
+const BLOCK_SAMPLES: usize = 272;
 
 pub(crate) fn minute_of(t: f64) -> u64 {
     (t / 60.0).floor().max(0.0) as u64
