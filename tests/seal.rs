@@ -175,32 +175,8 @@ fn inspect_shows_the_public_header_only() {
     }
 }
 
-/// Runs the binary in new mount, UTS and network namespaces with another
-/// machine-id (and DMI product UUID where the machine has one), another
-/// hostname, and no physical network interface: another machine.
-fn on_another_machine(s: &Setup, twinshield_args: &str) -> Run {
-    let fake_id = s.path("fake-machine-id");
-    fs::write(&fake_id, "0123456789abcdef0123456789abcdef\n").unwrap();
-    let fake_uuid = s.path("fake-uuid");
-    fs::write(&fake_uuid, "4c4c4544-0000-1111-2222-333344445555\n").unwrap();
-    let dmi = "/sys/class/dmi/id/product_uuid";
-    let script = format!(
-        "set -e; mount --bind '{id}' /etc/machine-id; \
-         mount -t sysfs sysfs /sys; \
-         if [ -e {dmi} ]; then mount --bind '{uuid}' {dmi}; fi; \
-         hostname another-machine; exec '{bin}' {args}",
-        id = fake_id.display(),
-        uuid = fake_uuid.display(),
-        bin = twinshield().display(),
-        args = twinshield_args,
-    );
-    Command::new("unshare")
-        .args(["--mount", "--uts", "--net", "sh", "-c", &script])
-        .current_dir(s.dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("unshare must be available (util-linux) and run as root")
-        .into()
+fn on_another_machine(s: &Setup, args: &str) -> Run {
+    twinshield_e2e::on_another_machine(s.dir.path(), args)
 }
 
 #[test]

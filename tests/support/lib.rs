@@ -115,3 +115,31 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Runs `twinshield ARGS` (a shell-quoted string) in `dir` as if on another
+/// machine: new mount, UTS and network namespaces, another machine-id (and
+/// DMI product UUID where the machine has one), another hostname, and no
+/// physical network interface. Needs root and util-linux `unshare`.
+pub fn on_another_machine(dir: &Path, args: &str) -> Run {
+    let fake_id = dir.join("fake-machine-id");
+    std::fs::write(&fake_id, "0123456789abcdef0123456789abcdef\n").unwrap_or_else(|e| panic!("{e}"));
+    let fake_uuid = dir.join("fake-uuid");
+    std::fs::write(&fake_uuid, "4c4c4544-0000-1111-2222-333344445555\n").unwrap_or_else(|e| panic!("{e}"));
+    let dmi = "/sys/class/dmi/id/product_uuid";
+    let script = format!(
+        "set -e; mount --bind '{id}' /etc/machine-id; \
+         mount -t sysfs sysfs /sys; \
+         if [ -e {dmi} ]; then mount --bind '{uuid}' {dmi}; fi; \
+         hostname another-machine; exec '{bin}' {args}",
+        id = fake_id.display(),
+        uuid = fake_uuid.display(),
+        bin = twinshield().display(),
+    );
+    Command::new("unshare")
+        .args(["--mount", "--uts", "--net", "sh", "-c", &script])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("unshare must be available (util-linux) and run as root: {e}"))
+        .into()
+}

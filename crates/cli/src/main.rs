@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod recorder;
 mod rt;
 mod status;
 mod sync;
@@ -45,6 +46,9 @@ enum Command {
     Inspect(cmd::sealing::InspectArgs),
     /// Open a bundle on this device and run the twin against a plant.
     Run(cmd::sealing::RunArgs),
+    /// The twin's encrypted history on this device.
+    #[command(subcommand)]
+    History(cmd::sealing::HistoryCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Seal(a) => cmd::sealing::seal(&a),
         Command::Inspect(a) => cmd::sealing::inspect(&a),
         Command::Run(a) => cmd::sealing::run(&a),
+        Command::History(c) => cmd::sealing::history(&c),
     };
     match result {
         Ok(code) => code,

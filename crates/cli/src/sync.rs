@@ -1,6 +1,7 @@
 //! The sync loop: poll the plant, feed the twin, report alarms and progress.
 //! `demo` and `run` share it; they differ in where time comes from.
 
+use crate::recorder::Recorder;
 use crate::status::Board;
 use crate::wiring::Wiring;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -49,6 +50,8 @@ pub struct SyncLoop<'a> {
     pub board: Option<Board>,
     /// A known attack (name, start) to measure delays against.
     pub attack: Option<(&'static str, f64)>,
+    /// Where to record history, if anywhere.
+    pub recorder: Option<Recorder>,
 }
 
 /// What a sync loop leaves behind.
@@ -59,6 +62,8 @@ pub struct SyncOutcome {
     pub alarms: Vec<AlarmSummary>,
     /// Samples that could not be used.
     pub quality: u64,
+    /// The recorder, flushed.
+    pub recorder: Option<Recorder>,
 }
 
 pub(crate) fn round1(x: f64) -> f64 {
@@ -114,7 +119,13 @@ pub async fn run(
         };
         match outcome {
             Ok(events) => {
+                if let Some(r) = s.recorder.as_mut() {
+                    r.sample(t, &s.twin);
+                }
                 for e in &events {
+                    if let Some(r) = &s.recorder {
+                        r.alarm(e);
+                    }
                     match e {
                         AlarmEvent::Raised(a) => {
                             let summary = AlarmSummary {
@@ -149,8 +160,14 @@ pub async fn run(
             }
             Err(what) => {
                 quality += 1;
+                if let Some(r) = &s.recorder {
+                    r.quality(t, &what);
+                }
                 s.twin.quality_event(t, what);
             }
+        }
+        if let Some(line) = s.recorder.as_mut().and_then(|r| r.poll(t)) {
+            progress.suspend(|| eprintln!("{line}"));
         }
         let worst = s.twin.history().latest().map_or(0.0, |r| {
             r.residual.iter().fold(0.0f64, |m, v| m.max(v.abs()))
@@ -175,10 +192,14 @@ pub async fn run(
         }
     }
     progress.finish_and_clear();
+    if let Some(r) = s.recorder.as_mut() {
+        r.flush(last_t);
+    }
     SyncOutcome {
         twin: s.twin,
         alarms,
         quality,
+        recorder: s.recorder,
     }
 }
 

@@ -48,7 +48,7 @@ fn benches(c: &mut Criterion) {
                 Store::open(&d, &key, Some(&schema)).unwrap()
             },
             |store| {
-                let w = store.writer(WriterConfig::default());
+                let w = store.into_writer(WriterConfig::default()).unwrap();
                 for i in 0..N {
                     while !w.push(sample(1.7e9 + f64::from(i) * 0.001, i)) {
                         std::thread::yield_now();
@@ -62,10 +62,9 @@ fn benches(c: &mut Criterion) {
 
     // 24 hours at 10 Hz, then a one-channel query downsampled to 1,000 points.
     let d = dir("day");
-    let mut store = Store::open(&d, &key, Some(&schema)).unwrap();
     let day = 864_000u32;
     {
-        let w = store.writer(WriterConfig::default());
+        let w = Store::open(&d, &key, Some(&schema)).unwrap().into_writer(WriterConfig::default()).unwrap();
         for i in 0..day {
             while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
                 std::thread::yield_now();
@@ -73,6 +72,7 @@ fn benches(c: &mut Criterion) {
         }
         w.flush();
     }
+    let mut store = Store::open(&d, &key, None).unwrap();
     let bytes = store.disk_bytes();
     println!(
         "storage: {} bytes for {day} samples of 14 channels = {:.1} bytes per sample",

@@ -167,9 +167,19 @@ impl Store {
         self.schema.iter().position(|c| c == name)
     }
 
-    /// Starts the batching writer thread.
-    pub fn writer(&self, config: WriterConfig) -> StoreWriter {
-        StoreWriter::start(self.db.clone(), self.cipher.clone(), self.schema.len(), config)
+    /// Hands the database to the batching writer thread, which then owns
+    /// it (so it can reopen it after an I/O error). Fails while another
+    /// handle of this store is alive; reopen the store to read afterwards.
+    pub fn into_writer(self, config: WriterConfig) -> Result<StoreWriter, StoreError> {
+        let db = Arc::try_unwrap(self.db)
+            .map_err(|_| StoreError::Io("the history is still open for reading elsewhere".into()))?;
+        Ok(StoreWriter::start(
+            db,
+            self.dir.join(DB_FILE),
+            self.cipher,
+            self.schema.len(),
+            config,
+        ))
     }
 
     /// Full-rate samples with `from ≤ time ≤ to`, oldest first.

@@ -7,6 +7,7 @@ use redb::{Database, ReadableTable};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -95,13 +96,19 @@ impl std::fmt::Debug for StoreWriter {
 }
 
 impl StoreWriter {
-    pub(crate) fn start(db: Arc<Database>, cipher: Arc<Cipher>, channels: usize, config: WriterConfig) -> Self {
+    pub(crate) fn start(
+        db: Database,
+        path: PathBuf,
+        cipher: Arc<Cipher>,
+        channels: usize,
+        config: WriterConfig,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("twinshield-store".into())
-            .spawn(move || Worker::new(db, cipher, channels, config, s).run(rx))
+            .spawn(move || Worker::new(db, path, cipher, channels, config, s).run(rx))
             .ok();
         StoreWriter {
             tx: Some(tx),
@@ -176,7 +183,9 @@ struct MinuteAcc {
 }
 
 struct Worker {
-    db: Arc<Database>,
+    /// `None` after a failed write: redb must be reopened after an I/O error.
+    db: Option<Database>,
+    path: PathBuf,
     cipher: Arc<Cipher>,
     channels: usize,
     config: WriterConfig,
@@ -189,9 +198,17 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(db: Arc<Database>, cipher: Arc<Cipher>, channels: usize, config: WriterConfig, shared: Arc<Shared>) -> Self {
+    fn new(
+        db: Database,
+        path: PathBuf,
+        cipher: Arc<Cipher>,
+        channels: usize,
+        config: WriterConfig,
+        shared: Arc<Shared>,
+    ) -> Self {
         Worker {
-            db,
+            db: Some(db),
+            path,
             cipher,
             channels,
             config,
@@ -267,6 +284,8 @@ impl Worker {
                 }
             }
             Err(e) => {
+                // redb refuses further use after an I/O error: reopen next time.
+                self.db = None;
                 let first = self.failing_since.is_none();
                 self.failing_since.get_or_insert_with(Instant::now);
                 if let Ok(mut f) = self.shared.fault.lock() {
@@ -291,7 +310,13 @@ impl Worker {
                 .seal(table, &key.to_le_bytes(), pt)
                 .ok_or_else(|| "cannot encrypt a record".to_owned())
         };
-        let w = self.db.begin_write().map_err(|x| e(&x))?;
+        if self.db.is_none() {
+            self.db = Some(Database::create(&self.path).map_err(|x| e(&x))?);
+        }
+        let Some(db) = self.db.as_ref() else {
+            return Err("history database is closed".into());
+        };
+        let w = db.begin_write().map_err(|x| e(&x))?;
         // Work on a copy: a failed transaction leaves the accumulator as it was.
         let mut minute = self.minute.clone();
         let result = (|| -> Result<usize, String> {

@@ -32,9 +32,8 @@ fn fast() -> WriterConfig {
 #[test]
 fn samples_events_and_alarms_round_trip() {
     let d = dir("rt");
-    let store = Store::open(&d, &key(1), Some(&schema())).unwrap();
     {
-        let w = store.writer(fast());
+        let w = Store::open(&d, &key(1), Some(&schema())).unwrap().into_writer(fast()).unwrap();
         for i in 0..1000 {
             let t = 1_000_000.0 + f64::from(i) * 0.1;
             assert!(w.push(Sample { time: t, values: vec![3.0, i as f32] }));
@@ -45,6 +44,7 @@ fn samples_events_and_alarms_round_trip() {
         assert_eq!(w.status().acknowledged, 1000);
         assert_eq!(w.status().fault, None);
     }
+    let store = Store::open(&d, &key(1), None).unwrap();
     let all = store.samples(0.0, f64::MAX).unwrap();
     assert_eq!(all.len(), 1000);
     assert_eq!(all[999].values, vec![3.0, 999.0]);
@@ -74,10 +74,9 @@ fn another_key_opens_nothing() {
 #[test]
 fn ranges_are_downsampled_from_samples_or_minutes() {
     let d = dir("range");
-    let store = Store::open(&d, &key(3), Some(&schema())).unwrap();
     let t0 = 6_000_000.0; // a whole minute
     {
-        let w = store.writer(fast());
+        let w = Store::open(&d, &key(3), Some(&schema())).unwrap().into_writer(fast()).unwrap();
         // Two hours at 1 Hz, y1 = minute index.
         for i in 0..7200 {
             let t = t0 + f64::from(i);
@@ -85,6 +84,7 @@ fn ranges_are_downsampled_from_samples_or_minutes() {
         }
         w.flush();
     }
+    let store = Store::open(&d, &key(3), None).unwrap();
     // Short range: raw samples, 10 buckets over 100 s.
     let r = store.range(1, t0, t0 + 99.0, 10).unwrap();
     assert_eq!(r.len(), 10);
@@ -102,12 +102,14 @@ fn ranges_are_downsampled_from_samples_or_minutes() {
 #[test]
 fn retention_drops_old_samples_and_keeps_minutes() {
     let d = dir("retain");
-    let store = Store::open(&d, &key(4), Some(&schema())).unwrap();
     {
-        let w = store.writer(WriterConfig {
-            full_rate: 600.0,
-            ..fast()
-        });
+        let w = Store::open(&d, &key(4), Some(&schema()))
+            .unwrap()
+            .into_writer(WriterConfig {
+                full_rate: 600.0,
+                ..fast()
+            })
+            .unwrap();
         for i in 0..3600 {
             w.push(Sample { time: 9_000_000.0 + f64::from(i), values: vec![1.0, 2.0] });
             if i % 100 == 0 {
@@ -116,6 +118,7 @@ fn retention_drops_old_samples_and_keeps_minutes() {
         }
         w.flush();
     }
+    let store = Store::open(&d, &key(4), None).unwrap();
     let kept = store.samples(0.0, f64::MAX).unwrap();
     assert!(kept.len() < 1000, "{} samples kept past the window", kept.len());
     assert!(kept.first().unwrap().time >= 9_000_000.0 + 3600.0 - 600.0 - 120.0);
@@ -126,11 +129,13 @@ fn retention_drops_old_samples_and_keeps_minutes() {
 fn a_full_queue_refuses_without_blocking() {
     let d = dir("queue");
     let store = Store::open(&d, &key(5), Some(&schema())).unwrap();
-    let w = store.writer(WriterConfig {
-        queue: 4,
-        batch_interval: Duration::from_secs(5),
-        ..WriterConfig::default()
-    });
+    let w = store
+        .into_writer(WriterConfig {
+            queue: 4,
+            batch_interval: Duration::from_secs(5),
+            ..WriterConfig::default()
+        })
+        .unwrap();
     let start = std::time::Instant::now();
     let accepted = (0..10_000)
         .filter(|i| w.push(Sample { time: f64::from(*i), values: vec![0.0, 0.0] }))
@@ -138,4 +143,13 @@ fn a_full_queue_refuses_without_blocking() {
     assert!(start.elapsed() < Duration::from_secs(1), "push blocked");
     assert!(accepted < 10_000);
     assert_eq!(w.status().refused, 10_000 - accepted as u64);
+}
+
+#[test]
+fn a_second_handle_blocks_handing_the_database_to_the_writer() {
+    let d = dir("handles");
+    let store = Store::open(&d, &key(6), Some(&schema())).unwrap();
+    let reader = store.clone();
+    assert!(store.into_writer(fast()).is_err());
+    drop(reader);
 }

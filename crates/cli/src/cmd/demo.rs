@@ -141,6 +141,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
                 period: Duration::from_secs_f64(PLANT_STEP / args.speed),
                 board: Some(board),
                 attack: attack.map(|a| (a.kind.name(), a.at)),
+                recorder: None,
             },
             clock,
             stop_rx.clone(),

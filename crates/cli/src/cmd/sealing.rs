@@ -1,6 +1,7 @@
 //! Device identity, publisher keys and bundles: `fingerprint`, `keys new`,
 //! `seal`, `inspect` and `run`.
 
+use crate::recorder::{self, Recorder};
 use crate::status;
 use crate::sync::{self, SyncLoop};
 use crate::wiring::Wiring;
@@ -23,6 +24,7 @@ use twinshield_runtime::{Twin, TwinSettings};
 use twinshield_seal::{
     DeviceFp, DeviceIdentity, EmbeddedSecret, PublisherKey, PublisherPub, SealRequest,
 };
+use twinshield_store::{Store, WriterConfig};
 use zeroize::Zeroizing;
 
 /// Largest bundle, device.fp, key or secret file read, bytes.
@@ -305,9 +307,14 @@ pub struct RunArgs {
     /// Serve the status page here.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Data directory (the twin's stored history lives here once the store lands).
+    /// Data directory of the encrypted history (default: `data` in the
+    /// state directory).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Write the number of durably stored samples here after every commit
+    /// (for supervisors and tests).
+    #[arg(long, value_name = "FILE")]
+    ack_file: Option<PathBuf>,
     /// State directory holding the device's keys.
     #[arg(long)]
     state: Option<PathBuf>,
@@ -347,12 +354,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
     let opened = twinshield_seal::open(&bytes, &trust, &device)?;
     device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
-    if let Some(data) = &args.data {
-        fs::create_dir_all(data)
-            .with_context(|| format!("cannot create data directory {}", data.display()))?;
-    }
+    let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let model = opened.model;
     let wiring = Wiring::new(&model)?;
+    let store = Store::open(&data, &device.storage_key("history"), Some(&recorder::schema(&model)))
+        .with_context(|| format!("data directory {}", data.display()))?;
+    let recorder = Recorder::new(store.into_writer(WriterConfig::default())?, args.ack_file.clone());
     eprintln!(
         "running `{}` {} release {} on device {} ({} of {} components match), plant {}",
         model.name,
@@ -386,11 +393,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         };
         let twin = Twin::new(&model, settings)?;
         let client = ModbusClient::new(ClientConfig::new(addr), wiring.map().clone());
+        // History is kept in Unix time.
         let started = Instant::now();
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         let until = args.seconds;
         let clock = move || {
-            let t = started.elapsed().as_secs_f64();
-            until.is_none_or(|end| t < end).then_some(t)
+            let elapsed = started.elapsed().as_secs_f64();
+            until.is_none_or(|end| elapsed < end).then_some(epoch + elapsed)
         };
         let outcome = sync::run(
             SyncLoop {
@@ -401,6 +413,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 period: Duration::from_secs_f64(args.period),
                 board: Some(board),
                 attack: None,
+                recorder: Some(recorder),
             },
             clock,
             stop_rx,
@@ -416,10 +429,100 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 "model": model.name,
                 "release": opened.header.release,
                 "samples": outcome.twin.samples(),
+                "stored_samples": outcome.recorder.as_ref().map(Recorder::acknowledged),
+                "storage_faults": outcome.recorder.as_ref().map(Recorder::faults),
                 "alarms": outcome.alarms,
                 "data_quality_events": outcome.quality,
             })
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+// ---------------------------------------------------------------- history
+
+/// History commands (on the device only: the history opens with its key).
+#[derive(Subcommand)]
+pub enum HistoryCommand {
+    /// Export stored samples and events as CSV or JSON.
+    Export(ExportArgs),
+}
+
+/// Arguments of `history export`.
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub struct ExportArgs {
+    /// Data directory of the history (default: `data` in the state directory).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// State directory holding the device's keys.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// From this time (Unix seconds; default: the beginning).
+    #[arg(long)]
+    from: Option<f64>,
+    /// Up to this time (Unix seconds; default: the end).
+    #[arg(long)]
+    to: Option<f64>,
+    /// Only this channel (default: all).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Write CSV (time and channels; events are not included).
+    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    csv: bool,
+    /// Write one JSON object with samples and events.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `twinshield history export`.
+pub fn history(cmd: &HistoryCommand) -> Result<ExitCode> {
+    let HistoryCommand::Export(args) = cmd;
+    let from = args.from.unwrap_or(f64::MIN);
+    let to = args.to.unwrap_or(f64::MAX);
+    if from.is_nan() || to.is_nan() || from > to {
+        bail!("--from must not be after --to");
+    }
+    let state = state_dir(args.state.as_deref())?;
+    let data = args.data.clone().unwrap_or_else(|| state.join("data"));
+    if !data.join("history.redb").exists() {
+        bail!("no history in {}", data.display());
+    }
+    let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
+    let store = Store::open(&data, &device.storage_key("history"), None)
+        .with_context(|| format!("data directory {}", data.display()))?;
+    let columns: Vec<usize> = match &args.channel {
+        Some(name) => vec![store.channel(name).with_context(|| {
+            format!("unknown channel `{name}`; the channels are {}", store.schema().join(", "))
+        })?],
+        None => (0..store.schema().len()).collect(),
+    };
+    let samples = store.samples(from, to)?;
+    let names: Vec<&str> = columns.iter().filter_map(|&c| store.schema().get(c).map(String::as_str)).collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.csv {
+        writeln!(out, "time,{}", names.join(","))?;
+        for s in &samples {
+            let vals: Vec<String> = columns
+                .iter()
+                .map(|&c| s.values.get(c).map_or(String::new(), |v| v.to_string()))
+                .collect();
+            writeln!(out, "{:.6},{}", s.time, vals.join(","))?;
+        }
+    } else {
+        let events = store.events(from, to)?;
+        let v = json!({
+            "channels": names,
+            "samples": samples.iter().map(|s| json!({
+                "time": s.time,
+                "values": columns.iter().map(|&c| s.values.get(c).copied()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "events": events.iter().map(|e| json!({
+                "kind": e.kind.name(), "time": e.time, "text": e.text,
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{v}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,113 @@
+//! Records what the sync loop sees into the encrypted history store, and
+//! reports storage faults without ever holding the loop up.
+
+use std::path::PathBuf;
+use twinshield_model::Model;
+use twinshield_runtime::{AlarmEvent, Twin};
+use twinshield_store::{EventKind, Sample, StoreWriter};
+
+/// The channel layout of a stored sample for `model`: inputs, outputs, the
+/// twin's estimates and its residuals.
+pub fn schema(model: &Model) -> Vec<String> {
+    let mut s: Vec<String> = model.inputs.iter().map(|i| i.name.clone()).collect();
+    s.extend(model.outputs.iter().map(|o| o.name.clone()));
+    s.extend(model.states.iter().map(|x| format!("est:{}", x.name)));
+    s.extend(model.outputs.iter().map(|o| format!("res:{}", o.name)));
+    s
+}
+
+/// The sync loop's link to the store.
+pub struct Recorder {
+    writer: StoreWriter,
+    ack_file: Option<PathBuf>,
+    last_acked: u64,
+    fault: Option<String>,
+    values: Vec<f32>,
+}
+
+impl Recorder {
+    /// A recorder writing through `writer`; with `ack_file`, the count of
+    /// durably stored samples is written there after every commit.
+    pub fn new(writer: StoreWriter, ack_file: Option<PathBuf>) -> Self {
+        Recorder {
+            writer,
+            ack_file,
+            last_acked: 0,
+            fault: None,
+            values: Vec::new(),
+        }
+    }
+
+    /// Queues the twin's latest record.
+    pub fn sample(&mut self, time: f64, twin: &Twin) {
+        let Some(r) = twin.history().latest() else { return };
+        self.values.clear();
+        for v in r.inputs.iter().chain(&r.outputs).chain(&r.estimate).chain(&r.residual) {
+            self.values.push(*v as f32);
+        }
+        self.writer.push(Sample {
+            time,
+            values: self.values.clone(),
+        });
+    }
+
+    /// Queues an alarm's lifecycle event.
+    pub fn alarm(&self, e: &AlarmEvent) {
+        let a = e.alarm();
+        let text = format!(
+            "alarm {} {} on {} (statistic {:.3}, threshold {:.3})",
+            a.id,
+            a.kind.name(),
+            a.channels.join("+"),
+            a.statistic_at_raise,
+            a.threshold
+        );
+        match e {
+            AlarmEvent::Raised(a) => self.writer.event(EventKind::AlarmRaised, a.start, text),
+            AlarmEvent::Cleared(a) => self.writer.event(EventKind::AlarmCleared, a.clear.unwrap_or(a.start), text),
+        };
+    }
+
+    /// Queues a data-quality event.
+    pub fn quality(&self, time: f64, what: &str) {
+        self.writer.event(EventKind::DataQuality, time, what);
+    }
+
+    /// Notices new acknowledgements and fault changes; returns a line to
+    /// show when the storage state changed.
+    pub fn poll(&mut self, time: f64) -> Option<String> {
+        let st = self.writer.status();
+        if st.acknowledged != self.last_acked {
+            self.last_acked = st.acknowledged;
+            if let Some(f) = &self.ack_file {
+                let _ = std::fs::write(f, format!("{}\n", st.acknowledged));
+            }
+        }
+        if st.fault != self.fault {
+            let line = match &st.fault {
+                Some(f) => format!("storage fault: {f}; monitoring goes on, samples wait in memory"),
+                None => "storage resumed: writing history again".to_owned(),
+            };
+            self.writer.event(EventKind::Storage, time, line.clone());
+            self.fault = st.fault;
+            return Some(line);
+        }
+        None
+    }
+
+    /// Samples durably stored so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.writer.status().acknowledged
+    }
+
+    /// Storage faults seen.
+    pub fn faults(&self) -> u64 {
+        self.writer.status().faults
+    }
+
+    /// Waits for everything queued to be committed (or refused).
+    pub fn flush(&mut self, time: f64) {
+        self.writer.flush();
+        let _ = self.poll(time);
+    }
+}
