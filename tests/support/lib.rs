@@ -122,9 +122,11 @@ impl Drop for Scratch {
 /// physical network interface. Needs root and util-linux `unshare`.
 pub fn on_another_machine(dir: &Path, args: &str) -> Run {
     let fake_id = dir.join("fake-machine-id");
-    std::fs::write(&fake_id, "0123456789abcdef0123456789abcdef\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&fake_id, "0123456789abcdef0123456789abcdef\n")
+        .unwrap_or_else(|e| panic!("{e}"));
     let fake_uuid = dir.join("fake-uuid");
-    std::fs::write(&fake_uuid, "4c4c4544-0000-1111-2222-333344445555\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&fake_uuid, "4c4c4544-0000-1111-2222-333344445555\n")
+        .unwrap_or_else(|e| panic!("{e}"));
     let dmi = "/sys/class/dmi/id/product_uuid";
     let script = format!(
         "set -e; mount --bind '{id}' /etc/machine-id; \

@@ -40,9 +40,17 @@ impl Recorder {
 
     /// Queues the twin's latest record.
     pub fn sample(&mut self, time: f64, twin: &Twin) {
-        let Some(r) = twin.history().latest() else { return };
+        let Some(r) = twin.history().latest() else {
+            return;
+        };
         self.values.clear();
-        for v in r.inputs.iter().chain(&r.outputs).chain(&r.estimate).chain(&r.residual) {
+        for v in r
+            .inputs
+            .iter()
+            .chain(&r.outputs)
+            .chain(&r.estimate)
+            .chain(&r.residual)
+        {
             self.values.push(*v as f32);
         }
         self.writer.push(Sample {
@@ -64,7 +72,10 @@ impl Recorder {
         );
         match e {
             AlarmEvent::Raised(a) => self.writer.event(EventKind::AlarmRaised, a.start, text),
-            AlarmEvent::Cleared(a) => self.writer.event(EventKind::AlarmCleared, a.clear.unwrap_or(a.start), text),
+            AlarmEvent::Cleared(a) => {
+                self.writer
+                    .event(EventKind::AlarmCleared, a.clear.unwrap_or(a.start), text)
+            }
         };
     }
 
@@ -85,7 +96,9 @@ impl Recorder {
         }
         if st.fault != self.fault {
             let line = match &st.fault {
-                Some(f) => format!("storage fault: {f}; monitoring goes on, samples wait in memory"),
+                Some(f) => {
+                    format!("storage fault: {f}; monitoring goes on, samples wait in memory")
+                }
                 None => "storage resumed: writing history again".to_owned(),
             };
             self.writer.event(EventKind::Storage, time, line.clone());

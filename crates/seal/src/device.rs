@@ -303,7 +303,14 @@ impl DeviceIdentity {
             w.bytes(c);
         }
         write_private(&state.join(IDENTITY_FILE), &w.buf)?;
-        Ok(Self::from_seeds(x25519_ikm, &ed_seed, commitments, k, state, n))
+        Ok(Self::from_seeds(
+            x25519_ikm,
+            &ed_seed,
+            commitments,
+            k,
+            state,
+            n,
+        ))
     }
 
     /// The identity from its two private seeds and its public description.
@@ -407,7 +414,14 @@ impl DeviceIdentity {
         x25519_ikm.copy_from_slice(xi);
         let mut ed_seed = Zeroizing::new([0u8; 32]);
         ed_seed.copy_from_slice(es);
-        Ok(Self::from_seeds(x25519_ikm, &ed_seed, commitments, k, state, matched))
+        Ok(Self::from_seeds(
+            x25519_ikm,
+            &ed_seed,
+            commitments,
+            k,
+            state,
+            matched,
+        ))
     }
 
     /// The public description, for sealing.

@@ -2,7 +2,12 @@
 //! channel downsampled to 1,000 points, and bytes per stored sample. Run
 //! with `cargo bench -p twinshield-store --bench store`.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -12,7 +17,10 @@ use zeroize::Zeroizing;
 
 /// The quadtank twin's sample: 2 inputs, 4 outputs, 4 estimates, 4 residuals.
 fn schema() -> Vec<String> {
-    let mut s: Vec<String> = ["v1", "v2", "y1", "y2", "y3", "y4"].iter().map(|x| (*x).to_owned()).collect();
+    let mut s: Vec<String> = ["v1", "v2", "y1", "y2", "y3", "y4"]
+        .iter()
+        .map(|x| (*x).to_owned())
+        .collect();
     s.extend((1..=4).map(|i| format!("est:h{i}")));
     s.extend((1..=4).map(|i| format!("res:y{i}")));
     s
@@ -20,11 +28,17 @@ fn schema() -> Vec<String> {
 
 fn sample(t: f64, i: u32) -> Sample {
     let x = (i % 1000) as f32 * 0.01;
-    Sample { time: t, values: (0..14).map(|k| x + k as f32).collect() }
+    Sample {
+        time: t,
+        values: (0..14).map(|k| x + k as f32).collect(),
+    }
 }
 
 fn dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("twinshield-store-bench-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!(
+        "twinshield-store-bench-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -64,7 +78,10 @@ fn benches(c: &mut Criterion) {
     let d = dir("day");
     let day = 864_000u32;
     {
-        let w = Store::open(&d, &key, Some(&schema)).unwrap().into_writer(WriterConfig::default()).unwrap();
+        let w = Store::open(&d, &key, Some(&schema))
+            .unwrap()
+            .into_writer(WriterConfig::default())
+            .unwrap();
         for i in 0..day {
             while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
                 std::thread::yield_now();
@@ -89,14 +106,19 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("range_24h_one_channel_1000_points", |b| {
         b.iter(|| {
-            let r = store.range(black_box(2), 1.7e9, 1.7e9 + 86_400.0, 1000).unwrap();
+            let r = store
+                .range(black_box(2), 1.7e9, 1.7e9 + 86_400.0, 1000)
+                .unwrap();
             assert!(r.len() <= 1000 && r.len() > 900);
             black_box(r)
         })
     });
     g.finish();
     for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        if e.file_name().to_string_lossy().starts_with("twinshield-store-bench-") {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with("twinshield-store-bench-")
+        {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

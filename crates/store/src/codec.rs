@@ -18,9 +18,19 @@ pub struct Sample {
 /// Layout: `start f64 | count u32 | channels u16 | count × (offset f32 | channels × f32)`.
 pub(crate) fn encode_block(samples: &[Sample], channels: usize) -> Vec<u8> {
     let start = samples.first().map_or(0.0, |s| s.time);
-    let mut out = Vec::with_capacity(14usize.saturating_add(samples.len().saturating_mul(4usize.saturating_add(channels.saturating_mul(4)))));
+    let mut out = Vec::with_capacity(
+        14usize.saturating_add(
+            samples
+                .len()
+                .saturating_mul(4usize.saturating_add(channels.saturating_mul(4))),
+        ),
+    );
     out.extend_from_slice(&start.to_le_bytes());
-    out.extend_from_slice(&u32::try_from(samples.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(samples.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&u16::try_from(channels).unwrap_or(u16::MAX).to_le_bytes());
     for s in samples {
         out.extend_from_slice(&((s.time - start) as f32).to_le_bytes());
@@ -72,7 +82,10 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Option<Vec<Sample>> {
         for _ in 0..channels {
             values.push(r.f32()?);
         }
-        out.push(Sample { time: start + dt, values });
+        out.push(Sample {
+            time: start + dt,
+            values,
+        });
     }
     Some(out)
 }
@@ -92,7 +105,11 @@ pub(crate) fn encode_minute(m: &MinuteRow) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&m.minute.to_le_bytes());
     out.extend_from_slice(&m.count.to_le_bytes());
-    out.extend_from_slice(&u16::try_from(m.stats.len()).unwrap_or(u16::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u16::try_from(m.stats.len())
+            .unwrap_or(u16::MAX)
+            .to_le_bytes(),
+    );
     for (a, b, c) in &m.stats {
         for v in [a, b, c] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -110,7 +127,11 @@ pub(crate) fn decode_minute(bytes: &[u8]) -> Option<MinuteRow> {
     for _ in 0..n {
         stats.push((r.f32()?, r.f32()?, r.f32()?));
     }
-    r.0.is_empty().then_some(MinuteRow { minute, count, stats })
+    r.0.is_empty().then_some(MinuteRow {
+        minute,
+        count,
+        stats,
+    })
 }
 
 /// What kind of event a record is.
@@ -161,7 +182,11 @@ impl EventKind {
     }
 
     fn code(self) -> u8 {
-        EventKind::ALL.iter().position(|k| *k == self).and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX)
+        EventKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .and_then(|i| u8::try_from(i).ok())
+            .unwrap_or(u8::MAX)
     }
 
     fn from_code(c: u8) -> Option<Self> {
@@ -172,7 +197,10 @@ impl EventKind {
     pub fn kept_until_exported(self) -> bool {
         matches!(
             self,
-            EventKind::AlarmRaised | EventKind::AlarmAcknowledged | EventKind::AlarmCleared | EventKind::Audit
+            EventKind::AlarmRaised
+                | EventKind::AlarmAcknowledged
+                | EventKind::AlarmCleared
+                | EventKind::Audit
         )
     }
 }
@@ -211,7 +239,10 @@ mod tests {
     #[test]
     fn blocks_round_trip_and_refuse_damage() {
         let s: Vec<Sample> = (0..5)
-            .map(|i| Sample { time: 1.7e9 + f64::from(i) * 0.001, values: vec![i as f32, 2.5] })
+            .map(|i| Sample {
+                time: 1.7e9 + f64::from(i) * 0.001,
+                values: vec![i as f32, 2.5],
+            })
             .collect();
         let b = encode_block(&s, 2);
         assert_eq!(b.len(), 14 + 5 * 12);
@@ -219,9 +250,17 @@ mod tests {
         assert_eq!(d.len(), 5);
         assert!((d[4].time - s[4].time).abs() < 1e-4);
         assert!(decode_block(&b[..b.len() - 1]).is_none());
-        let e = Event { kind: EventKind::Audit, time: 3.0, text: "x".into() };
+        let e = Event {
+            kind: EventKind::Audit,
+            time: 3.0,
+            text: "x".into(),
+        };
         assert_eq!(decode_event(&encode_event(&e)), Some(e));
-        let m = MinuteRow { minute: 60.0, count: 3, stats: vec![(1.0, 2.0, 3.0)] };
+        let m = MinuteRow {
+            minute: 60.0,
+            count: 3,
+            stats: vec![(1.0, 2.0, 3.0)],
+        };
         assert_eq!(decode_minute(&encode_minute(&m)), Some(m));
     }
 }

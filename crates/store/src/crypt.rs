@@ -32,7 +32,13 @@ impl Cipher {
         let aad = aad(table, key);
         let ct = self
             .aead
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .ok()?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);

@@ -17,6 +17,16 @@ mod crypt;
 mod writer;
 
 pub use codec::{Event, EventKind, MinuteRow, Sample};
+
+/// Decodes the plaintext of a stored record of each kind (after
+/// decryption), refusing anything malformed. Public for the fuzz targets.
+pub fn decode_records(bytes: &[u8]) -> (Option<Vec<Sample>>, Option<MinuteRow>, Option<Event>) {
+    (
+        codec::decode_block(bytes),
+        codec::decode_minute(bytes),
+        codec::decode_event(bytes),
+    )
+}
 pub use writer::{StoreWriter, WriterConfig, WriterStatus};
 
 use crypt::Cipher;
@@ -92,7 +102,11 @@ impl Store {
     /// Opens (creating if needed) the history in `dir` under `key`. With a
     /// `schema` (the channel names of a sample), a new history takes it and
     /// an existing one must match it; without, the stored one is used.
-    pub fn open(dir: &Path, key: &Zeroizing<[u8; 32]>, schema: Option<&[String]>) -> Result<Store, StoreError> {
+    pub fn open(
+        dir: &Path,
+        key: &Zeroizing<[u8; 32]>,
+        schema: Option<&[String]>,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         #[cfg(unix)]
         {
@@ -108,7 +122,10 @@ impl Store {
                 if c.as_slice() != CHECK {
                     return Err(StoreError::WrongDevice);
                 }
-                let stored: Vec<String> = String::from_utf8_lossy(&s).split('\n').map(str::to_owned).collect();
+                let stored: Vec<String> = String::from_utf8_lossy(&s)
+                    .split('\n')
+                    .map(str::to_owned)
+                    .collect();
                 if let Some(want) = schema
                     && want != stored.as_slice()
                 {
@@ -123,9 +140,18 @@ impl Store {
                 let w = db.begin_write().map_err(io)?;
                 {
                     let mut t = w.open_table(META).map_err(io)?;
-                    let seal = |k: &str, v: &[u8]| cipher.seal("meta", k.as_bytes(), v).ok_or_else(|| io("cannot encrypt"));
-                    t.insert("check", seal("check", CHECK)?.as_slice()).map_err(io)?;
-                    t.insert("schema", seal("schema", want.join("\n").as_bytes())?.as_slice()).map_err(io)?;
+                    let seal = |k: &str, v: &[u8]| {
+                        cipher
+                            .seal("meta", k.as_bytes(), v)
+                            .ok_or_else(|| io("cannot encrypt"))
+                    };
+                    t.insert("check", seal("check", CHECK)?.as_slice())
+                        .map_err(io)?;
+                    t.insert(
+                        "schema",
+                        seal("schema", want.join("\n").as_bytes())?.as_slice(),
+                    )
+                    .map_err(io)?;
                 }
                 w.commit().map_err(io)?;
                 want.to_vec()
@@ -153,7 +179,12 @@ impl Store {
     /// Bytes the data directory's files take on disk.
     pub fn disk_bytes(&self) -> u64 {
         std::fs::read_dir(&self.dir)
-            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
@@ -171,8 +202,9 @@ impl Store {
     /// it (so it can reopen it after an I/O error). Fails while another
     /// handle of this store is alive; reopen the store to read afterwards.
     pub fn into_writer(self, config: WriterConfig) -> Result<StoreWriter, StoreError> {
-        let db = Arc::try_unwrap(self.db)
-            .map_err(|_| StoreError::Io("the history is still open for reading elsewhere".into()))?;
+        let db = Arc::try_unwrap(self.db).map_err(|_| {
+            StoreError::Io("the history is still open for reading elsewhere".into())
+        })?;
         Ok(StoreWriter::start(
             db,
             self.dir.join(DB_FILE),
@@ -200,7 +232,8 @@ impl Store {
                 .cipher
                 .open("samples", &key.to_le_bytes(), v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
-            let block = codec::decode_block(&plain).ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
+            let block = codec::decode_block(&plain)
+                .ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
             out.extend(block.into_iter().filter(|s| s.time >= from && s.time <= to));
         }
         Ok(out)
@@ -214,7 +247,9 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(io(e)),
         };
-        let Some((k, v)) = t.last().map_err(io)? else { return Ok(None) };
+        let Some((k, v)) = t.last().map_err(io)? else {
+            return Ok(None);
+        };
         let key = k.value();
         let plain = self
             .cipher
@@ -231,7 +266,10 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(io(e)),
         };
-        let (lo, hi) = (writer::minute_of(from.max(0.0)), writer::minute_of(to.max(0.0)));
+        let (lo, hi) = (
+            writer::minute_of(from.max(0.0)),
+            writer::minute_of(to.max(0.0)),
+        );
         let mut out = Vec::new();
         for item in t.range(lo..=hi).map_err(io)? {
             let (k, v) = item.map_err(io)?;
@@ -240,7 +278,10 @@ impl Store {
                 .cipher
                 .open("minutes", &key.to_le_bytes(), v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("minutes/{key}")))?;
-            out.push(codec::decode_minute(&plain).ok_or_else(|| StoreError::Corrupt(format!("minutes/{key}")))?);
+            out.push(
+                codec::decode_minute(&plain)
+                    .ok_or_else(|| StoreError::Corrupt(format!("minutes/{key}")))?,
+            );
         }
         Ok(out)
     }
@@ -249,15 +290,26 @@ impl Store {
     /// min/mean/max: from minute aggregates when buckets are a minute or
     /// longer (fast over days, and beyond the full-rate window), from
     /// full-rate samples otherwise.
-    pub fn range(&self, channel: usize, from: f64, to: f64, max_points: usize) -> Result<Vec<RangePoint>, StoreError> {
-        if channel >= self.schema.len() || max_points == 0 || to.partial_cmp(&from) != Some(std::cmp::Ordering::Greater) {
+    pub fn range(
+        &self,
+        channel: usize,
+        from: f64,
+        to: f64,
+        max_points: usize,
+    ) -> Result<Vec<RangePoint>, StoreError> {
+        if channel >= self.schema.len()
+            || max_points == 0
+            || to.partial_cmp(&from) != Some(std::cmp::Ordering::Greater)
+        {
             return Ok(Vec::new());
         }
         let width = (to - from) / max_points as f64;
         let mut buckets: Vec<(f64, f32, f64, f32, f64)> = Vec::new(); // start, min, sum, max, count
         let mut add = |t: f64, min: f32, sum: f64, max: f32, n: f64| {
             // The last bucket is closed, so `to` itself falls in it.
-            let index = ((t - from) / width).floor().clamp(0.0, max_points as f64 - 1.0);
+            let index = ((t - from) / width)
+                .floor()
+                .clamp(0.0, max_points as f64 - 1.0);
             let start = from + index * width;
             match buckets.last_mut() {
                 Some(b) if (b.0 - start).abs() < width * 1e-9 => {
@@ -286,7 +338,12 @@ impl Store {
         Ok(buckets
             .into_iter()
             .filter(|b| b.4 > 0.0)
-            .map(|(time, min, sum, max, n)| RangePoint { time, min, mean: (sum / n) as f32, max })
+            .map(|(time, min, sum, max, n)| RangePoint {
+                time,
+                min,
+                mean: (sum / n) as f32,
+                max,
+            })
             .collect())
     }
 
@@ -306,7 +363,8 @@ impl Store {
                 .cipher
                 .open("events", &key.to_le_bytes(), v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("events/{key}")))?;
-            let e = codec::decode_event(&plain).ok_or_else(|| StoreError::Corrupt(format!("events/{key}")))?;
+            let e = codec::decode_event(&plain)
+                .ok_or_else(|| StoreError::Corrupt(format!("events/{key}")))?;
             if e.time >= from && e.time <= to {
                 out.push(e);
             }
@@ -329,7 +387,11 @@ impl Store {
     }
 }
 
-fn read_meta(db: &Database, cipher: &Cipher, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+fn read_meta(
+    db: &Database,
+    cipher: &Cipher,
+    key: &str,
+) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
     let r = db.begin_read().map_err(io)?;
     let t = match r.open_table(META) {
         Ok(t) => t,

@@ -5,9 +5,9 @@ use crate::crypt::Cipher;
 use crate::{EVENTS, MINUTES, SAMPLES, micros};
 use redb::{Database, ReadableTable};
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -275,7 +275,9 @@ impl Worker {
                 self.samples.drain(..n);
                 self.events.clear();
                 self.minute = minute;
-                self.shared.acknowledged.fetch_add(n as u64, Ordering::AcqRel);
+                self.shared
+                    .acknowledged
+                    .fetch_add(n as u64, Ordering::AcqRel);
                 if self.failing_since.take().is_some() {
                     if let Ok(mut f) = self.shared.fault.lock() {
                         *f = None;
@@ -339,10 +341,16 @@ impl Worker {
                 }
                 for s in self.samples.iter() {
                     let full = block.len() >= BLOCK_SAMPLES
-                        || block.first().is_some_and(|f| s.time - f.time > BLOCK_SPAN || s.time < f.time);
+                        || block
+                            .first()
+                            .is_some_and(|f| s.time - f.time > BLOCK_SPAN || s.time < f.time);
                     if full && let Some(k) = block_key.take() {
                         samples
-                            .insert(k, seal("samples", k, &codec::encode_block(&block, self.channels))?.as_slice())
+                            .insert(
+                                k,
+                                seal("samples", k, &codec::encode_block(&block, self.channels))?
+                                    .as_slice(),
+                            )
                             .map_err(|x| e(&x))?;
                         block.clear();
                     }
@@ -378,7 +386,11 @@ impl Worker {
                 }
                 if let Some(k) = block_key {
                     samples
-                        .insert(k, seal("samples", k, &codec::encode_block(&block, self.channels))?.as_slice())
+                        .insert(
+                            k,
+                            seal("samples", k, &codec::encode_block(&block, self.channels))?
+                                .as_slice(),
+                        )
                         .map_err(|x| e(&x))?;
                 }
                 // The running minute too, so it survives a crash.
@@ -412,10 +424,16 @@ impl Worker {
             }
             if !self.events.is_empty() {
                 let mut events = w.open_table(EVENTS).map_err(|x| e(&x))?;
-                let first = events.last().map_err(|x| e(&x))?.map_or(0, |(k, _)| k.value() + 1);
+                let first = events
+                    .last()
+                    .map_err(|x| e(&x))?
+                    .map_or(0, |(k, _)| k.value() + 1);
                 for (key, ev) in (first..).zip(self.events.iter()) {
                     events
-                        .insert(key, seal("events", key, &codec::encode_event(ev))?.as_slice())
+                        .insert(
+                            key,
+                            seal("events", key, &codec::encode_event(ev))?.as_slice(),
+                        )
                         .map_err(|x| e(&x))?;
                 }
             }
@@ -434,16 +452,29 @@ impl Worker {
     }
 }
 
-fn write_minute(t: &mut redb::Table<u64, &[u8]>, cipher: &Cipher, acc: &MinuteAcc) -> Result<(), String> {
+fn write_minute(
+    t: &mut redb::Table<u64, &[u8]>,
+    cipher: &Cipher,
+    acc: &MinuteAcc,
+) -> Result<(), String> {
     let n = f64::from(acc.count.max(1));
     let row = MinuteRow {
         minute: acc.minute as f64 * 60.0,
         count: acc.count,
-        stats: acc.stats.iter().map(|&(lo, sum, hi)| (lo, (sum / n) as f32, hi)).collect(),
+        stats: acc
+            .stats
+            .iter()
+            .map(|&(lo, sum, hi)| (lo, (sum / n) as f32, hi))
+            .collect(),
     };
     let sealed = cipher
-        .seal("minutes", &acc.minute.to_le_bytes(), &codec::encode_minute(&row))
+        .seal(
+            "minutes",
+            &acc.minute.to_le_bytes(),
+            &codec::encode_minute(&row),
+        )
         .ok_or_else(|| "cannot encrypt a record".to_owned())?;
-    t.insert(acc.minute, sealed.as_slice()).map_err(|x| x.to_string())?;
+    t.insert(acc.minute, sealed.as_slice())
+        .map_err(|x| x.to_string())?;
     Ok(())
 }

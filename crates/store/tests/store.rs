@@ -33,10 +33,16 @@ fn fast() -> WriterConfig {
 fn samples_events_and_alarms_round_trip() {
     let d = dir("rt");
     {
-        let w = Store::open(&d, &key(1), Some(&schema())).unwrap().into_writer(fast()).unwrap();
+        let w = Store::open(&d, &key(1), Some(&schema()))
+            .unwrap()
+            .into_writer(fast())
+            .unwrap();
         for i in 0..1000 {
             let t = 1_000_000.0 + f64::from(i) * 0.1;
-            assert!(w.push(Sample { time: t, values: vec![3.0, i as f32] }));
+            assert!(w.push(Sample {
+                time: t,
+                values: vec![3.0, i as f32]
+            }));
         }
         w.event(EventKind::AlarmRaised, 1_000_010.0, "cusum on y1");
         w.event(EventKind::DataQuality, 1_000_011.0, "timeout");
@@ -65,10 +71,19 @@ fn samples_events_and_alarms_round_trip() {
 fn another_key_opens_nothing() {
     let d = dir("key");
     Store::open(&d, &key(1), Some(&schema())).unwrap();
-    assert_eq!(Store::open(&d, &key(2), Some(&schema())).unwrap_err(), StoreError::WrongDevice);
-    assert_eq!(Store::open(&d, &key(2), None).unwrap_err(), StoreError::WrongDevice);
+    assert_eq!(
+        Store::open(&d, &key(2), Some(&schema())).unwrap_err(),
+        StoreError::WrongDevice
+    );
+    assert_eq!(
+        Store::open(&d, &key(2), None).unwrap_err(),
+        StoreError::WrongDevice
+    );
     let other = vec!["x".to_owned()];
-    assert_eq!(Store::open(&d, &key(1), Some(&other)).unwrap_err(), StoreError::SchemaMismatch);
+    assert_eq!(
+        Store::open(&d, &key(1), Some(&other)).unwrap_err(),
+        StoreError::SchemaMismatch
+    );
 }
 
 #[test]
@@ -76,11 +91,17 @@ fn ranges_are_downsampled_from_samples_or_minutes() {
     let d = dir("range");
     let t0 = 6_000_000.0; // a whole minute
     {
-        let w = Store::open(&d, &key(3), Some(&schema())).unwrap().into_writer(fast()).unwrap();
+        let w = Store::open(&d, &key(3), Some(&schema()))
+            .unwrap()
+            .into_writer(fast())
+            .unwrap();
         // Two hours at 1 Hz, y1 = minute index.
         for i in 0..7200 {
             let t = t0 + f64::from(i);
-            w.push(Sample { time: t, values: vec![0.0, (i / 60) as f32] });
+            w.push(Sample {
+                time: t,
+                values: vec![0.0, (i / 60) as f32],
+            });
         }
         w.flush();
     }
@@ -111,7 +132,10 @@ fn retention_drops_old_samples_and_keeps_minutes() {
             })
             .unwrap();
         for i in 0..3600 {
-            w.push(Sample { time: 9_000_000.0 + f64::from(i), values: vec![1.0, 2.0] });
+            w.push(Sample {
+                time: 9_000_000.0 + f64::from(i),
+                values: vec![1.0, 2.0],
+            });
             if i % 100 == 0 {
                 w.flush();
             }
@@ -120,7 +144,11 @@ fn retention_drops_old_samples_and_keeps_minutes() {
     }
     let store = Store::open(&d, &key(4), None).unwrap();
     let kept = store.samples(0.0, f64::MAX).unwrap();
-    assert!(kept.len() < 1000, "{} samples kept past the window", kept.len());
+    assert!(
+        kept.len() < 1000,
+        "{} samples kept past the window",
+        kept.len()
+    );
     assert!(kept.first().unwrap().time >= 9_000_000.0 + 3600.0 - 600.0 - 120.0);
     assert_eq!(store.minutes(0.0, f64::MAX).unwrap().len(), 60);
 }
@@ -138,7 +166,12 @@ fn a_full_queue_refuses_without_blocking() {
         .unwrap();
     let start = std::time::Instant::now();
     let accepted = (0..10_000)
-        .filter(|i| w.push(Sample { time: f64::from(*i), values: vec![0.0, 0.0] }))
+        .filter(|i| {
+            w.push(Sample {
+                time: f64::from(*i),
+                values: vec![0.0, 0.0],
+            })
+        })
         .count();
     assert!(start.elapsed() < Duration::from_secs(1), "push blocked");
     assert!(accepted < 10_000);

@@ -357,9 +357,20 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let model = opened.model;
     let wiring = Wiring::new(&model)?;
-    let store = Store::open(&data, &device.storage_key("history"), Some(&recorder::schema(&model)))
-        .with_context(|| format!("data directory {}", data.display()))?;
-    let recorder = Recorder::new(store.into_writer(WriterConfig::default())?, args.ack_file.clone());
+    let mut store = Store::open(
+        &data,
+        &device.storage_key("history"),
+        Some(&recorder::schema(&model)),
+    )
+    .with_context(|| format!("data directory {}", data.display()))?;
+    // Return the pages freed since the last run to the file system.
+    store
+        .compact()
+        .with_context(|| format!("cannot compact the history in {}", data.display()))?;
+    let recorder = Recorder::new(
+        store.into_writer(WriterConfig::default())?,
+        args.ack_file.clone(),
+    );
     eprintln!(
         "running `{}` {} release {} on device {} ({} of {} components match), plant {}",
         model.name,
@@ -402,7 +413,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let until = args.seconds;
         let clock = move || {
             let elapsed = started.elapsed().as_secs_f64();
-            until.is_none_or(|end| elapsed < end).then_some(epoch + elapsed)
+            until
+                .is_none_or(|end| elapsed < end)
+                .then_some(epoch + elapsed)
         };
         let outcome = sync::run(
             SyncLoop {
@@ -493,12 +506,18 @@ pub fn history(cmd: &HistoryCommand) -> Result<ExitCode> {
         .with_context(|| format!("data directory {}", data.display()))?;
     let columns: Vec<usize> = match &args.channel {
         Some(name) => vec![store.channel(name).with_context(|| {
-            format!("unknown channel `{name}`; the channels are {}", store.schema().join(", "))
+            format!(
+                "unknown channel `{name}`; the channels are {}",
+                store.schema().join(", ")
+            )
         })?],
         None => (0..store.schema().len()).collect(),
     };
     let samples = store.samples(from, to)?;
-    let names: Vec<&str> = columns.iter().filter_map(|&c| store.schema().get(c).map(String::as_str)).collect();
+    let names: Vec<&str> = columns
+        .iter()
+        .filter_map(|&c| store.schema().get(c).map(String::as_str))
+        .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.csv {
         writeln!(out, "time,{}", names.join(","))?;
