@@ -210,6 +210,31 @@ fn a_copied_data_directory_yields_nothing_elsewhere() {
     assert_eq!(r.code, Some(0), "{r:?}");
     let csv = export_csv(s.path(), "data");
     assert_eq!(csv.code, Some(0), "{csv:?}");
+    // The audit log records who ran what.
+    let json = run_in(
+        s.path(),
+        &[
+            "history", "export", "--state", "state", "--data", "data", "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    let audit: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "audit")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(
+        audit[0].starts_with("twin started: `quadtank` 1.0.0 release 1"),
+        "{audit:?}"
+    );
+    assert!(audit[1].starts_with("twin stopped after"), "{audit:?}");
+    for name in ["quadtank", "twin started"] {
+        let db = fs::read(s.path().join("data/history.redb")).unwrap();
+        assert!(!contains(&db, name.as_bytes()), "the store holds `{name}`");
+    }
     let first: Vec<f32> = csv
         .stdout
         .lines()

@@ -79,6 +79,11 @@ impl Recorder {
         };
     }
 
+    /// Queues an audit-log entry (who did what).
+    pub fn audit(&self, time: f64, what: &str) {
+        self.writer.event(EventKind::Audit, time, what);
+    }
+
     /// Queues a data-quality event.
     pub fn quality(&self, time: f64, what: &str) {
         self.writer.event(EventKind::DataQuality, time, what);

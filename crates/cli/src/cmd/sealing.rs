@@ -337,6 +337,14 @@ fn plant_addr(url: &str) -> Result<SocketAddr> {
         .with_context(|| format!("--plant `{url}`: `{rest}` is not a reachable HOST:PORT"))
 }
 
+/// Seconds since 1970, the history's time base.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// `twinshield run`: opens a bundle on this device and runs the twin.
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !(args.period.is_finite() && args.period >= 0.001 && args.period <= 60.0) {
@@ -370,6 +378,17 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let recorder = Recorder::new(
         store.into_writer(WriterConfig::default())?,
         args.ack_file.clone(),
+    );
+    recorder.audit(
+        unix_now(),
+        &format!(
+            "twin started: `{}` {} release {} from publisher {} on device {}",
+            model.name,
+            model.version,
+            opened.header.release,
+            opened.header.publisher,
+            device.fingerprint().key_id_hex()
+        ),
     );
     eprintln!(
         "running `{}` {} release {} on device {} ({} of {} components match), plant {}",
@@ -406,10 +425,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let client = ModbusClient::new(ClientConfig::new(addr), wiring.map().clone());
         // History is kept in Unix time.
         let started = Instant::now();
-        let epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let epoch = unix_now();
         let until = args.seconds;
         let clock = move || {
             let elapsed = started.elapsed().as_secs_f64();
@@ -436,14 +452,22 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         if let Some(p) = page {
             let _ = p.await;
         }
+        let mut recorder = outcome.recorder;
+        if let Some(r) = recorder.as_mut() {
+            r.audit(
+                unix_now(),
+                &format!("twin stopped after {} samples", outcome.twin.samples()),
+            );
+            r.flush(unix_now());
+        }
         println!(
             "{}",
             json!({
                 "model": model.name,
                 "release": opened.header.release,
                 "samples": outcome.twin.samples(),
-                "stored_samples": outcome.recorder.as_ref().map(Recorder::acknowledged),
-                "storage_faults": outcome.recorder.as_ref().map(Recorder::faults),
+                "stored_samples": recorder.as_ref().map(Recorder::acknowledged),
+                "storage_faults": recorder.as_ref().map(Recorder::faults),
                 "alarms": outcome.alarms,
                 "data_quality_events": outcome.quality,
             })
