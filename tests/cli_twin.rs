@@ -4,11 +4,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
-use twinshield_e2e::{run, twinshield};
+use twinshield_e2e::{plant, run};
 
 fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
@@ -148,38 +147,23 @@ fn modbus(stream: &mut TcpStream, tid: u16, function: u8, addr: u16, count: u16)
 
 #[test]
 fn plant_serves_the_documented_register_map_read_only() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(twinshield())
-        .args([
-            "plant",
-            "quadtank",
-            "--listen",
-            &listen,
-            "--speed",
-            "20",
-            "--seconds",
-            "60",
-        ])
-        .args(["--attack", "bias", "--at", "20"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
+    let p = plant(&[
+        "--speed",
+        "20",
+        "--seconds",
+        "60",
+        "--attack",
+        "bias",
+        "--at",
+        "20",
+    ]);
+    let listen = &p.listen;
     assert!(
-        banner.contains(&format!("Modbus TCP on {listen}")),
-        "{banner}"
+        p.banner.contains(&format!("Modbus TCP on {listen}")),
+        "{}",
+        p.banner
     );
-    let mut s = TcpStream::connect(&listen).unwrap();
+    let mut s = TcpStream::connect(listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     // Input registers 0..3: the four levels in 0.01 cm, near the operating point.
     let r = modbus(&mut s, 1, 4, 0, 4);
@@ -202,6 +186,4 @@ fn plant_serves_the_documented_register_map_read_only() {
     // Reading past the map: exception 0x02, illegal data address.
     let r = modbus(&mut s, 5, 4, 10, 1);
     assert_eq!(&r[..3], &[1, 0x84, 0x02]);
-    let _ = child.kill();
-    let _ = child.wait();
 }

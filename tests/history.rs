@@ -5,42 +5,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use twinshield_e2e::{Run, Scratch, on_another_machine, run_in, twinshield};
-
-struct Plant(Child, String);
-
-impl Drop for Plant {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn plant() -> Plant {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(twinshield())
-        .args(["plant", "quadtank", "--listen", &listen, "--seconds", "600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    Plant(child, format!("modbus://{listen}"))
-}
+use twinshield_e2e::{Run, Scratch, on_another_machine, plant, run_in, twinshield};
 
 /// A device identity and a bundle sealed for it.
 fn setup(name: &str) -> Scratch {
@@ -86,7 +54,7 @@ fn read_count(path: &Path) -> u64 {
 #[test]
 fn killed_at_fifty_random_moments_nothing_acknowledged_is_lost() {
     let s = setup("hist-crash");
-    let p = plant();
+    let p = plant(&["--seconds", "600"]);
     let mut acknowledged = 0u64;
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for round in 0..50 {
@@ -99,7 +67,7 @@ fn killed_at_fifty_random_moments_nothing_acknowledged_is_lost() {
                 "--trust",
                 "vendor.pub",
                 "--plant",
-                &p.1,
+                &p.url,
                 "--state",
                 "state",
             ])
@@ -147,7 +115,7 @@ fn killed_at_fifty_random_moments_nothing_acknowledged_is_lost() {
 #[test]
 fn a_full_disk_stops_storage_but_not_monitoring_and_writing_resumes() {
     let s = setup("hist-full");
-    let p = plant();
+    let p = plant(&["--seconds", "600"]);
     let script = format!(
         "set -e; mkdir -p full; mount -t tmpfs -o size=2m tmpfs full; \
          dd if=/dev/zero of=full/filler bs=1k count=1900 2>/dev/null; \
@@ -155,7 +123,7 @@ fn a_full_disk_stops_storage_but_not_monitoring_and_writing_resumes() {
          '{bin}' run q.bundle --trust vendor.pub --plant {plant} --state state --data full/data \
             --seconds 6 --period 0.001",
         bin = twinshield().display(),
-        plant = p.1
+        plant = p.url
     );
     let r: Run = Command::new("unshare")
         .args(["--mount", "sh", "-c", &script])
@@ -187,7 +155,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn a_copied_data_directory_yields_nothing_elsewhere() {
     let s = setup("hist-copy");
-    let p = plant();
+    let p = plant(&["--seconds", "600"]);
     let r = run_in(
         s.path(),
         &[
@@ -196,7 +164,7 @@ fn a_copied_data_directory_yields_nothing_elsewhere() {
             "--trust",
             "vendor.pub",
             "--plant",
-            &p.1,
+            &p.url,
             "--state",
             "state",
             "--data",

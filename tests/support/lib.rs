@@ -145,3 +145,51 @@ pub fn on_another_machine(dir: &Path, args: &str) -> Run {
         .unwrap_or_else(|e| panic!("unshare must be available (util-linux) and run as root: {e}"))
         .into()
 }
+
+/// A reference plant (`twinshield plant quadtank`) serving Modbus TCP on a
+/// free loopback port; killed on drop.
+pub struct Plant {
+    child: std::process::Child,
+    /// `HOST:PORT` it listens on.
+    pub listen: String,
+    /// `modbus://HOST:PORT`, as `run --plant` takes it.
+    pub url: String,
+    /// The first line it printed.
+    pub banner: String,
+}
+
+impl Drop for Plant {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a plant with `extra` arguments after `--listen`, and waits until
+/// it serves (its banner line).
+pub fn plant(extra: &[&str]) -> Plant {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(twinshield())
+        .args(["plant", "quadtank", "--listen", &listen])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the plant: {e}"));
+    let mut banner = String::new();
+    if let Some(err) = child.stderr.take() {
+        let _ = std::io::BufReader::new(err).read_line(&mut banner);
+    }
+    Plant {
+        child,
+        url: format!("modbus://{listen}"),
+        listen,
+        banner,
+    }
+}
