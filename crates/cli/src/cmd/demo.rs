@@ -44,6 +44,38 @@ pub struct DemoArgs {
 /// Plant time of the default attack: after the twin's warm-up.
 const DEFAULT_ATTACK_AT: f64 = 150.0;
 
+/// Seals the model for this machine on the fly (a throw-away device
+/// identity in a temporary state directory and a throw-away publisher key)
+/// and opens the bundle again, so the demo runs what `run` would: the model
+/// as it comes out of a verified, device-bound bundle, never from source.
+fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield_model::Model> {
+    use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealRequest};
+    let state = std::env::temp_dir().join(format!("twinshield-demo-{}", std::process::id()));
+    let opened = (|| -> Result<_> {
+        let (device, _) = DeviceIdentity::open_or_create(&state, &EmbeddedSecret)?;
+        let publisher = PublisherKey::generate()?;
+        let bundle = twinshield_seal::seal(&SealRequest {
+            model,
+            devices: &[device.fingerprint().clone()],
+            publisher: &publisher,
+            release: 1,
+            secrets: &[],
+        })?;
+        Ok(twinshield_seal::open(
+            &bundle,
+            &publisher.public(),
+            &device,
+        )?)
+    })();
+    let _ = std::fs::remove_dir_all(&state);
+    let opened = opened.context("cannot seal the demo model for this machine")?;
+    eprintln!(
+        "twinshield demo: model sealed for this machine and opened from its bundle ({} bytes)",
+        opened.header.total_bytes
+    );
+    Ok(opened.model)
+}
+
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     plant::check_speed(args.speed)?;
@@ -59,7 +91,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     } else {
         attack_args.attack(Some(DEFAULT_ATTACK_AT))?
     };
-    let model = quadtank()?;
+    let model = sealed_for_this_machine(&quadtank()?)?;
     let wiring = Wiring::new(&model)?;
     let plant = QuadTank::new(PlantConfig {
         seed: args.seed,
