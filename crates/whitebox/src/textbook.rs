@@ -79,6 +79,24 @@ fn random_nibbles(rng: &mut ChaCha8Rng) -> [Nibble; 8] {
     std::array::from_fn(|_| Nibble::random(rng))
 }
 
+/// Generation options of the fixture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Use the 32×32 mixing bijections `MB` and the 8×8 byte mixing
+    /// bijections `L` (default). Without them only the nibble encodings
+    /// remain: the construction Bos et al. analyse in their explanation of
+    /// why DCA works.
+    pub mixing_bijections: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mixing_bijections: true,
+        }
+    }
+}
+
 /// The textbook Chow white-box AES-128 (encryption). See the module
 /// documentation: deliberately weak, a test fixture.
 pub struct TextbookWhiteBox {
@@ -95,11 +113,26 @@ pub struct TextbookWhiteBox {
 }
 
 impl TextbookWhiteBox {
-    /// Generates the tables for `key`; `seed` draws the mixing bijections and
-    /// encodings (ChaCha8), so the same `(key, seed)` gives the same tables.
+    /// Generates the tables for `key` with the full textbook construction
+    /// (mixing bijections and nibble encodings); `seed` draws the mixing
+    /// bijections and encodings (ChaCha8), so the same `(key, seed)` gives
+    /// the same tables.
     #[must_use]
     pub fn generate(key: &[u8; 16], seed: u64) -> Self {
+        Self::generate_with(key, seed, Options::default())
+    }
+
+    /// Generates the tables for `key` with the given options.
+    #[must_use]
+    pub fn generate_with(key: &[u8; 16], seed: u64, options: Options) -> Self {
         let round_keys: RoundKeys = expand_key(key);
+        let random_matrix = |n: usize, rng: &mut ChaCha8Rng| {
+            if options.mixing_bijections {
+                BitMatrix::random_invertible(n, rng)
+            } else {
+                (BitMatrix::identity(n), BitMatrix::identity(n))
+            }
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut wb = Self {
             ty2: Vec::with_capacity(MIXING_ROUNDS * 16),
@@ -112,7 +145,7 @@ impl TextbookWhiteBox {
 
         for round_key in round_keys.iter().take(MIXING_ROUNDS) {
             let mixing: [(BitMatrix, BitMatrix); 4] =
-                std::array::from_fn(|_| BitMatrix::random_invertible(32, &mut rng));
+                std::array::from_fn(|_| random_matrix(32, &mut rng));
 
             // Type II: T-box, Tyi, MB, nibble encodings.
             let mut ty2_enc = Vec::with_capacity(16);
@@ -134,9 +167,8 @@ impl TextbookWhiteBox {
             let column_enc = wb.xor_stage(&ty2_enc, &mut rng);
 
             // Type III: undo MB, apply the next round's L, nibble encodings.
-            let (next_l, next_l_inv): (Vec<BitMatrix>, Vec<BitMatrix>) = (0..16)
-                .map(|_| BitMatrix::random_invertible(8, &mut rng))
-                .unzip();
+            let (next_l, next_l_inv): (Vec<BitMatrix>, Vec<BitMatrix>) =
+                (0..16).map(|_| random_matrix(8, &mut rng)).unzip();
             let mut ty3_enc = Vec::with_capacity(16);
             for i in 0..16 {
                 let (m, column) = (i % 4, i / 4);
@@ -287,7 +319,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for seed in 0..3 {
             let key: [u8; 16] = rng.random();
-            let wb = TextbookWhiteBox::generate(&key, seed);
+            let mixing_bijections = seed != 2;
+            let wb = TextbookWhiteBox::generate_with(&key, seed, Options { mixing_bijections });
             for _ in 0..200 {
                 let block: [u8; 16] = rng.random();
                 assert_eq!(wb.encrypt(&block), aes_ref::encrypt(&key, &block));
