@@ -14,7 +14,9 @@
 //!   textbook Chow et al. (2002) white-box, **deliberately weak**, the
 //!   fixture that proves the attack harness works;
 //! - `Trace` (feature `trace`): every table value an evaluation reads,
-//!   what a binary-instrumentation tracer sees, for the attack harness.
+//!   what a binary-instrumentation tracer sees, for the attack harness,
+//!   with `npy` and the `whitebox-trace` binary that writes traces for
+//!   outside side-channel toolkits.
 //!
 //! Neither feature may be enabled in a shipped build. The hardened
 //! twinshield white-box, the fault-analysis harness and the build-time
@@ -22,6 +24,8 @@
 
 pub mod aes_ref;
 pub mod gf2;
+#[cfg(feature = "trace")]
+pub mod npy;
 #[cfg(any(test, feature = "textbook"))]
 pub mod textbook;
 // Only the textbook fixture evaluates tables so far; the hardened evaluator
