@@ -1,0 +1,163 @@
+//! `whitebox-trace`: writes software traces of a white-box for outside
+//! side-channel toolkits. Built only with the `trace` feature (attack
+//! harness; never shipped).
+//!
+//! ```text
+//! whitebox-trace --key HEX32 --traces N --seed S --out DIR --textbook [--no-mixing]
+//! ```
+//!
+//! Writes `DIR/traces.npy` (N × samples, uint8: every table value read, one
+//! byte per read), `DIR/plaintexts.npy` and `DIR/ciphertexts.npy` (N × 16,
+//! uint8: the cipher's real input and output). The plaintexts are random,
+//! drawn from `S` (ChaCha8), which also seeds the table generation.
+//!
+//! Only `--textbook` (the deliberately weak Chow fixture; `--no-mixing`
+//! drops its mixing bijections) is available so far: twinshield's hardened
+//! white-box is the next part of issue 7.
+#![allow(clippy::print_stderr)]
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use twinshield_whitebox::Trace;
+use twinshield_whitebox::npy::{NpyError, write_u8_matrix};
+use twinshield_whitebox::textbook::{Options, TRACE_LEN, TextbookWhiteBox};
+
+const USAGE: &str =
+    "usage: whitebox-trace --key HEX32 --traces N --seed S --out DIR --textbook [--no-mixing]";
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{0} ({USAGE})")]
+    Usage(String),
+    #[error("only --textbook is available so far: the hardened white-box is not built yet")]
+    NotYet,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Npy { path: PathBuf, source: NpyError },
+}
+
+struct Args {
+    key: [u8; 16],
+    traces: usize,
+    seed: u64,
+    out: PathBuf,
+    textbook: bool,
+    mixing_bijections: bool,
+}
+
+fn parse_key(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (k, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        *k = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error> {
+    let usage = |m: &str| Error::Usage(m.to_owned());
+    let (mut key, mut traces, mut seed, mut out) = (None, None, None, None);
+    let (mut textbook, mut mixing_bijections) = (false, true);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| usage(&format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--key" => {
+                key = Some(parse_key(&value()?).ok_or_else(|| usage("--key takes 32 hex digits"))?)
+            }
+            "--traces" => {
+                traces = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| usage("--traces takes a count"))?,
+                );
+            }
+            "--seed" => {
+                seed = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| usage("--seed takes an integer"))?,
+                )
+            }
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--textbook" => textbook = true,
+            "--no-mixing" => mixing_bijections = false,
+            other => return Err(usage(&format!("unknown argument {other}"))),
+        }
+    }
+    Ok(Args {
+        key: key.ok_or_else(|| usage("--key is required"))?,
+        traces: traces.ok_or_else(|| usage("--traces is required"))?,
+        seed: seed.ok_or_else(|| usage("--seed is required"))?,
+        out: out.ok_or_else(|| usage("--out is required"))?,
+        textbook,
+        mixing_bijections,
+    })
+}
+
+fn write_npy(path: PathBuf, rows: usize, cols: usize, data: &[u8]) -> Result<(), Error> {
+    let file = File::create(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut out = BufWriter::new(file);
+    let written = write_u8_matrix(&mut out, rows, cols, data)
+        .and_then(|()| out.flush().map_err(NpyError::from));
+    written.map_err(|source| Error::Npy { path, source })
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    if !args.textbook {
+        return Err(Error::NotYet);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let options = Options {
+        mixing_bijections: args.mixing_bijections,
+    };
+    let wb = TextbookWhiteBox::generate_with(&args.key, rng.random(), options);
+    let n = args.traces;
+    let mut traces = Vec::with_capacity(n.saturating_mul(TRACE_LEN));
+    let mut plaintexts = Vec::with_capacity(n.saturating_mul(16));
+    let mut ciphertexts = Vec::with_capacity(n.saturating_mul(16));
+    let mut trace = Trace::new();
+    for _ in 0..n {
+        let p: [u8; 16] = rng.random();
+        let c = wb.encrypt_traced(&p, &mut trace);
+        traces.extend_from_slice(trace.as_slice());
+        trace.clear();
+        plaintexts.extend_from_slice(&p);
+        ciphertexts.extend_from_slice(&c);
+    }
+    fs::create_dir_all(&args.out).map_err(|source| Error::Io {
+        path: args.out.clone(),
+        source,
+    })?;
+    write_npy(args.out.join("traces.npy"), n, TRACE_LEN, &traces)?;
+    write_npy(args.out.join("plaintexts.npy"), n, 16, &plaintexts)?;
+    write_npy(args.out.join("ciphertexts.npy"), n, 16, &ciphertexts)?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match parse_args(std::env::args().skip(1)).and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
