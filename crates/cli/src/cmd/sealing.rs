@@ -361,7 +361,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let state = state_dir(args.state.as_deref())?;
     let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
     let opened = twinshield_seal::open(&bytes, &trust, &device)?;
-    device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let model = opened.model;
     let wiring = Wiring::new(&model)?;
@@ -371,6 +370,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         Some(&recorder::schema(&model)),
     )
     .with_context(|| format!("data directory {}", data.display()))?;
+    // Recorded only once everything else checked out, so a bundle refused
+    // for any other reason leaves the counter as it was.
+    device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
     // Return the pages freed since the last run to the file system.
     store
         .compact()
