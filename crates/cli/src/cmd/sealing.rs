@@ -364,15 +364,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let model = opened.model;
     let wiring = Wiring::new(&model)?;
+    // Checked before the history is opened (opening touches its file), so a
+    // refused bundle changes nothing in the state directory.
+    device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
     let mut store = Store::open(
         &data,
         &device.storage_key("history"),
         Some(&recorder::schema(&model)),
     )
     .with_context(|| format!("data directory {}", data.display()))?;
-    // Recorded only once everything else checked out, so a bundle refused
-    // for any other reason leaves the counter as it was.
-    device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
     // Return the pages freed since the last run to the file system.
     store
         .compact()
