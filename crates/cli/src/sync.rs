@@ -14,8 +14,11 @@ use twinshield_connect::ModbusClient;
 use twinshield_model::Model;
 use twinshield_runtime::{AlarmEvent, Twin};
 
-/// Tolerance on plant-time comparisons: plant time is a sum of steps.
-const TIME_EPS: f64 = 1e-6;
+/// Tolerance when comparing an alarm's time with a known attack start: the
+/// twin stamps a sample with the time it polled, so a value the plant
+/// published during the poll carries the previous tick's time (one plant
+/// step, 0.1 s), plus rounding of plant time.
+const ATTACK_TIME_TOLERANCE: f64 = 0.1 + 1e-6;
 
 /// One alarm as the summaries report it.
 #[derive(Debug, Clone, Serialize)]
@@ -135,7 +138,7 @@ pub async fn run(
                                 raised_at_s: round1(a.start),
                                 delay_s: s
                                     .attack
-                                    .filter(|(_, at)| a.start >= at - TIME_EPS)
+                                    .filter(|(_, at)| a.start >= at - ATTACK_TIME_TOLERANCE)
                                     .map(|(_, at)| round1((a.start - at).max(0.0))),
                                 cleared_at_s: None,
                             };
