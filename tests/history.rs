@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use twinshield_e2e::{Run, Scratch, on_another_machine, plant, run_in, twinshield};
+use twinshield_e2e::{Run, Scratch, contains, on_another_machine, plant, run_in, twinshield};
 
 /// A device identity and a bundle sealed for it.
 fn setup(name: &str) -> Scratch {
@@ -146,10 +146,6 @@ fn a_full_disk_stops_storage_but_not_monitoring_and_writing_resumes() {
     assert_eq!(v["storage_faults"], 1, "{v}");
     // Everything kept in memory during the fault was written once space returned.
     assert_eq!(v["stored_samples"].as_u64().unwrap(), samples, "{v}");
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]

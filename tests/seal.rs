@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use twinshield_e2e::{Run, Scratch, plant, run_in, twinshield};
+use twinshield_e2e::{Run, Scratch, contains, plant, run_in, twinshield};
 
 const MODEL: &str = "models/quadtank.twin";
 const SECRET: &str = "hunter2-backend-credential-6f1c";
@@ -306,10 +306,6 @@ fn corrupt_inputs_get_one_clear_line() {
         "state",
     ]);
     assert_eq!(r.code, Some(1), "{r:?}");
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

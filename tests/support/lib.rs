@@ -193,3 +193,8 @@ pub fn plant(extra: &[&str]) -> Plant {
         banner,
     }
 }
+
+/// Whether `needle` occurs anywhere in `hay` (a byte-level `strings | grep`).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
