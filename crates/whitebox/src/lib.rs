@@ -4,34 +4,40 @@
 //! binary or in memory: the key derivation runs as white-box AES, a network
 //! of lookup tables that computes AES under the secret without holding it.
 //!
-//! What is here so far (issue 7, first part):
-//!
-//! - [`aes_ref`]: plain AES-128, the reference the table generators build
-//!   from and the tests compare against;
-//! - [`gf2`]: bit matrices over GF(2) and nibble bijections, the mixing
-//!   bijections and encodings of the tables;
+//! - [`generate`]: the table generator (byte-wide encodings, redundant
+//!   lanes, external output encoding), run by build.rs at build time with
+//!   the secret and the build seed, and by tests;
+//! - [`cipher`]: the evaluator ([`WhiteBox`]), with shuffled and dummy
+//!   table reads;
+//! - [`embedded`]: this build's tables and where their secret came from;
+//! - [`aes_ref`]: plain AES-128, the reference the generators build from
+//!   and the tests compare against;
+//! - [`gf2`]: bit matrices over GF(2) and nibble bijections (the textbook
+//!   fixture's mixing bijections and encodings);
 //! - `textbook` (feature `textbook`, and in this crate's tests): the
 //!   textbook Chow et al. (2002) white-box, **deliberately weak**, the
 //!   fixture that proves the attack harness works;
-//! - `Trace` (feature `trace`): every table value an evaluation reads,
-//!   what a binary-instrumentation tracer sees, for the attack harness,
-//!   with `npy` and the `whitebox-trace` binary that writes traces for
-//!   outside side-channel toolkits.
+//! - `Trace` and `Fault` (feature `trace`): every table value an evaluation
+//!   reads, and a fault hook, for the attack harness, with `npy` and the
+//!   `whitebox-trace` binary that writes traces for outside toolkits.
 //!
-//! Neither feature may be enabled in a shipped build. The hardened
-//! twinshield white-box, the fault-analysis harness and the build-time
-//! generation follow.
+//! Neither feature may be enabled in a shipped build.
 
 pub mod aes_ref;
+pub mod cipher;
+pub mod embedded;
+pub mod generate;
 pub mod gf2;
+pub mod layout;
 #[cfg(feature = "trace")]
 pub mod npy;
 #[cfg(any(test, feature = "textbook"))]
 pub mod textbook;
-// Only the textbook fixture evaluates tables so far; the hardened evaluator
-// (next part of issue 7) will use the recorders in every build.
-#[cfg_attr(not(any(test, feature = "textbook")), allow(dead_code))]
 mod trace;
 
+#[cfg(feature = "trace")]
+pub use cipher::Fault;
+pub use cipher::{TablesError, WhiteBox};
+pub use generate::OutputEncoding;
 #[cfg(feature = "trace")]
 pub use trace::Trace;

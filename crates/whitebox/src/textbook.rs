@@ -232,7 +232,16 @@ impl TextbookWhiteBox {
     /// Encrypts one block.
     #[must_use]
     pub fn encrypt(&self, block: &[u8; 16]) -> [u8; 16] {
-        self.eval(block, &mut NoTrace)
+        self.eval(block, &mut NoTrace, None)
+    }
+
+    /// Encrypts one block with the encoded state byte `position` XORed with
+    /// `xor` at the start of AES round 9 (the fault hook of the attack
+    /// harness's differential fault analysis).
+    #[cfg(feature = "trace")]
+    #[must_use]
+    pub fn encrypt_faulted(&self, block: &[u8; 16], position: usize, xor: u8) -> [u8; 16] {
+        self.eval(block, &mut NoTrace, Some((position % 16, xor)))
     }
 
     /// Encrypts one block, appending every table value read to `trace`
@@ -240,7 +249,7 @@ impl TextbookWhiteBox {
     /// first round's).
     #[cfg(feature = "trace")]
     pub fn encrypt_traced(&self, block: &[u8; 16], trace: &mut crate::Trace) -> [u8; 16] {
-        self.eval(block, trace)
+        self.eval(block, trace, None)
     }
 
     /// Size of the tables in bytes.
@@ -249,10 +258,18 @@ impl TextbookWhiteBox {
         (self.ty2.len() + self.ty3.len()) * 256 * 4 + (self.xor.len() + self.last.len()) * 256
     }
 
-    fn eval<R: Recorder>(&self, block: &[u8; 16], rec: &mut R) -> [u8; 16] {
+    fn eval<R: Recorder>(
+        &self,
+        block: &[u8; 16],
+        rec: &mut R,
+        fault: Option<(usize, u8)>,
+    ) -> [u8; 16] {
         let mut state = *block;
         let mut words = [0u32; 16];
         for r in 0..MIXING_ROUNDS {
+            if let Some((position, xor)) = fault.filter(|_| r == MIXING_ROUNDS - 1) {
+                state[position] ^= xor;
+            }
             for (i, (word, &src)) in words.iter_mut().zip(&SHIFT_ROWS_SRC).enumerate() {
                 *word = self.ty2[r * 16 + i][usize::from(state[src])];
                 rec.record_u32(*word);
