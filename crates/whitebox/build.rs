@@ -35,7 +35,9 @@ fn parse_secret(hex: &str, from: &str) -> [u8; 32] {
     let hex = hex.trim();
     let bytes = hex.as_bytes();
     if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
-        fail(&format!("{from}: the white-box secret must be 64 hex digits"));
+        fail(&format!(
+            "{from}: the white-box secret must be 64 hex digits"
+        ));
     }
     let mut out = [0u8; 32];
     for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
@@ -68,10 +70,19 @@ fn os_seed() -> u64 {
 }
 
 fn main() {
-    for var in ["TWINSHIELD_WB_SECRET", "TWINSHIELD_WB_SECRET_FILE", "TWINSHIELD_SEED"] {
+    for var in [
+        "TWINSHIELD_WB_SECRET",
+        "TWINSHIELD_WB_SECRET_FILE",
+        "TWINSHIELD_SEED",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    for file in ["build.rs", "src/aes_ref.rs", "src/generate.rs", "src/layout.rs"] {
+    for file in [
+        "build.rs",
+        "src/aes_ref.rs",
+        "src/generate.rs",
+        "src/layout.rs",
+    ] {
         println!("cargo:rerun-if-changed={file}");
     }
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
@@ -85,7 +96,10 @@ fn main() {
             .unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
         (parse_secret(&text, &path.display().to_string()), "File")
     } else {
-        (parse_secret(DEVELOPMENT_SECRET, "development secret"), "Development")
+        (
+            parse_secret(DEVELOPMENT_SECRET, "development secret"),
+            "Development",
+        )
     };
     let seed = std::env::var("TWINSHIELD_SEED").map_or_else(|_| os_seed(), |s| parse_seed(&s));
 

@@ -1,10 +1,16 @@
 //! The runtime's embedded secret, the root of the device-key derivation.
-//! Anyone holding the binary holds it; the white-box issue replaces
-//! [`EmbeddedSecret`] with a white-box AES implementation of the same trait,
-//! so that the secret never exists as plain bytes.
+//!
+//! Anyone holding the binary holds whatever it embeds, so the secret is not
+//! embedded as bytes: it is the key of a white-box AES (the
+//! `twinshield-whitebox` tables build.rs generated for this build), and a
+//! derivation encrypts a digest of its context with it and expands the
+//! encoded output. The plain AES output never exists either: the
+//! white-box's output is under its external encoding, which depends on the
+//! secret alone (not on the build seed), so every release with the same
+//! secret derives the same keys.
 
 use hkdf::Hkdf;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// Derives 32-byte keys from the runtime's embedded secret.
@@ -13,20 +19,47 @@ pub trait RuntimeSecret {
     fn derive(&self, context: &[u8]) -> Zeroizing<[u8; 32]>;
 }
 
-/// The plain embedded secret: a constant in the binary, expanded with
-/// HKDF-SHA256. A placeholder until the white-box lands; documented as such.
+/// The runtime's embedded secret, computed by this build's white-box AES.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EmbeddedSecret;
 
-// Not a secret from anyone with the binary (see the type's documentation).
-const EMBEDDED: [u8; 32] = *b"twinshield-embedded-secret-v1\x00\x00\x00";
+impl EmbeddedSecret {
+    /// Whether this build embeds the public development secret (fine for
+    /// development and tests, refused for a release).
+    #[must_use]
+    pub fn is_development(&self) -> bool {
+        twinshield_whitebox::embedded::SECRET_SOURCE
+            == twinshield_whitebox::embedded::SecretSource::Development
+    }
+}
 
 impl RuntimeSecret for EmbeddedSecret {
     fn derive(&self, context: &[u8]) -> Zeroizing<[u8; 32]> {
-        let hk = Hkdf::<Sha256>::new(Some(b"twinshield/runtime-secret/v1"), &EMBEDDED);
+        let digest = Sha256::new()
+            .chain_update(b"twinshield/runtime-secret/white-box-input/v2")
+            .chain_update(context)
+            .finalize();
+        let mut block = [0u8; 16];
+        block.copy_from_slice(&digest[..16]);
+        let encoded =
+            Zeroizing::new(twinshield_whitebox::embedded::white_box().encrypt_encoded(&block));
+        let hk = Hkdf::<Sha256>::new(Some(b"twinshield/runtime-secret/v2"), encoded.as_slice());
         let mut out = Zeroizing::new([0u8; 32]);
         // 32 bytes is always a valid HKDF-SHA256 output length.
         let _ = hk.expand(context, out.as_mut_slice());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivation_is_deterministic_and_separates_contexts() {
+        let a = EmbeddedSecret.derive(b"context a");
+        assert_eq!(*a, *EmbeddedSecret.derive(b"context a"));
+        assert_ne!(*a, *EmbeddedSecret.derive(b"context b"));
+        assert_ne!(*a, [0u8; 32]);
     }
 }

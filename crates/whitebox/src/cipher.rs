@@ -28,8 +28,7 @@ pub const SAMPLES_PER_LANE_ROUND: usize = 64 + 32 + 16 + DUMMY_READS;
 pub const FIRST_ROUND_SAMPLES: usize = layout::LANES * SAMPLES_PER_LANE_ROUND;
 
 /// Table values read per evaluation (the length of one trace).
-pub const TRACE_LEN: usize =
-    layout::MIXING_ROUNDS * FIRST_ROUND_SAMPLES + layout::LANES * 16 + 16;
+pub const TRACE_LEN: usize = layout::MIXING_ROUNDS * FIRST_ROUND_SAMPLES + layout::LANES * 16 + 16;
 
 /// Why a table image was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +100,17 @@ impl<'t> WhiteBox<'t> {
         }
     }
 
+    /// Seeds the read-order generator (attack harness only: makes traced
+    /// runs reproducible; shipped builds always seed it from the OS).
+    #[cfg(feature = "trace")]
+    #[must_use]
+    pub fn with_read_order_seed(self, seed: u64) -> Self {
+        Self {
+            order: AtomicU64::new(seed),
+            ..self
+        }
+    }
+
     /// Encrypts one block; the result is under the external output encoding
     /// (the plain AES output never exists).
     #[must_use]
@@ -140,7 +150,10 @@ impl<'t> WhiteBox<'t> {
         #[cfg(not(feature = "trace"))]
         let _ = fault;
         let t = self.tables;
-        let mut rng = Order::new(self.order.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed));
+        let mut rng = Order::new(
+            self.order
+                .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed),
+        );
         let mut state = [*block; layout::LANES];
         let mut sink = 0u8;
         for r in 0..layout::MIXING_ROUNDS {
@@ -228,6 +241,10 @@ impl Order {
     /// A random type II table entry: word, row, index.
     fn table_entry(&mut self) -> (usize, usize, usize) {
         let x = self.next();
-        ((x & 15) as usize, ((x >> 4) & 3) as usize, ((x >> 8) & 255) as usize)
+        (
+            (x & 15) as usize,
+            ((x >> 4) & 3) as usize,
+            ((x >> 8) & 255) as usize,
+        )
     }
 }

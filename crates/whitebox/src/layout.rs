@@ -32,6 +32,9 @@ pub const COMBINE: usize = 16 * PAIR_TABLE;
 /// Bytes of the whole table image.
 pub const TOTAL: usize = LANES * LANE + COMBINE;
 
+// The budget for the tables in the binary.
+const _: () = assert!(TOTAL <= 4_000_000);
+
 /// Type II table of `lane`, round index `r` (0 to 8), output word `i`
 /// (ShiftRows position), output byte `m` (MixColumns row).
 #[must_use]

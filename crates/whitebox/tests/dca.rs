@@ -9,7 +9,10 @@ mod dca;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use twinshield_whitebox::Trace;
+use twinshield_whitebox::WhiteBox;
 use twinshield_whitebox::aes_ref::SBOX;
+use twinshield_whitebox::cipher::{FIRST_ROUND_SAMPLES, TRACE_LEN as HARDENED_TRACE_LEN};
+use twinshield_whitebox::generate::generate;
 use twinshield_whitebox::textbook::{Options, SAMPLES_PER_ROUND, TRACE_LEN, TextbookWhiteBox};
 
 /// Traces `n` random plaintexts through the fixture and keeps the first
@@ -145,4 +148,103 @@ fn dca_measure_textbook() {
         }
         eprintln!("({:.1} s)", started.elapsed().as_secs_f64());
     }
+}
+
+/// Traces `n` random plaintexts through twinshield's white-box generated
+/// for `key` and keeps the first round of both lanes.
+fn collect_hardened(key: &[u8; 16], n: usize, rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<[u8; 16]>) {
+    let encoding_key: [u8; 16] = rng.random();
+    let image = generate(key, &encoding_key, rng.random());
+    let wb = WhiteBox::new(&image)
+        .unwrap()
+        .with_read_order_seed(rng.random());
+    let mut traces = Vec::with_capacity(n * FIRST_ROUND_SAMPLES);
+    let mut plaintexts = Vec::with_capacity(n);
+    let mut trace = Trace::new();
+    for _ in 0..n {
+        let p: [u8; 16] = rng.random();
+        wb.encrypt_traced(&p, &mut trace);
+        let values = trace.take();
+        assert_eq!(values.len(), HARDENED_TRACE_LEN);
+        traces.extend_from_slice(&values[..FIRST_ROUND_SAMPLES]);
+        plaintexts.push(p);
+    }
+    (traces, plaintexts)
+}
+
+/// DCA with 10,000 traces of twinshield's white-box, the attack that takes
+/// the textbook fixture apart in 200 traces, on the first round of both
+/// lanes (every sample in which a first-round S-box output is computed).
+///
+/// The issue's target is that the correct guess ranks first for none of
+/// the 16 key bytes and within the top 4 for none. When the traces say
+/// nothing about the key, each rank is uniform on 0..=255, and then that
+/// holds for a given key only with probability (252/256)^16 = 78%: no
+/// implementation can meet it for every key. So this test asserts what
+/// chance allows (each bound is exceeded by uniform ranks with probability
+/// under 0.5%): at most one byte first, at most two in the top 4, and a
+/// mean rank within two standard deviations of chance; and it prints
+/// whether the issue's strict target held for this key. The read order is
+/// seeded, so the run is reproducible. `dca_measure_hardened` measures 10
+/// keys.
+#[test]
+#[allow(clippy::print_stderr)]
+fn dca_with_10000_traces_ranks_the_hardened_key_bytes_no_better_than_chance() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xdca);
+    let key: [u8; 16] = rng.random();
+    let (traces, plaintexts) = collect_hardened(&key, 10_000, &mut rng);
+    let result = dca::dca(&dca::to_bits(&traces), 8 * FIRST_ROUND_SAMPLES, &plaintexts);
+    let ranks = result.ranks(&key);
+    let first = ranks.iter().filter(|&&r| r == 0).count();
+    let top4 = ranks.iter().filter(|&&r| r < 4).count();
+    let mean = ranks.iter().sum::<usize>() as f64 / 16.0;
+    eprintln!(
+        "ranks of the key bytes (0 = first): {ranks:?}; first {first}, top 4 {top4}, \
+         mean {mean:.1}; issue target (0 first, 0 in the top 4) {}",
+        if first == 0 && top4 == 0 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    assert!(first <= 1, "ranks {ranks:?}");
+    assert!(top4 <= 2, "ranks {ranks:?}");
+    // Uniform ranks: mean 127.5, standard deviation of a mean of 16: 18.5.
+    assert!((90.5..=164.5).contains(&mean), "ranks {ranks:?}");
+}
+
+/// Measures the attack on twinshield's white-box over several keys and
+/// generation seeds: the ranks of the 16 key bytes with 10,000 traces, and
+/// how they compare with chance (a rank is uniform on 0..=255 when the
+/// traces say nothing about the key). Run with
+/// `cargo test --release -p twinshield-whitebox --test dca -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check; run in release"]
+#[allow(clippy::print_stderr)]
+fn dca_measure_hardened() {
+    let runs = 10u64;
+    let (mut first, mut top4, mut sum, mut met) = (0usize, 0usize, 0usize, 0usize);
+    let started = std::time::Instant::now();
+    for run in 0..runs {
+        let mut rng = ChaCha8Rng::seed_from_u64(2000 + run);
+        let key: [u8; 16] = rng.random();
+        let (traces, plaintexts) = collect_hardened(&key, 10_000, &mut rng);
+        let result = dca::dca(&dca::to_bits(&traces), 8 * FIRST_ROUND_SAMPLES, &plaintexts);
+        let ranks = result.ranks(&key);
+        first += ranks.iter().filter(|&&r| r == 0).count();
+        top4 += ranks.iter().filter(|&&r| r < 4).count();
+        sum += ranks.iter().sum::<usize>();
+        let strict = ranks.iter().all(|&r| r >= 4);
+        met += usize::from(strict);
+        eprintln!("run {run}: ranks {ranks:?}; issue target met: {strict}");
+    }
+    let bytes = 16 * runs as usize;
+    eprintln!(
+        "{bytes} key bytes: {first} ranked first (chance {:.1}), {top4} in the top 4 (chance {:.1}), \
+         mean rank {:.1} (chance 127.5); strict target met for {met}/{runs} keys (chance 78%); {:.1} s",
+        bytes as f64 / 256.0,
+        bytes as f64 * 4.0 / 256.0,
+        sum as f64 / bytes as f64,
+        started.elapsed().as_secs_f64()
+    );
 }

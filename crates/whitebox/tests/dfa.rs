@@ -31,7 +31,10 @@ fn dfa_recovers_the_textbook_key_from_faults_in_round_9() {
         .map(|_| {
             let p: [u8; 16] = rng.random();
             let position = rng.random_range(0..16);
-            (wb.encrypt(&p), wb.encrypt_faulted(&p, position, nonzero(&mut rng)))
+            (
+                wb.encrypt(&p),
+                wb.encrypt_faulted(&p, position, nonzero(&mut rng)),
+            )
         })
         .collect();
     let result = dfa::dfa(&pairs);

@@ -1,6 +1,11 @@
 //! twinshield's white-box against the `aes` crate, and its diversity, size
 //! and embedding.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
@@ -55,7 +60,10 @@ fn equals_the_aes_crate_on_10000_random_blocks() {
     let decoding = OutputEncoding::from_key(&encoding_key);
     for _ in 0..10_000 {
         let block: [u8; 16] = rng.random();
-        assert_eq!(decoding.decode(&wb.encrypt_encoded(&block)), oracle(&key, &block));
+        assert_eq!(
+            decoding.decode(&wb.encrypt_encoded(&block)),
+            oracle(&key, &block)
+        );
     }
 }
 
@@ -81,14 +89,18 @@ fn two_seeds_share_under_one_percent_of_table_bytes() {
     let b = generate(&key, &encoding_key, 2);
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     let share = same as f64 / a.len() as f64;
-    eprintln!("identical table bytes at the same offsets: {:.3}%", 100.0 * share);
+    eprintln!(
+        "identical table bytes at the same offsets: {:.3}%",
+        100.0 * share
+    );
     assert!(share < 0.01, "{:.3}% identical", 100.0 * share);
 }
 
 #[test]
 fn tables_fit_in_4_mb() {
-    assert_eq!(embedded::table_image().len(), layout::TOTAL);
-    assert!(layout::TOTAL <= 4_000_000, "{} bytes", layout::TOTAL);
+    let size = embedded::table_image().len();
+    assert_eq!(size, layout::TOTAL);
+    assert!(size <= 4_000_000, "{size} bytes");
 }
 
 #[test]
@@ -114,15 +126,20 @@ fn embedded_tables_are_the_generators_for_the_build_secret_and_seed() {
         return;
     }
     // The development secret of build.rs: AES key, then encoding key.
-    let secret: [u8; 32] =
-        hex("646576656c6f706d656e742d6f6e6c79206e6f742d612d7365637265742d2121");
+    let secret: [u8; 32] = hex("646576656c6f706d656e742d6f6e6c79206e6f742d612d7365637265742d2121");
     let (key, encoding_key): ([u8; 16], [u8; 16]) = (
         secret[..16].try_into().unwrap(),
         secret[16..].try_into().unwrap(),
     );
     let expected = generate(&key, &encoding_key, embedded::BUILD_SEED);
-    assert!(expected == embedded::table_image(), "embedded tables differ");
+    assert!(
+        expected == embedded::table_image(),
+        "embedded tables differ"
+    );
     let block = [0x42u8; 16];
     let out = embedded::white_box().encrypt_encoded(&block);
-    assert_eq!(OutputEncoding::from_key(&encoding_key).decode(&out), oracle(&key, &block));
+    assert_eq!(
+        OutputEncoding::from_key(&encoding_key).decode(&out),
+        oracle(&key, &block)
+    );
 }

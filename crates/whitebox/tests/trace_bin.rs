@@ -4,8 +4,7 @@
 
 use std::process::Command;
 
-use twinshield_whitebox::aes_ref;
-use twinshield_whitebox::textbook::TRACE_LEN;
+use twinshield_whitebox::{aes_ref, cipher, textbook};
 
 /// Parses a 2-D uint8 NPY v1.0 file: (rows, cols, data).
 fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<u8>) {
@@ -27,26 +26,32 @@ fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<u8>) {
 }
 
 #[test]
-fn writes_traces_plaintexts_and_ciphertexts() {
-    let dir = std::env::temp_dir().join(format!("whitebox-trace-test-{}", std::process::id()));
+fn writes_traces_plaintexts_and_ciphertexts_of_the_textbook_fixture() {
+    writes_traces_plaintexts_and_ciphertexts(&["--textbook"], textbook::TRACE_LEN);
+}
+
+#[test]
+fn writes_traces_plaintexts_and_ciphertexts_of_the_hardened_white_box() {
+    writes_traces_plaintexts_and_ciphertexts(&[], cipher::TRACE_LEN);
+}
+
+fn writes_traces_plaintexts_and_ciphertexts(extra: &[&str], trace_len: usize) {
+    let dir = std::env::temp_dir().join(format!(
+        "whitebox-trace-test-{}-{}",
+        std::process::id(),
+        extra.len()
+    ));
     let key_hex = "2b7e151628aed2a6abf7158809cf4f3c";
     let status = Command::new(env!("CARGO_BIN_EXE_whitebox-trace"))
-        .args([
-            "--key",
-            key_hex,
-            "--traces",
-            "20",
-            "--seed",
-            "7",
-            "--textbook",
-            "--out",
-        ])
+        .args(["--key", key_hex, "--traces", "20", "--seed", "7"])
+        .args(extra)
+        .arg("--out")
         .arg(&dir)
         .status()
         .unwrap();
     assert!(status.success());
     let (n, samples, traces) = read_npy(&dir.join("traces.npy"));
-    assert_eq!((n, samples), (20, TRACE_LEN));
+    assert_eq!((n, samples), (20, trace_len));
     assert!(traces.iter().any(|&x| x != 0));
     let (_, _, pts) = read_npy(&dir.join("plaintexts.npy"));
     let (rows, cols, cts) = read_npy(&dir.join("ciphertexts.npy"));
@@ -60,7 +65,7 @@ fn writes_traces_plaintexts_and_ciphertexts() {
 }
 
 #[test]
-fn refuses_bad_arguments_and_the_missing_hardened_white_box() {
+fn refuses_bad_arguments() {
     let bin = env!("CARGO_BIN_EXE_whitebox-trace");
     let dir = std::env::temp_dir().join("whitebox-trace-never-written");
     for args in [
@@ -81,7 +86,7 @@ fn refuses_bad_arguments_and_the_missing_hardened_white_box() {
             "--traces",
             "1",
             "--seed",
-            "1",
+            "x",
             "--out",
         ],
     ] {

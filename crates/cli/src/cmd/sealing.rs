@@ -367,6 +367,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     // Checked before the history is opened (opening touches its file), so a
     // refused bundle changes nothing in the state directory.
     device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
+    if EmbeddedSecret.is_development() {
+        eprintln!(
+            "warning: this build embeds the public development white-box secret; \
+             build releases with TWINSHIELD_WB_SECRET or TWINSHIELD_WB_SECRET_FILE"
+        );
+    }
     let mut store = Store::open(
         &data,
         &device.storage_key("history"),

@@ -3,7 +3,7 @@
 //! harness; never shipped).
 //!
 //! ```text
-//! whitebox-trace --key HEX32 --traces N --seed S --out DIR --textbook [--no-mixing]
+//! whitebox-trace --key HEX32 --traces N --seed S --out DIR [--textbook [--no-mixing]]
 //! ```
 //!
 //! Writes `DIR/traces.npy` (N × samples, uint8: every table value read, one
@@ -11,9 +11,10 @@
 //! uint8: the cipher's real input and output). The plaintexts are random,
 //! drawn from `S` (ChaCha8), which also seeds the table generation.
 //!
-//! Only `--textbook` (the deliberately weak Chow fixture; `--no-mixing`
-//! drops its mixing bijections) is available so far: twinshield's hardened
-//! white-box is the next part of issue 7.
+//! Without `--textbook` it traces twinshield's white-box generated for the
+//! key (its external output encoding keyed from `S`; the ciphertexts are
+//! decoded). `--textbook` traces the deliberately weak Chow fixture
+//! (`--no-mixing` drops its mixing bijections).
 #![allow(clippy::print_stderr)]
 
 use std::fs::{self, File};
@@ -24,18 +25,18 @@ use std::process::ExitCode;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use twinshield_whitebox::Trace;
+use twinshield_whitebox::generate::generate;
 use twinshield_whitebox::npy::{NpyError, write_u8_matrix};
-use twinshield_whitebox::textbook::{Options, TRACE_LEN, TextbookWhiteBox};
+use twinshield_whitebox::textbook::{self, Options, TextbookWhiteBox};
+use twinshield_whitebox::{OutputEncoding, WhiteBox, cipher};
 
 const USAGE: &str =
-    "usage: whitebox-trace --key HEX32 --traces N --seed S --out DIR --textbook [--no-mixing]";
+    "usage: whitebox-trace --key HEX32 --traces N --seed S --out DIR [--textbook [--no-mixing]]";
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
     #[error("{0} ({USAGE})")]
     Usage(String),
-    #[error("only --textbook is available so far: the hardened white-box is not built yet")]
-    NotYet,
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -120,23 +121,42 @@ fn write_npy(path: PathBuf, rows: usize, cols: usize, data: &[u8]) -> Result<(),
     written.map_err(|source| Error::Npy { path, source })
 }
 
+/// The white-box being traced: encrypts a block into the trace, returning
+/// the real (decoded) ciphertext.
+type Tracer<'a> = Box<dyn FnMut(&[u8; 16], &mut Trace) -> [u8; 16] + 'a>;
+
 fn run(args: Args) -> Result<(), Error> {
-    if !args.textbook {
-        return Err(Error::NotYet);
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let options = Options {
-        mixing_bijections: args.mixing_bijections,
+    let image;
+    let hardened;
+    let (mut encrypt, trace_len): (Tracer, usize) = if args.textbook {
+        let options = Options {
+            mixing_bijections: args.mixing_bijections,
+        };
+        let wb = TextbookWhiteBox::generate_with(&args.key, rng.random(), options);
+        (
+            Box::new(move |p, t| wb.encrypt_traced(p, t)),
+            textbook::TRACE_LEN,
+        )
+    } else {
+        let encoding_key: [u8; 16] = rng.random();
+        image = generate(&args.key, &encoding_key, rng.random());
+        hardened = WhiteBox::new(&image).map_err(|e| Error::Usage(e.to_string()))?;
+        let decoding = OutputEncoding::from_key(&encoding_key);
+        let wb = &hardened;
+        (
+            Box::new(move |p, t| decoding.decode(&wb.encrypt_traced(p, t))),
+            cipher::TRACE_LEN,
+        )
     };
-    let wb = TextbookWhiteBox::generate_with(&args.key, rng.random(), options);
     let n = args.traces;
-    let mut traces = Vec::with_capacity(n.saturating_mul(TRACE_LEN));
+    let mut traces = Vec::with_capacity(n.saturating_mul(trace_len));
     let mut plaintexts = Vec::with_capacity(n.saturating_mul(16));
     let mut ciphertexts = Vec::with_capacity(n.saturating_mul(16));
     let mut trace = Trace::new();
     for _ in 0..n {
         let p: [u8; 16] = rng.random();
-        let c = wb.encrypt_traced(&p, &mut trace);
+        let c = encrypt(&p, &mut trace);
         traces.extend_from_slice(trace.as_slice());
         trace.clear();
         plaintexts.extend_from_slice(&p);
@@ -146,7 +166,7 @@ fn run(args: Args) -> Result<(), Error> {
         path: args.out.clone(),
         source,
     })?;
-    write_npy(args.out.join("traces.npy"), n, TRACE_LEN, &traces)?;
+    write_npy(args.out.join("traces.npy"), n, trace_len, &traces)?;
     write_npy(args.out.join("plaintexts.npy"), n, 16, &plaintexts)?;
     write_npy(args.out.join("ciphertexts.npy"), n, 16, &ciphertexts)?;
     Ok(())

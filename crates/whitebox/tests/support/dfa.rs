@@ -106,9 +106,11 @@ pub fn dfa(pairs: &[([u8; 16], [u8; 16])]) -> DfaResult {
             })
             .collect();
         let mut candidates = HashSet::new();
-        for r in 0..4 {
+        // The difference patterns: column r of MixColumns, for faulted row r.
+        let patterns: [[u8; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|m| MIX[m][r]));
+        for pattern in &patterns {
             for e in 1..=255u8 {
-                let d: [usize; 4] = std::array::from_fn(|m| usize::from(gmul(MIX[m][r], e)));
+                let d: [usize; 4] = pattern.map(|coefficient| usize::from(gmul(coefficient, e)));
                 for &k0 in &buckets[0][d[0]] {
                     for &k1 in &buckets[1][d[1]] {
                         for &k2 in &buckets[2][d[2]] {
@@ -127,7 +129,7 @@ pub fn dfa(pairs: &[([u8; 16], [u8; 16])]) -> DfaResult {
     for j in 0..4 {
         let mut ranked: Vec<([u8; 4], usize)> =
             result.votes[j].iter().map(|(g, v)| (*g, *v)).collect();
-        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        ranked.sort_unstable_by_key(|&(_, votes)| std::cmp::Reverse(votes));
         result.columns[j] = match ranked.as_slice() {
             [(guess, votes), rest @ ..]
                 if *votes >= 2 && rest.first().is_none_or(|(_, next)| next < votes) =>
