@@ -1,6 +1,8 @@
 //! Sealed bundles and device binding, attacked through the real binary:
 //! copying to another machine, flipping bytes, another signer, an older
-//! release, another device, corrupt inputs, and what a thief can read.
+//! release, another device, corrupt inputs, what a thief can read, and
+//! whether the runtime's embedded secret can be lifted from the binary or
+//! from a running twin's memory.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -419,4 +421,110 @@ fn the_needles_searched_for_are_in_the_plaintext_payload() {
             String::from_utf8_lossy(n)
         );
     }
+}
+
+/// The white-box secret the binary under test was built with: what build.rs
+/// reads (`TWINSHIELD_WB_SECRET`, `TWINSHIELD_WB_SECRET_FILE`), else its
+/// public development secret (copied here from build.rs).
+fn build_secret() -> [u8; 32] {
+    let hex = std::env::var("TWINSHIELD_WB_SECRET")
+        .ok()
+        .or_else(|| {
+            std::env::var_os("TWINSHIELD_WB_SECRET_FILE")
+                .map(|p| fs::read_to_string(p).unwrap().trim().to_owned())
+        })
+        .unwrap_or_else(|| {
+            "646576656c6f706d656e742d6f6e6c79206e6f742d612d7365637265742d2121".to_owned()
+        });
+    std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+}
+
+/// What a key-lifting tool looks for: the secret, both its halves, its hex
+/// text, and the AES key schedule (all 11 round keys, as `aeskeyfind`
+/// finds keys in memory images).
+fn secret_needles() -> Vec<Vec<u8>> {
+    let secret = build_secret();
+    let key: [u8; 16] = secret[..16].try_into().unwrap();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let mut needles = vec![secret.to_vec(), secret[16..].to_vec(), hex.into_bytes()];
+    needles.extend(
+        twinshield_whitebox::aes_ref::expand_key(&key)
+            .iter()
+            .map(|rk| rk.to_vec()),
+    );
+    needles
+}
+
+/// The first needle found in `hay`, if any (one pass, needles of 16 bytes
+/// or more).
+fn find_any<'n>(hay: &[u8], needles: &'n [Vec<u8>]) -> Option<&'n [u8]> {
+    let mut first = [false; 256];
+    for n in needles {
+        first[usize::from(n[0])] = true;
+    }
+    (0..hay.len()).find_map(|i| {
+        if !first[usize::from(hay[i])] {
+            return None;
+        }
+        needles
+            .iter()
+            .find(|n| hay[i..].starts_with(n))
+            .map(Vec::as_slice)
+    })
+}
+
+#[test]
+fn the_binary_holds_neither_the_secret_nor_its_key_schedule() {
+    let binary = fs::read(twinshield()).unwrap();
+    let needles = secret_needles();
+    assert_eq!(find_any(&binary, &needles), None);
+    // The search finds a round key where one is: plant round key 10.
+    let mut planted = binary.clone();
+    let at = planted.len() / 2;
+    planted[at..at + 16].copy_from_slice(&needles[13]);
+    assert_eq!(find_any(&planted, &needles), Some(needles[13].as_slice()));
+}
+
+/// A twin that opened its bundle (every device-key derivation done through
+/// the white-box) is dumped with gdb's `gcore`; the memory image holds
+/// neither the secret nor any round key of it.
+#[test]
+fn a_running_twins_memory_holds_neither_the_secret_nor_its_key_schedule() {
+    let s = Setup::new("seal-memory");
+    let p = plant(&["--seconds", "120"]);
+    let mut child = Command::new(twinshield())
+        .current_dir(s.dir.path())
+        .args([
+            "run",
+            "q.bundle",
+            "--trust",
+            "vendor.pub",
+            "--plant",
+            &p.url,
+            "--state",
+            "state",
+            "--seconds",
+            "30",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The bundle opens and the history starts within a second or two.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let core = s.path("core");
+    let dumped = Command::new("gcore")
+        .arg("-o")
+        .arg(&core)
+        .arg(child.id().to_string())
+        .output();
+    let _ = child.kill();
+    let _ = child.wait();
+    let dumped = dumped.expect("gcore (Debian package gdb) is needed");
+    assert!(dumped.status.success(), "{dumped:?}");
+    let image = fs::read(format!("{}.{}", core.display(), child.id())).unwrap();
+    assert_eq!(find_any(&image, &secret_needles()), None);
+    // The image is the twin's memory: the opened model's parameter names
+    // are in it (the model is in memory while it runs).
+    assert!(contains(&image, b"gamma1"), "the dump misses the heap");
 }

@@ -2,7 +2,12 @@
 //! one byte of the state flipped at the start of round 9. It recovers the
 //! textbook fixture's whole key, which proves the harness; against
 //! twinshield's white-box, 200 faulty outputs recover no round-key byte.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 #[path = "support/dfa.rs"]
 mod dfa;
@@ -68,7 +73,17 @@ fn attack(first_lane: bool, second_lane: bool) -> (dfa::DfaResult, [u8; 16]) {
             (correct, faulty)
         })
         .collect();
-    (dfa::dfa(&pairs), expand_key(&key)[10])
+    let result = dfa::dfa(&pairs);
+    let k10 = expand_key(&key)[10];
+    eprintln!(
+        "faults in lanes ({first_lane}, {second_lane}): {FAULTS} faulty outputs, {} usable, \
+         winners {:?}, votes of the true key per column {:?}, key bytes recovered {}",
+        result.usable_pairs,
+        result.columns,
+        result.true_key_votes(&k10),
+        result.recovered_bytes(&k10)
+    );
+    (result, k10)
 }
 
 /// A fault in one lane (what flipping one byte of memory does): the lanes
