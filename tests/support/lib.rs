@@ -5,6 +5,7 @@
 // with a clear message is the right response.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -14,15 +15,41 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Path of the `twinshield` binary under test: `$TWINSHIELD_BIN` when set
-/// (CI points it at the hardened release build), otherwise the binary of the
-/// current profile, built once per test process.
+/// Path of the `twinshield` binary under test, hardened as a release is:
+/// `$TWINSHIELD_BIN` when set (an already hardened binary), otherwise a
+/// hardened copy of [`twinshield_unhardened`] (`twinshield-hardened` beside
+/// it, made once per build: reused while newer than the build).
 pub fn twinshield() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(p) = std::env::var_os("TWINSHIELD_BIN") {
             return PathBuf::from(p);
         }
+        let built = twinshield_unhardened();
+        let hardened = built.with_file_name("twinshield-hardened");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if modified(&hardened).is_some_and(|h| modified(built).is_some_and(|b| h >= b)) {
+            return hardened;
+        }
+        let tmp = built.with_file_name(format!("twinshield-hardened.{}", std::process::id()));
+        std::fs::copy(built, &tmp).unwrap_or_else(|e| panic!("cannot copy the binary: {e}"));
+        let out = Command::new(built)
+            .arg("harden")
+            .arg(&tmp)
+            .args(["--seed", "1"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run harden: {e}"));
+        assert!(out.status.success(), "harden failed: {out:?}");
+        std::fs::rename(&tmp, &hardened).unwrap_or_else(|e| panic!("cannot rename: {e}"));
+        hardened
+    })
+}
+
+/// The `twinshield` binary of the current profile as cargo built it (never
+/// hardened), built once per test process.
+pub fn twinshield_unhardened() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
         // Test executables live in target/<profile>/deps/.
         let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
         let profile_dir = exe
@@ -197,4 +224,93 @@ pub fn plant(extra: &[&str]) -> Plant {
 /// Whether `needle` occurs anywhere in `hay` (a byte-level `strings | grep`).
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The model the sealing tests seal.
+pub const MODEL: &str = "models/quadtank.twin";
+/// The secret sealed with it.
+pub const SECRET: &str = "hunter2-backend-credential-6f1c";
+
+/// A publisher (`vendor`), a device identity (`state`, `device.fp`) and a
+/// bundle sealed for it (`q.bundle`, release 5, with a secret), in a
+/// scratch directory: what the sealing and shield tests start from.
+pub struct Setup {
+    /// The scratch directory everything lives in.
+    pub dir: Scratch,
+}
+
+impl Setup {
+    /// Creates the identity, the publisher key and `q.bundle` in a new
+    /// scratch directory named after `name`.
+    pub fn new(name: &str) -> Self {
+        let dir = Scratch::new(name);
+        let s = Setup { dir };
+        s.ok(&["fingerprint", "--state", "state", "--out", "device.fp"]);
+        s.ok(&["keys", "new", "--out", "vendor"]);
+        fs::write(s.path("secret.txt"), SECRET).unwrap();
+        s.seal("q.bundle", "vendor.key", "device.fp", 5);
+        s
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Runs the binary under test in the scratch directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_in(self.dir.path(), args)
+    }
+
+    /// Runs it and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, Some(0), "{args:?}: {r:?}");
+        r
+    }
+
+    /// Seals the model into `out` with `key` for the device `fp`.
+    pub fn seal(&self, out: &str, key: &str, fp: &str, release: u64) {
+        self.seal_with(out, key, fp, release, &[]);
+    }
+
+    /// Seals as [`Setup::seal`] does, with `extra` arguments.
+    pub fn seal_with(&self, out: &str, key: &str, fp: &str, release: u64, extra: &[&str]) {
+        let model = root().join(MODEL);
+        let release = release.to_string();
+        let mut args = vec![
+            "seal",
+            model.to_str().unwrap(),
+            "--device",
+            fp,
+            "--sign",
+            key,
+            "--out",
+            out,
+            "--release",
+            &release,
+            "--secret",
+            "historian=@secret.txt",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
+    /// `run` of `bundle` against a plant that is not there, for 1 s: it
+    /// fails at the plant (exit 0, with data-quality events) only once the
+    /// bundle opened; every bundle problem exits 1 before that.
+    pub fn run_bundle(&self, bundle: &str) -> Run {
+        self.run(&[
+            "run",
+            bundle,
+            "--trust",
+            "vendor.pub",
+            "--plant",
+            "modbus://127.0.0.1:9",
+            "--state",
+            "state",
+            "--seconds",
+            "0.5",
+        ])
+    }
 }

@@ -8,6 +8,7 @@
 mod cmd;
 mod recorder;
 mod rt;
+mod shield;
 mod status;
 mod sync;
 mod wiring;
@@ -21,6 +22,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Run a binary that was never hardened, without integrity guards
+    /// (development only).
+    #[arg(long, global = true)]
+    unprotected: bool,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +54,8 @@ enum Command {
     /// The twin's encrypted history on this device.
     #[command(subcommand)]
     History(cmd::sealing::HistoryCommand),
+    /// Seal a built twinshield binary's integrity (post-link).
+    Harden(cmd::harden::HardenArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +63,19 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    // Every command but `harden` (which makes a binary shieldable) runs
+    // under the shield. `run` holds the responses to hook, timing and
+    // environment findings until its bundle's policy is known.
+    if !matches!(cli.command, Command::Harden(_)) {
+        let options = twinshield_shield::Options {
+            unprotected: cli.unprotected,
+            defer_to_bundle_policy: matches!(cli.command, Command::Run(_)),
+        };
+        if let Err(e) = shield::start(&options) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Model(c) => cmd::model::run(c),
         Command::Plant(c) => cmd::plant::run(c),
@@ -67,6 +87,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::sealing::inspect(&a),
         Command::Run(a) => cmd::sealing::run(&a),
         Command::History(c) => cmd::sealing::history(&c),
+        Command::Harden(a) => cmd::harden::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,7 @@ pub struct Recorder {
     last_acked: u64,
     fault: Option<String>,
     values: Vec<f32>,
+    shield_recorded: usize,
 }
 
 impl Recorder {
@@ -35,11 +36,17 @@ impl Recorder {
             last_acked: 0,
             fault: None,
             values: Vec::new(),
+            shield_recorded: 0,
         }
     }
 
-    /// Queues the twin's latest record.
+    /// Queues the twin's latest record (refused while the shield has
+    /// degraded the twin: it keeps monitoring, but writes nothing but the
+    /// audit log).
     pub fn sample(&mut self, time: f64, twin: &Twin) {
+        if crate::shield::degraded() {
+            return;
+        }
         let Some(r) = twin.history().latest() else {
             return;
         };
@@ -61,6 +68,9 @@ impl Recorder {
 
     /// Queues an alarm's lifecycle event.
     pub fn alarm(&self, e: &AlarmEvent) {
+        if crate::shield::degraded() {
+            return;
+        }
         let a = e.alarm();
         let text = format!(
             "alarm {} {} on {} (statistic {:.3}, threshold {:.3})",
@@ -86,12 +96,16 @@ impl Recorder {
 
     /// Queues a data-quality event.
     pub fn quality(&self, time: f64, what: &str) {
+        if crate::shield::degraded() {
+            return;
+        }
         self.writer.event(EventKind::DataQuality, time, what);
     }
 
     /// Notices new acknowledgements and fault changes; returns a line to
     /// show when the storage state changed.
     pub fn poll(&mut self, time: f64) -> Option<String> {
+        self.record_shield_findings(time);
         let st = self.writer.status();
         if st.acknowledged != self.last_acked {
             self.last_acked = st.acknowledged;
@@ -111,6 +125,20 @@ impl Recorder {
             return Some(line);
         }
         None
+    }
+
+    /// Queues the shield's findings not recorded yet, with the action
+    /// taken: the audit trail of what the shield saw (never a secret).
+    pub fn record_shield_findings(&mut self, time: f64) {
+        let Some(shield) = crate::shield::get() else {
+            return;
+        };
+        let findings = shield.findings();
+        for (f, action) in findings.iter().skip(self.shield_recorded) {
+            self.writer
+                .event(EventKind::Shield, time, format!("{f} ({action})"));
+        }
+        self.shield_recorded = findings.len();
     }
 
     /// Samples durably stored so far.

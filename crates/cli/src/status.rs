@@ -34,9 +34,21 @@ fn harden(mut r: Response) -> Response {
     r
 }
 
+/// The board's snapshot with the shield's status; every request also
+/// checks one guard region (a checker in the request path).
+fn snapshot(board: &Board) -> Value {
+    if let Some(s) = crate::shield::get() {
+        s.check_on_request();
+    }
+    let mut v = board.read().map(|v| v.clone()).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.insert("shield".to_owned(), crate::shield::status());
+    }
+    v
+}
+
 async fn json(State(board): State<Board>) -> Response {
-    let v = board.read().map(|v| v.clone()).unwrap_or(Value::Null);
-    harden(Json(v).into_response())
+    harden(Json(snapshot(&board)).into_response())
 }
 
 fn escape(s: &str) -> String {
@@ -47,7 +59,7 @@ fn escape(s: &str) -> String {
 }
 
 async fn page(State(board): State<Board>) -> Response {
-    let v = board.read().map(|v| v.clone()).unwrap_or(Value::Null);
+    let v = snapshot(&board);
     let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\

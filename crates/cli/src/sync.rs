@@ -112,14 +112,25 @@ pub async fn run(
         last_t = t;
         let outcome = match s.client.read().await {
             Ok(reading) => {
+                // From a reading to the twin's decision nothing waits: a
+                // stall here is someone stepping through the process.
+                let checkpoint = crate::shield::get().map(|sh| sh.checkpoint());
                 s.wiring.split(&reading, &mut u, &mut y);
-                s.twin
+                let decided = s
+                    .twin
                     .update(t, &u, &y)
                     .map(<[AlarmEvent]>::to_vec)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                if let Some(c) = checkpoint {
+                    c.end();
+                }
+                decided
             }
             Err(e) => Err(e.to_string()),
         };
+        if let Some(sh) = crate::shield::get() {
+            sh.tick();
+        }
         match outcome {
             Ok(events) => {
                 if let Some(r) = s.recorder.as_mut() {

@@ -32,6 +32,7 @@ fn benches(c: &mut Criterion) {
         publisher: &publisher,
         release: 1,
         secrets: &[],
+        shield_policy: None,
     })
     .unwrap();
     let trust = publisher.public();
@@ -59,6 +60,7 @@ fn benches(c: &mut Criterion) {
                     publisher: &publisher,
                     release: 2,
                     secrets: &[],
+                    shield_policy: None,
                 })
                 .unwrap()
                 .len(),

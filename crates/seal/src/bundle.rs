@@ -34,6 +34,9 @@ pub struct SealRequest<'a> {
     pub release: u64,
     /// Secrets sealed with the model (name, value), e.g. backend credentials.
     pub secrets: &'a [(String, Zeroizing<Vec<u8>>)],
+    /// The runtime shield's response policy (its text form, as the shield
+    /// parses it), if the publisher sets one.
+    pub shield_policy: Option<&'a str>,
 }
 
 /// The public header of a bundle: what `inspect` shows.
@@ -63,6 +66,8 @@ pub struct OpenedBundle {
     pub model: Model,
     /// Sealed secrets by name.
     pub secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
+    /// The shield's response policy as sealed (text), if any.
+    pub shield_policy: Option<String>,
 }
 
 impl std::fmt::Debug for OpenedBundle {
@@ -110,6 +115,10 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
     for (name, value) in req.secrets {
         plaintext.str(name);
         plaintext.blob(value);
+    }
+    // Optional trailing field: bundles without a policy end here.
+    if let Some(policy) = req.shield_policy {
+        plaintext.str(policy);
     }
     let plaintext = Zeroizing::new(plaintext.buf);
 
@@ -286,6 +295,11 @@ pub fn open(
         let name = r.str()?;
         secrets.push((name, Zeroizing::new(r.blob()?.to_vec())));
     }
+    let shield_policy = if r.remaining() > 0 {
+        Some(r.str()?)
+    } else {
+        None
+    };
     r.finish()?;
     if model.name != p.header.model_name || model.version != p.header.model_version {
         return Err(SealError::Model(
@@ -296,5 +310,6 @@ pub fn open(
         header: p.header,
         model,
         secrets,
+        shield_policy,
     })
 }

@@ -34,6 +34,7 @@ fn sealed_models_open_identically_with_their_secrets() {
         publisher: &publisher,
         release: 3,
         secrets: &secrets,
+        shield_policy: None,
     })
     .unwrap();
     let opened = open(&bundle, &publisher.public(), &id).unwrap();
@@ -60,6 +61,7 @@ fn sealed_models_open_identically_with_their_secrets() {
         publisher: &publisher,
         release: 3,
         secrets: &secrets,
+        shield_policy: None,
     })
     .unwrap();
     assert_ne!(bundle, again);
@@ -88,6 +90,7 @@ fn a_bundle_for_another_device_is_not_licensed_here() {
         publisher: &publisher,
         release: 1,
         secrets: &[],
+        shield_policy: None,
     })
     .unwrap();
     assert_eq!(
@@ -111,6 +114,7 @@ proptest! {
             publisher: &publisher,
             release: 1,
             secrets: &[],
+            shield_policy: None,
         }).unwrap();
         let mut bad = bundle.clone();
         let i = pos.index(bad.len());

@@ -51,6 +51,7 @@ const DEFAULT_ATTACK_AT: f64 = 150.0;
 fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield_model::Model> {
     use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealRequest};
     let state = std::env::temp_dir().join(format!("twinshield-demo-{}", std::process::id()));
+    crate::shield::check_before_key_use();
     let opened = (|| -> Result<_> {
         let (device, _) = DeviceIdentity::open_or_create(&state, &EmbeddedSecret)?;
         let publisher = PublisherKey::generate()?;
@@ -60,6 +61,7 @@ fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield
             publisher: &publisher,
             release: 1,
             secrets: &[],
+            shield_policy: None,
         })?;
         Ok(twinshield_seal::open(
             &bundle,
@@ -192,6 +194,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             "speed": args.speed,
             "data_quality_events": quality,
             "plant": format!("modbus://{plant_addr}"),
+            "shield": crate::shield::status(),
         });
         println!("{}", serde_json::to_string(&summary)?);
         Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod eval;
+pub mod harden;
 pub mod model;
 pub mod plant;
 pub mod sealing;

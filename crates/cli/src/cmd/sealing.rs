@@ -24,6 +24,7 @@ use twinshield_runtime::{Twin, TwinSettings};
 use twinshield_seal::{
     DeviceFp, DeviceIdentity, EmbeddedSecret, PublisherKey, PublisherPub, SealRequest,
 };
+use twinshield_shield::Policy;
 use twinshield_store::{Store, WriterConfig};
 use zeroize::Zeroizing;
 
@@ -67,7 +68,7 @@ fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
 }
 
 /// Writes `bytes` to `path` whole or not at all, with `mode`.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
@@ -182,6 +183,11 @@ pub struct SealArgs {
     /// Release number (monotonic per model; default: seconds since 1970).
     #[arg(long)]
     release: Option<u64>,
+    /// The runtime shield's response policy, as CLASS=ACTION,... (classes
+    /// tamper, debugger, hook, timing, environment; actions report, degrade,
+    /// lockdown; unnamed classes keep the release default).
+    #[arg(long, value_name = "POLICY")]
+    shield_policy: Option<String>,
 }
 
 /// `twinshield seal`.
@@ -232,12 +238,21 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
             .map(|d| d.as_secs())
             .context("the system clock is before 1970")?,
     };
+    let shield_policy = match &args.shield_policy {
+        Some(text) => Some(
+            text.parse::<Policy>()
+                .with_context(|| "--shield-policy".to_owned())?
+                .to_string(),
+        ),
+        None => None,
+    };
     let bundle = twinshield_seal::seal(&SealRequest {
         model: &model,
         devices: &devices,
         publisher: &publisher,
         release,
         secrets: &secrets,
+        shield_policy: shield_policy.as_deref(),
     })?;
     write_atomic(&args.out, &bundle, 0o644)?;
     eprintln!(
@@ -359,14 +374,26 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let bytes = read_limited(&args.file, "bundle")?;
     let trust = PublisherPub::from_text(&read_text(&args.trust, "trusted key")?)?;
     let state = state_dir(args.state.as_deref())?;
+    crate::shield::check_before_key_use();
     let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
     let opened = twinshield_seal::open(&bytes, &trust, &device)?;
+    let policy = match opened.shield_policy.as_deref() {
+        Some(text) => text
+            .parse::<Policy>()
+            .context("the bundle's shield policy")?,
+        None => Policy::release_default(),
+    };
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let model = opened.model;
     let wiring = Wiring::new(&model)?;
     // Checked before the history is opened (opening touches its file), so a
     // refused bundle changes nothing in the state directory.
     device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
+    // From here the bundle's policy answers findings, the ones held since
+    // start-up included.
+    if let Some(s) = crate::shield::get() {
+        s.set_policy(policy);
+    }
     if EmbeddedSecret.is_development() {
         eprintln!(
             "warning: this build embeds the public development white-box secret; \
@@ -478,6 +505,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 "storage_faults": recorder.as_ref().map(Recorder::faults),
                 "alarms": outcome.alarms,
                 "data_quality_events": outcome.quality,
+                "shield": crate::shield::status(),
             })
         );
         Ok(ExitCode::SUCCESS)

@@ -1,0 +1,73 @@
+//! This process's shield: started once in `main`, reached from the places
+//! that check (the bundle path, the sync loop, the status page), and the
+//! one place that turns findings into messages and exits.
+
+use std::sync::{Arc, OnceLock};
+
+use twinshield_shield::{Action, Finding, FindingClass, LOCKDOWN_EXIT_CODE, Options, Shield};
+
+static SHIELD: OnceLock<Arc<Shield>> = OnceLock::new();
+
+/// Starts the shield (see [`Shield::start`]).
+pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
+    let shield = Shield::start(options, Box::new(respond))?;
+    let _ = SHIELD.set(shield);
+    Ok(())
+}
+
+/// The running shield (absent only for `harden`, which runs without one).
+pub fn get() -> Option<&'static Arc<Shield>> {
+    SHIELD.get()
+}
+
+/// Whether writes and key use are refused.
+pub fn degraded() -> bool {
+    get().is_some_and(|s| s.degraded())
+}
+
+/// A full guard check on the path that opens a bundle: another copy of the
+/// check than the start-up's, so patching one out is not enough.
+#[inline(always)]
+pub fn check_before_key_use() {
+    if let Some(s) = get()
+        && let Some(f) = s.verify_all()
+    {
+        s.respond(f);
+    }
+}
+
+/// The shield's state for status pages and summaries.
+pub fn status() -> serde_json::Value {
+    let Some(s) = get() else {
+        return serde_json::Value::Null;
+    };
+    let findings: Vec<String> = s
+        .findings()
+        .iter()
+        .map(|(f, a)| format!("{f} ({a})"))
+        .collect();
+    serde_json::json!({
+        "guarded": s.guarded(),
+        "guard_regions": s.guard_regions(),
+        "policy": s.policy().to_string(),
+        "degraded": s.degraded(),
+        "findings": findings,
+    })
+}
+
+/// What a finding does to the process: a lockdown stops it with its own
+/// exit status; the rest are reported (environment findings only in the
+/// audit log and the status, not on every start's standard error).
+fn respond(f: &Finding, action: Action) {
+    match action {
+        Action::Lockdown => {
+            eprintln!("error: lockdown: {f}; keys wiped, stopping");
+            std::process::exit(i32::from(LOCKDOWN_EXIT_CODE));
+        }
+        Action::Degrade => {
+            eprintln!("warning: shield: {f}; degraded: writes and key use refused");
+        }
+        Action::Report if f.class == FindingClass::Environment => {}
+        Action::Report => eprintln!("warning: shield: {f}"),
+    }
+}

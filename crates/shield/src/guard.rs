@@ -1,0 +1,343 @@
+//! Integrity guards: the table of expected checksums that `harden` writes
+//! into the binary, and the checks of the running code against it.
+//!
+//! The table is a static of [`TABLE_LEN`] bytes in the binary's read-only
+//! data, found by `harden` through its [`marker`]. It holds up to
+//! [`CAPACITY`] regions of executable code and read-only data (overlapping:
+//! every byte is in at least two), each as its address relative to the
+//! table, its length and its keyed checksum, all XORed with a keystream of
+//! the table's key: nothing in it reads as a plain constant. A build that
+//! was never hardened has a zero table.
+//!
+//! The running code is read back through `/proc/self/mem` (no `unsafe`, and
+//! an unmapped address is an error, not a crash), so software breakpoints
+//! and in-memory patches are seen, not only changes to the file.
+
+use std::hint::black_box;
+
+use rustix::fd::OwnedFd;
+
+use crate::finding::{Finding, FindingClass};
+
+/// The 16 bytes that start the table, XOR [`MARKER_MASK`]: the plain
+/// marker must exist once in the binary (in the table), so code that needs
+/// it derives it at run time with [`marker`].
+const MASKED_MARKER: [u8; 16] = [
+    0xd1, 0x45, 0x88, 0x36, 0x60, 0xbd, 0x0f, 0xca, 0x57, 0xee, 0x23, 0x9b, 0x74, 0xa9, 0x1c, 0xf2,
+];
+const MARKER_MASK: u8 = 0x5a;
+
+/// The marker that starts the table (random bytes, meaningless otherwise).
+#[must_use]
+pub fn marker() -> [u8; 16] {
+    let mask = black_box(MARKER_MASK);
+    MASKED_MARKER.map(|b| b ^ mask)
+}
+/// Regions the table can hold.
+pub const CAPACITY: usize = 4096;
+/// Bytes of one encoded region.
+pub const RECORD: usize = 24;
+/// Bytes before the first region: marker, state, key, count, reserved.
+pub const HEADER: usize = 16 + 8 + 8 + 4 + 4;
+/// Bytes of the table.
+pub const TABLE_LEN: usize = HEADER + CAPACITY * RECORD;
+
+/// What the state word holds, XOR the rotated key, once hardened.
+const HARDENED: u64 = 0x5d0c_e1a7_93b2_4f68;
+
+const fn initial_table() -> [u8; TABLE_LEN] {
+    let mut t = [0u8; TABLE_LEN];
+    let mut i = 0;
+    while i < MASKED_MARKER.len() {
+        t[i] = MASKED_MARKER[i] ^ MARKER_MASK;
+        i += 1;
+    }
+    t
+}
+
+/// The table, as `harden` leaves it. Read only through [`black_box`], so
+/// the compiler cannot fold the build-time zeros into the code.
+#[used]
+static TABLE: [u8; TABLE_LEN] = initial_table();
+
+/// One region: where it is relative to the table, how long, its checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// Address of the region minus the address of the table.
+    pub offset: i64,
+    /// Length in bytes.
+    pub len: u32,
+    /// Keyed checksum of the region's bytes.
+    pub hash: u64,
+}
+
+/// A decoded table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The table's key (checksums and keystream).
+    pub key: u64,
+    /// The regions.
+    pub regions: Vec<Region>,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Keystream word `j` of record `i`.
+fn keystream(key: u64, i: usize, j: usize) -> u64 {
+    mix(key ^ (((i as u64) << 2) | j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// The keyed checksum of region `index`'s bytes. Each 8-byte word goes
+/// through a bijection of the running state, so changing any one word
+/// always changes the result.
+#[must_use]
+pub fn region_hash(key: u64, index: usize, bytes: &[u8]) -> u64 {
+    let mut h = mix(key ^ (index as u64).wrapping_mul(0xd6e8_feb8_6659_fd93)) ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 32;
+    }
+    for (k, &b) in words.remainder().iter().enumerate() {
+        h = (h ^ (u64::from(b) << (8 * k))).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 29;
+    }
+    mix(h)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(s) = bytes.get(at..at + 8) {
+        w.copy_from_slice(s);
+    }
+    u64::from_le_bytes(w)
+}
+
+/// Encodes `table` into the [`TABLE_LEN`] bytes `harden` writes.
+///
+/// # Errors
+/// [`TableError::TooManyRegions`] past [`CAPACITY`].
+pub fn encode(table: &Table) -> Result<[u8; TABLE_LEN], TableError> {
+    if table.regions.len() > CAPACITY {
+        return Err(TableError::TooManyRegions(table.regions.len()));
+    }
+    // Not `initial_table()`: that would put a second copy of the table,
+    // marker and all, into the binary's read-only data.
+    let mut out = [0u8; TABLE_LEN];
+    out[..16].copy_from_slice(&marker());
+    let key = table.key;
+    out[16..24].copy_from_slice(&(HARDENED ^ key.rotate_left(17)).to_le_bytes());
+    out[24..32].copy_from_slice(&(key ^ mix(HARDENED)).to_le_bytes());
+    let count = table.regions.len() as u32;
+    out[32..36].copy_from_slice(&(count ^ (keystream(key, CAPACITY, 0) as u32)).to_le_bytes());
+    for (i, r) in table.regions.iter().enumerate() {
+        let at = HEADER + i * RECORD;
+        let words = [r.offset as u64, u64::from(r.len), r.hash];
+        for (j, w) in words.iter().enumerate() {
+            out[at + 8 * j..at + 8 * j + 8]
+                .copy_from_slice(&(w ^ keystream(key, i, j)).to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Why a table could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The table does not start with the marker.
+    #[error("no guard table marker")]
+    NoMarker,
+    /// The table was never hardened.
+    #[error("this twinshield binary was never hardened")]
+    NotHardened,
+    /// More regions than fit.
+    #[error("{0} regions do not fit the guard table ({CAPACITY} at most)")]
+    TooManyRegions(usize),
+}
+
+/// Decodes a table (as encoded by [`encode`]).
+///
+/// # Errors
+/// [`TableError`] if it is not a table, never hardened, or inconsistent.
+pub fn decode(bytes: &[u8]) -> Result<Table, TableError> {
+    if bytes.get(..16) != Some(&marker()[..]) || bytes.len() < TABLE_LEN {
+        return Err(TableError::NoMarker);
+    }
+    let key = u64_at(bytes, 24) ^ mix(HARDENED);
+    if u64_at(bytes, 16) != HARDENED ^ key.rotate_left(17) {
+        return Err(TableError::NotHardened);
+    }
+    let mut count = [0u8; 4];
+    count.copy_from_slice(&bytes[32..36]);
+    let count = (u32::from_le_bytes(count) ^ keystream(key, CAPACITY, 0) as u32) as usize;
+    if count > CAPACITY {
+        return Err(TableError::TooManyRegions(count));
+    }
+    let regions = (0..count)
+        .map(|i| {
+            let at = HEADER + i * RECORD;
+            let w = |j: usize| u64_at(bytes, at + 8 * j) ^ keystream(key, i, j);
+            Region {
+                offset: w(0) as i64,
+                len: w(1) as u32,
+                hash: w(2),
+            }
+        })
+        .collect();
+    Ok(Table { key, regions })
+}
+
+/// The running binary's guard table, as `harden` left it.
+///
+/// # Errors
+/// [`TableError::NotHardened`] for a build that was never hardened.
+pub fn embedded_table() -> Result<Table, TableError> {
+    decode(black_box(&TABLE))
+}
+
+/// The address of the running binary's table: regions are relative to it.
+#[must_use]
+pub fn table_address() -> usize {
+    std::ptr::from_ref(black_box(&TABLE)) as usize
+}
+
+/// Reads the running process's own memory.
+pub struct SelfMemory {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl SelfMemory {
+    /// Opens `/proc/self/mem` (before the process makes itself
+    /// non-dumpable, after which some kernels refuse the open).
+    ///
+    /// # Errors
+    /// The open's error.
+    pub fn open() -> std::io::Result<Self> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            "/proc/self/mem",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            fd,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The `len` bytes at `address`, or `None` if they are not all readable.
+    fn read(&mut self, address: usize, len: usize) -> Option<&[u8]> {
+        self.buf.resize(len, 0);
+        let mut done = 0;
+        while done < len {
+            let at = (address as u64).checked_add(done as u64)?;
+            match rustix::io::pread(&self.fd, &mut self.buf[done..], at) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => done += n,
+            }
+        }
+        Some(&self.buf)
+    }
+}
+
+/// Checks region `index` of `table` against the running code. Inlined at
+/// every call site, so that each checker is its own copy of the comparison
+/// and no single function holds "the check".
+#[inline(always)]
+pub fn check_region(
+    memory: &mut SelfMemory,
+    table: &Table,
+    base: usize,
+    index: usize,
+) -> Result<(), Finding> {
+    let Some(r) = table.regions.get(index) else {
+        return Ok(());
+    };
+    let address = (base as i64).wrapping_add(r.offset) as usize;
+    let expected = r.hash;
+    let Some(bytes) = memory.read(address, r.len as usize) else {
+        return Err(Finding::new(
+            FindingClass::Tamper,
+            format!("guard region {index} is not readable"),
+        ));
+    };
+    if black_box(region_hash(table.key, index, bytes)) != black_box(expected) {
+        return Err(Finding::new(
+            FindingClass::Tamper,
+            format!("guard region {index} ({} bytes) was modified", r.len),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tables_round_trip_and_hide_their_values() {
+        let table = Table {
+            key: 0x1234_5678_9abc_def0,
+            regions: vec![
+                Region {
+                    offset: -4096,
+                    len: 8192,
+                    hash: 42,
+                },
+                Region {
+                    offset: 1 << 20,
+                    len: 65536,
+                    hash: u64::MAX,
+                },
+            ],
+        };
+        let bytes = encode(&table).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), table);
+        // No field appears as a plain little-endian constant.
+        for needle in [
+            8192u64.to_le_bytes(),
+            65536u64.to_le_bytes(),
+            42u64.to_le_bytes(),
+        ] {
+            assert!(!bytes.windows(8).any(|w| w == needle));
+        }
+    }
+
+    #[test]
+    fn the_unhardened_table_says_so() {
+        assert_eq!(decode(&initial_table()), Err(TableError::NotHardened));
+        assert_eq!(embedded_table(), Err(TableError::NotHardened));
+        assert_eq!(decode(&[0u8; 16]), Err(TableError::NoMarker));
+    }
+
+    #[test]
+    fn every_single_byte_change_changes_the_hash() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let h = region_hash(9, 3, &data);
+        for i in 0..data.len() {
+            for flip in [1u8, 0x80, 0xff] {
+                let mut d = data.clone();
+                d[i] ^= flip;
+                assert_ne!(region_hash(9, 3, &d), h, "byte {i}");
+            }
+        }
+        assert_ne!(region_hash(9, 4, &data), h);
+        assert_ne!(region_hash(10, 3, &data), h);
+    }
+
+    #[test]
+    fn reads_its_own_memory() {
+        let mut m = SelfMemory::open().unwrap();
+        let here = table_address();
+        assert_eq!(m.read(here, 16).unwrap(), &marker());
+        assert!(m.read(0, 16).is_none());
+    }
+}

@@ -1,0 +1,146 @@
+//! `harden`: seals a built binary's integrity. It computes keyed checksums
+//! over many overlapping regions of the executable code and read-only data
+//! and writes them, encoded, into the guard table reserved in the binary
+//! (see [`crate::guard`]).
+
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::elf::{ElfError, Segment, load_segments};
+use crate::guard::{self, CAPACITY, Region, TABLE_LEN, Table, TableError};
+
+/// Why a binary cannot be hardened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HardenError {
+    /// Not an ELF executable.
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    /// No guard table: not a twinshield binary.
+    #[error("no guard table found: not a twinshield binary")]
+    NoTable,
+    /// More than one marker: ambiguous.
+    #[error("{0} guard table markers found: ambiguous binary")]
+    Ambiguous(usize),
+    /// The table is not inside read-only data.
+    #[error("the guard table is not in a read-only segment")]
+    Misplaced,
+    /// The table cannot hold the regions.
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// What `harden` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardenReport {
+    /// Regions written.
+    pub regions: usize,
+    /// Bytes of code and read-only data covered (each at least twice).
+    pub covered: u64,
+    /// Sum of the regions' lengths.
+    pub checked: u64,
+}
+
+/// Where `needle` occurs in `hay`.
+fn occurrences(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Hardens `binary` in place with the seed's layout and key.
+///
+/// # Errors
+/// [`HardenError`] if it is not a twinshield ELF executable.
+pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError> {
+    let segments = load_segments(binary)?;
+    let found = occurrences(binary, &guard::marker());
+    let table_at = match found.as_slice() {
+        [] => return Err(HardenError::NoTable),
+        [one] => *one,
+        many => return Err(HardenError::Ambiguous(many.len())),
+    };
+    let table_end = table_at + TABLE_LEN;
+    let home = segments
+        .iter()
+        .find(|s| s.offset as usize <= table_at && table_end as u64 <= s.offset + s.filesz)
+        .ok_or(HardenError::Misplaced)?;
+    if home.writable || home.executable {
+        return Err(HardenError::Misplaced);
+    }
+    let table_vaddr = home.vaddr + (table_at as u64 - home.offset);
+
+    // Spans: the file ranges of non-writable segments, less the table.
+    let mut spans: Vec<(Segment, u64, u64)> = Vec::new();
+    for s in segments.iter().filter(|s| !s.writable && s.filesz > 0) {
+        let (start, end) = (s.offset, s.offset + s.filesz);
+        let (t0, t1) = (table_at as u64, table_end as u64);
+        if t1 <= start || t0 >= end {
+            spans.push((*s, start, end));
+        } else {
+            if start < t0 {
+                spans.push((*s, start, t0));
+            }
+            if t1 < end {
+                spans.push((*s, t1, end));
+            }
+        }
+    }
+    let covered: u64 = spans.iter().map(|(_, a, b)| b - a).sum();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Two staggered tilings of random-length regions: every byte is in at
+    // least two regions, and region boundaries differ from one seed to the
+    // next. The length adapts so the regions fit the table.
+    let budget = (CAPACITY - 2 * spans.len() - 16) as u64;
+    let target = ((2 * covered).div_ceil(budget) * 11 / 10).max(4096);
+    let mut pieces: Vec<(Segment, u64, u64)> = Vec::new();
+    for &(seg, start, end) in &spans {
+        for stagger in [0, target / 2] {
+            let mut at = start;
+            let first = stagger.min(end - start);
+            if first > 0 {
+                pieces.push((seg, at, at + first));
+                at += first;
+            }
+            while at < end {
+                let len = rng
+                    .random_range(target * 3 / 4..=target * 5 / 4)
+                    .min(end - at);
+                pieces.push((seg, at, at + len));
+                at += len;
+            }
+        }
+    }
+    shuffle(&mut pieces, &mut rng);
+    let key: u64 = rng.random();
+    let regions = pieces
+        .iter()
+        .enumerate()
+        .map(|(index, &(seg, a, b))| {
+            let vaddr = seg.vaddr + (a - seg.offset);
+            Region {
+                offset: vaddr.wrapping_sub(table_vaddr) as i64,
+                len: (b - a) as u32,
+                hash: guard::region_hash(key, index, &binary[a as usize..b as usize]),
+            }
+        })
+        .collect::<Vec<_>>();
+    let checked = regions.iter().map(|r| u64::from(r.len)).sum();
+    let report = HardenReport {
+        regions: regions.len(),
+        covered,
+        checked,
+    };
+    let encoded = guard::encode(&Table { key, regions })?;
+    binary[table_at..table_end].copy_from_slice(&encoded);
+    Ok(report)
+}
+
+fn shuffle<T, R: Rng>(v: &mut [T], rng: &mut R) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}

@@ -1,0 +1,36 @@
+//! twinshield's runtime shield.
+//!
+//! A twin that can be patched or run under a debugger hides the attack it
+//! should report and hands over its keys. The shield makes the running
+//! binary notice and respond:
+//!
+//! - [`harden`] (the `twinshield harden` command) seals a built binary:
+//!   keyed checksums over many overlapping regions of its code and
+//!   read-only data, written encoded into a [`guard`] table reserved in the
+//!   binary;
+//! - [`guard`] checks the running code against that table, from many
+//!   places (start-up, the bundle path, the sync loop, request handlers, a
+//!   monitor thread), each its own inlined copy of the check;
+//! - [`probe`] looks for tracers, hooks, instrumentation and a weak
+//!   environment, and makes the process non-dumpable; [`raw`] holds the
+//!   ptrace self-check;
+//! - [`policy`] decides, per [`FindingClass`], whether to report, degrade
+//!   or lock down; [`Shield`] carries it out.
+//!
+//! What it does not stop: a kernel-level attacker, or hardware-assisted
+//! split instruction and data views (a tampered instruction stream that
+//! reads back clean). See the README's honest limits.
+
+pub mod elf;
+pub mod finding;
+pub mod guard;
+pub mod harden;
+pub mod policy;
+pub mod probe;
+pub mod raw;
+pub mod runtime;
+
+pub use finding::{Finding, FindingClass};
+pub use harden::{HardenError, HardenReport, harden};
+pub use policy::{Action, Policy, PolicyError};
+pub use runtime::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};

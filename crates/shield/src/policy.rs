@@ -1,0 +1,180 @@
+//! The response policy: per finding class, report, degrade or lock down.
+//! It comes from the bundle; before a bundle is open, and where the bundle
+//! names none, the release default applies.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::finding::FindingClass;
+
+/// What the shield does about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Record it (audit log, security status) and carry on.
+    Report,
+    /// Report, keep monitoring and raising alarms, refuse every write and
+    /// every key use from now on.
+    Degrade,
+    /// Report, wipe keys from memory and stop with a clear message and
+    /// [`crate::LOCKDOWN_EXIT_CODE`].
+    Lockdown,
+}
+
+impl Action {
+    /// The action's name in policies.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Report => "report",
+            Action::Degrade => "degrade",
+            Action::Lockdown => "lockdown",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a policy text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// An entry is not `class=action`.
+    #[error("policy entry `{0}` is not CLASS=ACTION")]
+    Syntax(String),
+    /// An unknown finding class.
+    #[error("unknown finding class `{0}` (tamper, debugger, hook, timing, environment)")]
+    Class(String),
+    /// An unknown action.
+    #[error("unknown action `{0}` (report, degrade, lockdown)")]
+    Action(String),
+    /// A class named twice.
+    #[error("finding class `{0}` named twice")]
+    Duplicate(String),
+}
+
+/// One action per finding class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    actions: [Action; FindingClass::ALL.len()],
+}
+
+impl Policy {
+    /// The release default: lock down on tampering, debuggers and hooks;
+    /// report timing anomalies and environment findings.
+    #[must_use]
+    pub const fn release_default() -> Self {
+        Self {
+            actions: [
+                Action::Lockdown,
+                Action::Lockdown,
+                Action::Lockdown,
+                Action::Report,
+                Action::Report,
+            ],
+        }
+    }
+
+    /// The action for `class`.
+    #[must_use]
+    pub fn action(&self, class: FindingClass) -> Action {
+        self.actions[class as usize]
+    }
+
+    /// Sets the action for `class`.
+    pub fn set(&mut self, class: FindingClass, action: Action) {
+        self.actions[class as usize] = action;
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::release_default()
+    }
+}
+
+/// `class=action[,class=action...]`; classes not named keep the release
+/// default. The empty text is the release default.
+impl FromStr for Policy {
+    type Err = PolicyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut policy = Self::release_default();
+        let mut named = Vec::new();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (class, action) = entry
+                .split_once('=')
+                .ok_or_else(|| PolicyError::Syntax(entry.to_owned()))?;
+            let (class, action) = (class.trim(), action.trim());
+            let class = FindingClass::ALL
+                .into_iter()
+                .find(|c| c.name() == class)
+                .ok_or_else(|| PolicyError::Class(class.to_owned()))?;
+            let action = [Action::Report, Action::Degrade, Action::Lockdown]
+                .into_iter()
+                .find(|a| a.name() == action)
+                .ok_or_else(|| PolicyError::Action(action.to_owned()))?;
+            if named.contains(&class) {
+                return Err(PolicyError::Duplicate(class.name().to_owned()));
+            }
+            named.push(class);
+            policy.set(class, action);
+        }
+        Ok(policy)
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries: Vec<String> = FindingClass::ALL
+            .iter()
+            .map(|&c| format!("{}={}", c, self.action(c)))
+            .collect();
+        f.write_str(&entries.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn release_default_locks_down_on_tampering_and_debuggers_and_reports_the_environment() {
+        let p = Policy::release_default();
+        assert_eq!(p.action(FindingClass::Tamper), Action::Lockdown);
+        assert_eq!(p.action(FindingClass::Debugger), Action::Lockdown);
+        assert_eq!(p.action(FindingClass::Environment), Action::Report);
+    }
+
+    #[test]
+    fn parses_and_prints_round_trip() {
+        let p: Policy = "hook=degrade, environment=report".parse().unwrap();
+        assert_eq!(p.action(FindingClass::Hook), Action::Degrade);
+        assert_eq!(p.action(FindingClass::Tamper), Action::Lockdown);
+        assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
+        assert_eq!("".parse::<Policy>().unwrap(), Policy::release_default());
+    }
+
+    #[test]
+    fn refuses_bad_entries() {
+        assert!(matches!(
+            "tamper".parse::<Policy>(),
+            Err(PolicyError::Syntax(_))
+        ));
+        assert!(matches!(
+            "x=report".parse::<Policy>(),
+            Err(PolicyError::Class(_))
+        ));
+        assert!(matches!(
+            "hook=ignore".parse::<Policy>(),
+            Err(PolicyError::Action(_))
+        ));
+        assert!(matches!(
+            "hook=report,hook=lockdown".parse::<Policy>(),
+            Err(PolicyError::Duplicate(_))
+        ));
+    }
+}

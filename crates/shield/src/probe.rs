@@ -1,0 +1,248 @@
+//! Probes of the process's surroundings: tracers, hooks, instrumentation,
+//! and environment. They read `/proc` through raw system calls (rustix's
+//! Linux backend), so an `LD_PRELOAD` hook on libc's `open` or `read`
+//! cannot blind them.
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::finding::{Finding, FindingClass};
+
+/// Reads a whole `/proc` file through raw system calls.
+pub(crate) fn read_proc(path: &str) -> Option<Vec<u8>> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(buf.get(..n)?),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The threads of this process (`/proc/self/task`).
+fn threads() -> Vec<String> {
+    let Ok(fd) = rustix::fs::open(
+        "/proc/self/task",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return vec!["self".to_owned()];
+    };
+    let Ok(dir) = rustix::fs::Dir::read_from(&fd) else {
+        return vec!["self".to_owned()];
+    };
+    dir.filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
+        .collect()
+}
+
+/// The `TracerPid:` of a status file, if nonzero.
+fn tracer_of(status: &[u8]) -> Option<u32> {
+    let text = String::from_utf8_lossy(status);
+    let pid: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid != 0).then_some(pid)
+}
+
+/// A tracer attached to any thread of this process (debuggers, strace,
+/// ltrace all trace through ptrace and show here).
+#[must_use]
+pub fn tracer() -> Option<Finding> {
+    for tid in threads() {
+        let path = if tid == "self" {
+            "/proc/self/status".to_owned()
+        } else {
+            format!("/proc/self/task/{tid}/status")
+        };
+        if let Some(pid) = read_proc(&path).as_deref().and_then(tracer_of) {
+            let name = read_proc(&format!("/proc/{pid}/comm"))
+                .map(|c| String::from_utf8_lossy(&c).trim().to_owned())
+                .unwrap_or_default();
+            return Some(Finding::new(
+                FindingClass::Debugger,
+                format!("thread {tid} is traced by process {pid} ({name})"),
+            ));
+        }
+    }
+    None
+}
+
+/// Library directories whose shared objects are the system's own.
+const SYSTEM_LIBRARY_DIRS: [&str; 4] = ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"];
+
+/// What `/proc/self/maps` shows of hooks: shared objects mapped from
+/// outside the system's library directories (a preloaded or injected
+/// library), and memory that is writable and executable at once.
+#[must_use]
+pub fn maps() -> Vec<Finding> {
+    let Some(maps) = read_proc("/proc/self/maps") else {
+        return Vec::new();
+    };
+    maps_findings(&String::from_utf8_lossy(&maps))
+}
+
+fn maps_findings(maps: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let path = fields.nth(3).unwrap_or("");
+        if perms.contains('w') && perms.contains('x') {
+            out.push(Finding::new(
+                FindingClass::Hook,
+                format!("writable and executable memory at {range} {path}"),
+            ));
+        }
+        let name = path.rsplit('/').next().unwrap_or("");
+        let shared_object = name.contains(".so");
+        let system = SYSTEM_LIBRARY_DIRS.iter().any(|d| path.starts_with(d));
+        if shared_object && !system && !seen.contains(&path) {
+            seen.push(path);
+            out.push(Finding::new(
+                FindingClass::Hook,
+                format!("unexpected shared object mapped: {path}"),
+            ));
+        }
+        if path.contains("valgrind") || name.starts_with("vgpreload") {
+            out.push(Finding::new(
+                FindingClass::Hook,
+                format!("valgrind is underneath ({path})"),
+            ));
+        }
+    }
+    out
+}
+
+/// Hooks announced in the environment: `LD_PRELOAD` and `LD_AUDIT` (the
+/// loader's own ways to run foreign code in this process).
+#[must_use]
+pub fn environment_hooks() -> Vec<Finding> {
+    ["LD_PRELOAD", "LD_AUDIT"]
+        .into_iter()
+        .filter_map(|var| {
+            let value = std::env::var_os(var)?;
+            (!value.is_empty()).then(|| {
+                Finding::new(
+                    FindingClass::Hook,
+                    format!("{var}={}", value.to_string_lossy()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// An emulator or instrumentation framework running this program: valgrind
+/// runs its tool binary (so `/proc/self/exe` names the tool), qemu-user
+/// leaves its own name as the process's command name.
+#[must_use]
+pub fn emulation() -> Option<Finding> {
+    let exe = rustix::fs::readlink("/proc/self/exe", Vec::new())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let comm = read_proc("/proc/self/comm")
+        .map(|c| String::from_utf8_lossy(&c).trim().to_owned())
+        .unwrap_or_default();
+    let exe_name = exe.rsplit('/').next().unwrap_or("");
+    if exe.contains("valgrind")
+        || exe_name.contains("-amd64-linux")
+        || exe_name.contains("-arm64-linux")
+    {
+        return Some(Finding::new(
+            FindingClass::Hook,
+            format!("valgrind is underneath (executable {exe})"),
+        ));
+    }
+    if comm.starts_with("qemu-") || exe_name.starts_with("qemu-") {
+        return Some(Finding::new(
+            FindingClass::Hook,
+            format!("qemu-user is underneath ({comm}, {exe})"),
+        ));
+    }
+    None
+}
+
+/// Running as root: reported, never refused.
+#[must_use]
+pub fn root() -> Option<Finding> {
+    rustix::process::geteuid().is_root().then(|| {
+        Finding::new(
+            FindingClass::Environment,
+            "running as root: a compromise of the twin is a compromise of the machine",
+        )
+    })
+}
+
+/// Makes the process non-dumpable (no core dumps, no ptrace attach by
+/// processes without CAP_SYS_PTRACE, `/proc/self/mem` closed to others)
+/// and sets the core size limit to zero; what fails is reported.
+#[must_use]
+pub fn dump_proof() -> Vec<Finding> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit};
+    let mut out = Vec::new();
+    if let Err(e) = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        out.push(Finding::new(
+            FindingClass::Environment,
+            format!("cannot make the process non-dumpable: {e}"),
+        ));
+    }
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = rustix::process::setrlimit(Resource::Core, zero) {
+        out.push(Finding::new(
+            FindingClass::Environment,
+            format!("cannot turn core dumps off: {e}"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_the_tracer_of_a_status_file() {
+        assert_eq!(tracer_of(b"Name:\tx\nTracerPid:\t0\n"), None);
+        assert_eq!(tracer_of(b"Name:\tx\nTracerPid:\t4242\n"), Some(4242));
+    }
+
+    #[test]
+    fn this_test_is_not_traced() {
+        assert_eq!(tracer(), None);
+        assert!(!threads().is_empty());
+    }
+
+    #[test]
+    fn maps_findings_see_foreign_objects_and_wx_memory() {
+        let maps = "\
+55d0-55e0 r-xp 00000000 08:01 1 /usr/bin/twinshield
+7f00-7f10 r-xp 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f10-7f20 r-xp 00000000 08:01 3 /tmp/hook.so
+7f20-7f30 rwxp 00000000 00:00 0
+7f30-7f40 r-xp 00000000 08:01 4 /usr/libexec/valgrind/vgpreload_core-amd64-linux.so
+";
+        let f = maps_findings(maps);
+        let text: Vec<String> = f.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|t| t.contains("/tmp/hook.so")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("writable and executable")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|t| t.contains("valgrind")), "{text:?}");
+        assert!(!text.iter().any(|t| t.contains("libc.so.6")), "{text:?}");
+    }
+}

@@ -1,0 +1,371 @@
+//! The running shield: start-up checks, a monitor thread, checks the rest
+//! of the program calls at its own places (the sync loop, the bundle path,
+//! API handlers), and the response to each finding.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::finding::{Finding, FindingClass};
+use crate::guard::{self, SelfMemory, Table, TableError};
+use crate::policy::{Action, Policy};
+use crate::probe;
+use crate::raw::{SelfCheck, ptrace_self_check};
+
+/// The exit status of a lockdown: distinct from errors (1) and usage (2).
+pub const LOCKDOWN_EXIT_CODE: u8 = 3;
+
+/// How often the monitor thread looks for a tracer (and checks a guard
+/// region): an attached debugger is seen within this, plus a scan.
+pub const MONITOR_PERIOD: Duration = Duration::from_millis(200);
+
+/// How long the code between two checkpoints of the sync loop may take
+/// before the stall counts as a timing anomaly.
+pub const STALL_LIMIT: Duration = Duration::from_secs(2);
+
+/// How often the sync loop's ticks check a guard region.
+const TICK_PERIOD: Duration = Duration::from_millis(100);
+
+/// Receives every finding with the action the policy chose. It reports
+/// (audit log, security status, a message); for [`Action::Lockdown`] it
+/// must stop the process with [`LOCKDOWN_EXIT_CODE`]: if it returns, the
+/// shield aborts.
+pub type Responder = Box<dyn Fn(&Finding, Action) + Send + Sync>;
+
+/// How the shield starts.
+pub struct Options {
+    /// Run a build that was never hardened, without integrity guards
+    /// (development only).
+    pub unprotected: bool,
+    /// Hold the responses to hook, timing and environment findings until
+    /// [`Shield::set_policy`] (the bundle's policy); tamper and debugger
+    /// findings are answered at once with the release default, so no key
+    /// is ever used under a debugger or in modified code.
+    pub defer_to_bundle_policy: bool,
+}
+
+/// Why the shield refused to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// A build that was never hardened, without `--unprotected`.
+    #[error(
+        "this twinshield binary was never hardened: run `twinshield harden BINARY`, or pass \
+         --unprotected for development"
+    )]
+    NeverHardened,
+}
+
+struct GuardState {
+    memory: SelfMemory,
+    table: Table,
+    base: usize,
+    cursor: usize,
+}
+
+/// The shield of a running twinshield.
+pub struct Shield {
+    policy: Mutex<Policy>,
+    deferred: Mutex<Option<Vec<Finding>>>,
+    seen: Mutex<HashSet<(FindingClass, String)>>,
+    findings: Mutex<Vec<(Finding, Action)>>,
+    degraded: AtomicBool,
+    responder: Responder,
+    guard: Option<Mutex<GuardState>>,
+    wipers: Mutex<Vec<Box<dyn FnMut() + Send>>>,
+    origin: Instant,
+    last_tick_check: AtomicU64,
+    ticks: AtomicU64,
+    startup: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shield {
+    /// Runs the start-up checks (tracer, ptrace self-check, hooks,
+    /// instrumentation, environment, dump protection, every guard region),
+    /// answers what they find, and starts the monitor thread.
+    ///
+    /// # Errors
+    /// [`StartError::NeverHardened`] for an unhardened build without
+    /// `--unprotected`.
+    pub fn start(options: &Options, responder: Responder) -> Result<Arc<Self>, StartError> {
+        let started = Instant::now();
+        // Opened first: after the process becomes non-dumpable some kernels
+        // refuse the open.
+        let memory = SelfMemory::open();
+        let mut found = Vec::new();
+        found.extend(probe::tracer());
+        if ptrace_self_check() == SelfCheck::Traced {
+            found.push(Finding::new(
+                FindingClass::Debugger,
+                "the ptrace self-check could not attach: a tracer is attached",
+            ));
+        }
+        found.extend(probe::environment_hooks());
+        found.extend(probe::emulation());
+        found.extend(probe::maps());
+        found.extend(probe::root());
+        found.extend(probe::dump_proof());
+
+        let guard = match guard::embedded_table() {
+            Ok(table) => match memory {
+                Ok(memory) => Some(GuardState {
+                    memory,
+                    table,
+                    base: guard::table_address(),
+                    cursor: 0,
+                }),
+                Err(e) => {
+                    found.push(Finding::new(
+                        FindingClass::Tamper,
+                        format!("cannot read the running code to check it: {e}"),
+                    ));
+                    None
+                }
+            },
+            Err(TableError::NotHardened) if options.unprotected => {
+                found.push(Finding::new(
+                    FindingClass::Environment,
+                    "unprotected development build: integrity guards are off",
+                ));
+                None
+            }
+            Err(TableError::NotHardened) => return Err(StartError::NeverHardened),
+            Err(e) => {
+                found.push(Finding::new(FindingClass::Tamper, e.to_string()));
+                None
+            }
+        };
+        let mut shield = Self {
+            policy: Mutex::new(Policy::release_default()),
+            deferred: Mutex::new(options.defer_to_bundle_policy.then(Vec::new)),
+            seen: Mutex::new(HashSet::new()),
+            findings: Mutex::new(Vec::new()),
+            degraded: AtomicBool::new(false),
+            responder,
+            guard: guard.map(Mutex::new),
+            wipers: Mutex::new(Vec::new()),
+            origin: started,
+            last_tick_check: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            startup: Duration::ZERO,
+        };
+        // Environment and hook findings first, so a lockdown names the
+        // most telling one; then the full guard check.
+        for f in found {
+            shield.respond(f);
+        }
+        if let Some(f) = shield.verify_all() {
+            shield.respond(f);
+        }
+        shield.startup = started.elapsed();
+        let shield = Arc::new(shield);
+        let monitor = Arc::clone(&shield);
+        let spawned = std::thread::Builder::new()
+            .name("shield".into())
+            .spawn(move || monitor.monitor());
+        if let Err(e) = spawned {
+            shield.respond(Finding::new(
+                FindingClass::Environment,
+                format!("cannot start the shield's monitor thread: {e}"),
+            ));
+        }
+        Ok(shield)
+    }
+
+    /// Checks every guard region. Inlined at each call site: every site is
+    /// its own checker.
+    #[inline(always)]
+    pub fn verify_all(&self) -> Option<Finding> {
+        let mut g = lock(self.guard.as_ref()?);
+        let GuardState {
+            memory,
+            table,
+            base,
+            ..
+        } = &mut *g;
+        (0..table.regions.len()).find_map(|i| guard::check_region(memory, table, *base, i).err())
+    }
+
+    /// Checks the next guard region in rotation.
+    #[inline(always)]
+    fn verify_next(&self) -> Option<Finding> {
+        let mut g = self.guard.as_ref()?.try_lock().ok()?;
+        let GuardState {
+            memory,
+            table,
+            base,
+            cursor,
+        } = &mut *g;
+        let n = table.regions.len().max(1);
+        *cursor = (*cursor + 1) % n;
+        guard::check_region(memory, table, *base, *cursor).err()
+    }
+
+    /// Called by the sync loop once per sample: cheap, and every
+    /// [`TICK_PERIOD`] it checks one guard region.
+    #[inline(always)]
+    pub fn tick(&self) {
+        if !self
+            .ticks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(64)
+        {
+            return;
+        }
+        let now = self.origin.elapsed().as_millis() as u64;
+        let last = self.last_tick_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < TICK_PERIOD.as_millis() as u64 {
+            return;
+        }
+        self.last_tick_check.store(now, Ordering::Relaxed);
+        if let Some(f) = self.verify_next() {
+            self.respond(f);
+        }
+    }
+
+    /// Called by request handlers: checks one guard region.
+    #[inline(always)]
+    pub fn check_on_request(&self) {
+        if let Some(f) = self.verify_next() {
+            self.respond(f);
+        }
+    }
+
+    /// Starts timing code that never waits (between two checkpoints of the
+    /// sync loop); [`Checkpoint::end`] reports a stall past [`STALL_LIMIT`].
+    #[must_use]
+    pub fn checkpoint(&self) -> Checkpoint<'_> {
+        Checkpoint {
+            shield: self,
+            at: Instant::now(),
+        }
+    }
+
+    /// Applies `policy` (the bundle's) from now on, and answers the
+    /// findings held for it.
+    pub fn set_policy(&self, policy: Policy) {
+        *lock(&self.policy) = policy;
+        let held = lock(&self.deferred).take();
+        for f in held.into_iter().flatten() {
+            self.respond(f);
+        }
+    }
+
+    /// The policy in force.
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        *lock(&self.policy)
+    }
+
+    /// Every finding so far, with the action taken.
+    #[must_use]
+    pub fn findings(&self) -> Vec<(Finding, Action)> {
+        lock(&self.findings).clone()
+    }
+
+    /// Whether a finding degraded the twin: writes and key use are refused.
+    #[must_use]
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::SeqCst)
+    }
+
+    /// Whether the integrity guards are on (a hardened build).
+    #[must_use]
+    pub fn guarded(&self) -> bool {
+        self.guard.is_some()
+    }
+
+    /// Guard regions checked at start-up.
+    #[must_use]
+    pub fn guard_regions(&self) -> usize {
+        self.guard
+            .as_ref()
+            .map_or(0, |g| lock(g).table.regions.len())
+    }
+
+    /// How long the start-up checks took.
+    #[must_use]
+    pub fn startup_duration(&self) -> Duration {
+        self.startup
+    }
+
+    /// Registers something to wipe (zeroize) on lockdown.
+    pub fn on_lockdown(&self, wipe: Box<dyn FnMut() + Send>) {
+        lock(&self.wipers).push(wipe);
+    }
+
+    /// Answers a finding with the policy's action.
+    pub fn respond(&self, finding: Finding) {
+        let action = lock(&self.policy).action(finding.class);
+        let urgent = matches!(finding.class, FindingClass::Tamper | FindingClass::Debugger);
+        if !urgent && let Some(held) = lock(&self.deferred).as_mut() {
+            held.push(finding);
+            return;
+        }
+        if !lock(&self.seen).insert((finding.class, finding.evidence.clone())) {
+            return;
+        }
+        tracing::warn!(class = %finding.class, %action, "shield finding: {}", finding.evidence);
+        lock(&self.findings).push((finding.clone(), action));
+        match action {
+            Action::Report => (self.responder)(&finding, action),
+            Action::Degrade => {
+                self.degraded.store(true, Ordering::SeqCst);
+                (self.responder)(&finding, action);
+            }
+            Action::Lockdown => {
+                for wipe in lock(&self.wipers).iter_mut() {
+                    wipe();
+                }
+                (self.responder)(&finding, action);
+                // The responder must not return from a lockdown.
+                std::process::abort();
+            }
+        }
+    }
+
+    fn monitor(&self) {
+        let mut round = 0u64;
+        loop {
+            std::thread::sleep(MONITOR_PERIOD);
+            round += 1;
+            if let Some(f) = probe::tracer() {
+                self.respond(f);
+            }
+            if let Some(f) = self.verify_next() {
+                self.respond(f);
+            }
+            if round.is_multiple_of(10) {
+                for f in probe::maps() {
+                    self.respond(f);
+                }
+            }
+        }
+    }
+}
+
+/// A started stretch of the sync loop (see [`Shield::checkpoint`]).
+pub struct Checkpoint<'s> {
+    shield: &'s Shield,
+    at: Instant,
+}
+
+impl Checkpoint<'_> {
+    /// Ends the stretch: a stall past [`STALL_LIMIT`] is a timing finding.
+    pub fn end(self) {
+        let took = self.at.elapsed();
+        if took > STALL_LIMIT {
+            self.shield.respond(Finding::new(
+                FindingClass::Timing,
+                format!(
+                    "the sync loop stalled {:.1} s between two checkpoints",
+                    took.as_secs_f64()
+                ),
+            ));
+        }
+    }
+}
