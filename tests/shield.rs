@@ -96,6 +96,36 @@ fn harden_refuses_what_it_cannot_harden_and_changes_nothing() {
     }
 }
 
+/// A build with the public development white-box secret (what the tests
+/// run, unless a secret is set at build time) is refused by `harden`
+/// without `--allow-development-secret`.
+#[test]
+fn harden_refuses_a_development_secret_build_without_the_flag() {
+    if std::env::var_os("TWINSHIELD_WB_SECRET").is_some()
+        || std::env::var_os("TWINSHIELD_WB_SECRET_FILE").is_some()
+    {
+        eprintln!("built with a real white-box secret: nothing to refuse");
+        return;
+    }
+    let dir = Scratch::new("shield-harden-dev");
+    let copy = dir.path().join("twinshield");
+    fs::copy(twinshield_unhardened(), &copy).unwrap();
+    let before = fs::read(&copy).unwrap();
+    let r: Run = Command::new(twinshield_unhardened())
+        .arg("harden")
+        .arg(&copy)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr.contains("public development white-box secret"),
+        "{r:?}"
+    );
+    assert!(fs::read(&copy).unwrap() == before, "the binary changed");
+}
+
 /// The hardened binary's executable segment (file offset, length).
 fn code_range(binary: &[u8]) -> (usize, usize) {
     let segs = twinshield_shield::elf::load_segments(binary).unwrap();

@@ -36,7 +36,7 @@ pub fn twinshield() -> &'static Path {
         let out = Command::new(built)
             .arg("harden")
             .arg(&tmp)
-            .args(["--seed", "1"])
+            .args(["--seed", "1", "--allow-development-secret"])
             .output()
             .unwrap_or_else(|e| panic!("cannot run harden: {e}"));
         assert!(out.status.success(), "harden failed: {out:?}");

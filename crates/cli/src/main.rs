@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         let options = twinshield_shield::Options {
             unprotected: cli.unprotected,
             defer_to_bundle_policy: matches!(cli.command, Command::Run(_)),
+            guard_table: None,
         };
         if let Err(e) = shield::start(&options) {
             eprintln!("error: {e}");

@@ -11,6 +11,14 @@ static SHIELD: OnceLock<Arc<Shield>> = OnceLock::new();
 /// Starts the shield (see [`Shield::start`]).
 pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
     let shield = Shield::start(options, Box::new(respond))?;
+    // For the start-up benchmark (scripts/bench-shield-startup).
+    if std::env::var_os("TWINSHIELD_SHIELD_TIMING").is_some() {
+        eprintln!(
+            "shield start-up: {:.2} ms ({} guard regions)",
+            shield.startup_duration().as_secs_f64() * 1000.0,
+            shield.guard_regions()
+        );
+    }
     let _ = SHIELD.set(shield);
     Ok(())
 }

@@ -73,7 +73,46 @@ fn benches(c: &mut Criterion) {
             },
         )
     });
+    // The same with the shield's per-sample calls, as the sync loop makes
+    // them (a timed checkpoint around the decision, a tick that checks a
+    // guard region every 100 ms), and its monitor thread running. The
+    // process was never hardened, so the guards check a table of this
+    // process's own code taken at start (same region sizes as `harden`).
+    let mut memory = twinshield_shield::guard::SelfMemory::open().unwrap();
+    let table = twinshield_shield::guard::running_code_table(&mut memory, 1, 8192).unwrap();
+    let shield = twinshield_shield::Shield::start(
+        &twinshield_shield::Options {
+            unprotected: true,
+            defer_to_bundle_policy: false,
+            guard_table: Some(table),
+        },
+        Box::new(|_, _| {}),
+    )
+    .unwrap();
+    assert!(shield.guarded());
+    g.bench_function("decode_ekf_detect_append_with_shield", |b| {
+        b.iter_with_setup(
+            || Twin::new(&model, TwinSettings::default()).unwrap(),
+            |mut twin| {
+                for (k, bank) in images.iter().enumerate() {
+                    let reading = bank.read(&map).unwrap();
+                    let (y, u) = reading.values.split_at(4);
+                    let checkpoint = shield.checkpoint();
+                    black_box(twin.update(k as f64 * 0.1, u, y).unwrap().len());
+                    checkpoint.end();
+                    shield.tick();
+                }
+                twin
+            },
+        )
+    });
     g.finish();
+    let f = shield.findings();
+    assert!(
+        f.iter()
+            .all(|(f, _)| f.class == twinshield_shield::FindingClass::Environment),
+        "{f:?}"
+    );
 }
 
 criterion_group!(pipeline, benches);

@@ -28,8 +28,7 @@ impl EmbeddedSecret {
     /// development and tests, refused for a release).
     #[must_use]
     pub fn is_development(&self) -> bool {
-        twinshield_whitebox::embedded::SECRET_SOURCE
-            == twinshield_whitebox::embedded::SecretSource::Development
+        twinshield_whitebox::embedded::running_with_development_secret()
     }
 }
 

@@ -247,6 +247,71 @@ impl SelfMemory {
     }
 }
 
+/// A table over the running process's own code and read-only data, with
+/// checksums taken from memory now: what a benchmark or test process
+/// (which no `harden` ever touched) can guard itself with. Regions of about
+/// `region_len` bytes, two staggered tilings, as `harden` lays them out.
+#[must_use]
+pub fn running_code_table(memory: &mut SelfMemory, key: u64, region_len: usize) -> Option<Table> {
+    let exe = rustix::fs::readlink("/proc/self/exe", Vec::new()).ok()?;
+    let exe = exe.to_string_lossy().into_owned();
+    let maps = crate::probe::read_proc("/proc/self/maps")?;
+    let maps = String::from_utf8_lossy(&maps);
+    let base = table_address();
+    let table_end = base + TABLE_LEN;
+    let mut spans = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if f.nth(3) != Some(exe.as_str()) || perms.contains('w') {
+            continue;
+        }
+        let (a, b) = range.split_once('-')?;
+        let (a, b) = (
+            usize::from_str_radix(a, 16).ok()?,
+            usize::from_str_radix(b, 16).ok()?,
+        );
+        // Leave out the table itself, as `harden` does.
+        if table_end <= a || base >= b {
+            spans.push((a, b));
+        } else {
+            spans.extend(
+                [(a, base), (table_end, b)]
+                    .into_iter()
+                    .filter(|(x, y)| x < y),
+            );
+        }
+    }
+    let len = region_len.max(64);
+    let mut pieces = Vec::new();
+    for (a, b) in spans {
+        for stagger in [0, len / 2] {
+            let mut at = a;
+            if stagger > 0 {
+                pieces.push((at, (at + stagger).min(b)));
+                at = (at + stagger).min(b);
+            }
+            while at < b {
+                pieces.push((at, (at + len).min(b)));
+                at += len;
+            }
+        }
+    }
+    pieces.truncate(CAPACITY);
+    let mut regions = Vec::with_capacity(pieces.len());
+    for (index, (a, b)) in pieces.into_iter().enumerate() {
+        let bytes = memory.read(a, b - a)?;
+        regions.push(Region {
+            offset: (a as i64).wrapping_sub(base as i64),
+            len: (b - a) as u32,
+            hash: region_hash(key, index, bytes),
+        });
+    }
+    Some(Table { key, regions })
+}
+
 /// Checks region `index` of `table` against the running code. Inlined at
 /// every call site, so that each checker is its own copy of the comparison
 /// and no single function holds "the check".
@@ -331,6 +396,24 @@ mod tests {
         }
         assert_ne!(region_hash(9, 4, &data), h);
         assert_ne!(region_hash(10, 3, &data), h);
+    }
+
+    #[test]
+    fn a_table_of_the_running_code_checks_out() {
+        let mut m = SelfMemory::open().unwrap();
+        let table = running_code_table(&mut m, 5, 1 << 16).unwrap();
+        assert!(table.regions.len() > 10);
+        for i in 0..table.regions.len() {
+            assert_eq!(
+                check_region(&mut m, &table, table_address(), i),
+                Ok(()),
+                "region {i}"
+            );
+        }
+        // A table whose checksum is wrong is caught.
+        let mut bad = table.clone();
+        bad.regions[3].hash ^= 1;
+        assert!(check_region(&mut m, &bad, table_address(), 3).is_err());
     }
 
     #[test]

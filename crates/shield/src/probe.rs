@@ -184,8 +184,12 @@ pub fn root() -> Option<Finding> {
 }
 
 /// Makes the process non-dumpable (no core dumps, no ptrace attach by
-/// processes without CAP_SYS_PTRACE, `/proc/self/mem` closed to others)
-/// and sets the core size limit to zero; what fails is reported.
+/// processes without CAP_SYS_PTRACE, `/proc/self/mem` closed to others),
+/// sets the core size limit to zero, and locks memory (keys never reach
+/// swap) where the system allows it: when the lock limit is unlimited (or
+/// the process may exceed it), every page as it is touched, now and later;
+/// otherwise nothing, since locking only what exists now would leave the
+/// keys allocated later unlocked anyway. What fails is reported.
 #[must_use]
 pub fn dump_proof() -> Vec<Finding> {
     use rustix::process::{DumpableBehavior, Resource, Rlimit};
@@ -204,6 +208,25 @@ pub fn dump_proof() -> Vec<Finding> {
         out.push(Finding::new(
             FindingClass::Environment,
             format!("cannot turn core dumps off: {e}"),
+        ));
+    }
+    let limit = rustix::process::getrlimit(Resource::Memlock).current;
+    if limit.is_none() || rustix::process::geteuid().is_root() {
+        use rustix::mm::MlockAllFlags;
+        let flags = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT;
+        if let Err(e) = rustix::mm::mlockall(flags) {
+            out.push(Finding::new(
+                FindingClass::Environment,
+                format!("cannot lock memory: {e}"),
+            ));
+        }
+    } else {
+        out.push(Finding::new(
+            FindingClass::Environment,
+            format!(
+                "memory not locked: the lock limit is {} bytes (keys could reach swap)",
+                limit.unwrap_or(0)
+            ),
         ));
     }
     out

@@ -19,6 +19,10 @@ pub struct HardenArgs {
     /// Seed of the region layout and table key (default: random).
     #[arg(long)]
     seed: Option<u64>,
+    /// Harden a build that embeds the public development white-box secret
+    /// (development and tests only: such a build is no release).
+    #[arg(long)]
+    allow_development_secret: bool,
 }
 
 /// `twinshield harden`.
@@ -31,6 +35,20 @@ pub fn run(args: &HardenArgs) -> Result<ExitCode> {
     }
     let mut bytes =
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if twinshield_whitebox::embedded::built_with_development_secret(&bytes) {
+        if !args.allow_development_secret {
+            anyhow::bail!(
+                "{} embeds the public development white-box secret: build releases with \
+                 TWINSHIELD_WB_SECRET or TWINSHIELD_WB_SECRET_FILE (or pass \
+                 --allow-development-secret for development)",
+                path.display()
+            );
+        }
+        eprintln!(
+            "warning: {} embeds the public development white-box secret: not a release",
+            path.display()
+        );
+    }
     let seed = match args.seed {
         Some(s) => s,
         None => getrandom::u64().context("no randomness for the seed")?,
