@@ -2,7 +2,12 @@
 //! SIGKILL at random moments while ingesting at 1 kHz, starved of disk
 //! space, and copied to another machine.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::fs;
 use std::path::Path;
@@ -106,6 +111,7 @@ fn killed_at_fifty_random_moments_nothing_acknowledged_is_lost() {
             last = t;
         }
     }
+    eprintln!("{acknowledged} samples acknowledged in 50 rounds");
     assert!(
         acknowledged > 10_000,
         "only {acknowledged} samples acknowledged in 50 rounds"

@@ -2,11 +2,23 @@
 //! that check (the bundle path, the sync loop, the status page), and the
 //! one place that turns findings into messages and exits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use twinshield_shield::{Action, Finding, FindingClass, LOCKDOWN_EXIT_CODE, Options, Shield};
 
 static SHIELD: OnceLock<Arc<Shield>> = OnceLock::new();
+
+/// Whether environment findings (running as root, no memory lock) are
+/// shown as warnings, not only recorded: set by `run` once its bundle is
+/// open, so a running twin says so once, and short commands (whose errors
+/// must stay one line) do not.
+static SHOW_ENVIRONMENT: AtomicBool = AtomicBool::new(false);
+
+/// Shows environment findings as warnings from now on.
+pub fn show_environment_findings() {
+    SHOW_ENVIRONMENT.store(true, Ordering::SeqCst);
+}
 
 /// Starts the shield (see [`Shield::start`]).
 pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
@@ -64,8 +76,8 @@ pub fn status() -> serde_json::Value {
 }
 
 /// What a finding does to the process: a lockdown stops it with its own
-/// exit status; the rest are reported (environment findings only in the
-/// audit log and the status, not on every start's standard error).
+/// exit status; the rest are reported (environment findings, outside a
+/// running twin, only in the audit log and the status).
 fn respond(f: &Finding, action: Action) {
     match action {
         Action::Lockdown => {
@@ -75,7 +87,9 @@ fn respond(f: &Finding, action: Action) {
         Action::Degrade => {
             eprintln!("warning: shield: {f}; degraded: writes and key use refused");
         }
-        Action::Report if f.class == FindingClass::Environment => {}
+        Action::Report
+            if f.class == FindingClass::Environment && !SHOW_ENVIRONMENT.load(Ordering::SeqCst) => {
+        }
         Action::Report => eprintln!("warning: shield: {f}"),
     }
 }

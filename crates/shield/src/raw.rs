@@ -15,8 +15,9 @@ pub enum SelfCheck {
     NotTraced,
     /// The kernel refused the attach: a tracer is already attached.
     Traced,
-    /// The check could not run here (architecture, or ptrace restricted by
-    /// Yama for unprivileged processes).
+    /// The check could not run here (architecture, ptrace restricted by
+    /// Yama for unprivileged processes, or a seccomp filter that may refuse
+    /// ptrace outright).
     Unavailable,
 }
 
@@ -129,6 +130,16 @@ pub fn ptrace_self_check() -> SelfCheck {
     let restricted = crate::probe::read_proc("/proc/sys/kernel/yama/ptrace_scope")
         .is_some_and(|s| s.first().is_some_and(|&c| c != b'0'));
     if restricted && !rustix::process::geteuid().is_root() {
+        return SelfCheck::Unavailable;
+    }
+    // Under a seccomp filter (containers, sandboxes) ptrace itself may be
+    // refused: again the refusal would say nothing.
+    let filtered = crate::probe::read_proc("/proc/self/status").is_some_and(|s| {
+        String::from_utf8_lossy(&s)
+            .lines()
+            .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
+    });
+    if filtered {
         return SelfCheck::Unavailable;
     }
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -392,6 +392,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     // From here the bundle's policy answers findings, the ones held since
     // start-up included.
     if let Some(s) = crate::shield::get() {
+        crate::shield::show_environment_findings();
         s.set_policy(policy);
     }
     if EmbeddedSecret.is_development() {
@@ -435,6 +436,17 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         device.fingerprint().components().count(),
         args.plant
     );
+    // What a lockdown wipes: the device's keys and the bundle's secrets
+    // (both zeroize on drop). Nothing below needs them.
+    let vault = Arc::new(std::sync::Mutex::new(Some((device, opened.secrets))));
+    if let Some(s) = crate::shield::get() {
+        let held = Arc::clone(&vault);
+        s.on_lockdown(Box::new(move || {
+            if let Ok(mut held) = held.lock() {
+                held.take();
+            }
+        }));
+    }
     crate::rt::runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         crate::rt::stop_on_ctrl_c(&stop_tx);
