@@ -475,6 +475,21 @@ fn the_bundles_policy_decides_between_report_degrade_and_lockdown() {
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(v["shield"]["degraded"], false, "{v}");
     assert!(v["stored_samples"].as_u64().unwrap() >= 5, "{v}");
+    // The finding's evidence is in the audit trail of the encrypted history.
+    let r = s.ok(&["history", "export", "--state", "state", "--json"]);
+    let h: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let shield_events: Vec<&serde_json::Value> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "shield")
+        .collect();
+    assert!(
+        shield_events
+            .iter()
+            .any(|e| e["text"].as_str().unwrap().contains("hook: LD_PRELOAD=")),
+        "{shield_events:?}"
+    );
 
     let r = s.run(&[
         "seal",
