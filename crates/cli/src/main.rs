@@ -58,7 +58,35 @@ enum Command {
     Harden(cmd::harden::HardenArgs),
 }
 
+/// `twinshield --version --verbose`: the version and the seeds this build
+/// was diversified with (reproduce it with `TWINSHIELD_SEED`).
+fn verbose_version() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |a: &str| args.iter().any(|x| x == a);
+    if args.len() == 2 && (wants("--version") || wants("-V")) && wants("--verbose") {
+        println!("twinshield {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "build seed (obfuscation): {}",
+            twinshield_shield::build_seed!()
+        );
+        println!(
+            "white-box seed: {:#x}, secret: {}",
+            twinshield_whitebox::embedded::BUILD_SEED,
+            if twinshield_whitebox::embedded::running_with_development_secret() {
+                "development (public)"
+            } else {
+                "set at build time"
+            }
+        );
+        return true;
+    }
+    false
+}
+
 fn main() -> ExitCode {
+    if verbose_version() {
+        return ExitCode::SUCCESS;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

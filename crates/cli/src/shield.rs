@@ -24,7 +24,7 @@ pub fn show_environment_findings() {
 pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
     let shield = Shield::start(options, Box::new(respond))?;
     // For the start-up benchmark (scripts/bench-shield-startup).
-    if std::env::var_os("TWINSHIELD_SHIELD_TIMING").is_some() {
+    if std::env::var_os(&*twinshield_shield::obf!("TWINSHIELD_SHIELD_TIMING")).is_some() {
         eprintln!(
             "shield start-up: {:.2} ms ({} guard regions)",
             shield.startup_duration().as_secs_f64() * 1000.0,

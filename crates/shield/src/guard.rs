@@ -222,7 +222,7 @@ impl SelfMemory {
     pub fn open() -> std::io::Result<Self> {
         use rustix::fs::{Mode, OFlags};
         let fd = rustix::fs::open(
-            "/proc/self/mem",
+            &*crate::obf!("/proc/self/mem"),
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
@@ -253,9 +253,9 @@ impl SelfMemory {
 /// `region_len` bytes, two staggered tilings, as `harden` lays them out.
 #[must_use]
 pub fn running_code_table(memory: &mut SelfMemory, key: u64, region_len: usize) -> Option<Table> {
-    let exe = rustix::fs::readlink("/proc/self/exe", Vec::new()).ok()?;
+    let exe = rustix::fs::readlink(&*crate::obf!("/proc/self/exe"), Vec::new()).ok()?;
     let exe = exe.to_string_lossy().into_owned();
-    let maps = crate::probe::read_proc("/proc/self/maps")?;
+    let maps = crate::probe::read_proc(&crate::obf!("/proc/self/maps"))?;
     let maps = String::from_utf8_lossy(&maps);
     let base = table_address();
     let table_end = base + TABLE_LEN;

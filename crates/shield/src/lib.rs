@@ -21,10 +21,14 @@
 //! split instruction and data views (a tampered instruction stream that
 //! reads back clean). See the README's honest limits.
 
+// `obf!` expands to `::twinshield_shield::...`: let that path work here too.
+extern crate self as twinshield_shield;
+
 pub mod elf;
 pub mod finding;
 pub mod guard;
 pub mod harden;
+pub mod obf;
 pub mod policy;
 pub mod probe;
 pub mod raw;
@@ -34,3 +38,4 @@ pub use finding::{Finding, FindingClass};
 pub use harden::{HardenError, HardenReport, harden};
 pub use policy::{Action, Policy, PolicyError};
 pub use runtime::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};
+pub use twinshield_shield_macros::{build_seed, obf, obf_bytes};

@@ -6,6 +6,7 @@
 use rustix::fs::{Mode, OFlags};
 
 use crate::finding::{Finding, FindingClass};
+use crate::obf;
 
 /// Reads a whole `/proc` file through raw system calls.
 pub(crate) fn read_proc(path: &str) -> Option<Vec<u8>> {
@@ -25,7 +26,7 @@ pub(crate) fn read_proc(path: &str) -> Option<Vec<u8>> {
 /// The threads of this process (`/proc/self/task`).
 fn threads() -> Vec<String> {
     let Ok(fd) = rustix::fs::open(
-        "/proc/self/task",
+        &*obf!("/proc/self/task"),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
@@ -43,9 +44,10 @@ fn threads() -> Vec<String> {
 /// The `TracerPid:` of a status file, if nonzero.
 fn tracer_of(status: &[u8]) -> Option<u32> {
     let text = String::from_utf8_lossy(status);
+    let key = obf!("TracerPid:");
     let pid: u32 = text
         .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))?
+        .find_map(|l| l.strip_prefix(&*key))?
         .trim()
         .parse()
         .ok()?;
@@ -58,12 +60,12 @@ fn tracer_of(status: &[u8]) -> Option<u32> {
 pub fn tracer() -> Option<Finding> {
     for tid in threads() {
         let path = if tid == "self" {
-            "/proc/self/status".to_owned()
+            obf!("/proc/self/status").to_string()
         } else {
-            format!("/proc/self/task/{tid}/status")
+            format!("{}{tid}{}", &*obf!("/proc/self/task/"), &*obf!("/status"))
         };
         if let Some(pid) = read_proc(&path).as_deref().and_then(tracer_of) {
-            let name = read_proc(&format!("/proc/{pid}/comm"))
+            let name = read_proc(&format!("{}{pid}{}", &*obf!("/proc/"), &*obf!("/comm")))
                 .map(|c| String::from_utf8_lossy(&c).trim().to_owned())
                 .unwrap_or_default();
             return Some(Finding::new(
@@ -83,13 +85,14 @@ const SYSTEM_LIBRARY_DIRS: [&str; 4] = ["/lib/", "/lib64/", "/usr/lib/", "/usr/l
 /// library), and memory that is writable and executable at once.
 #[must_use]
 pub fn maps() -> Vec<Finding> {
-    let Some(maps) = read_proc("/proc/self/maps") else {
+    let Some(maps) = read_proc(&obf!("/proc/self/maps")) else {
         return Vec::new();
     };
     maps_findings(&String::from_utf8_lossy(&maps))
 }
 
 fn maps_findings(maps: &str) -> Vec<Finding> {
+    let (tool, preload) = (obf!("valgrind"), obf!("vgpreload"));
     let mut out = Vec::new();
     let mut seen = Vec::new();
     for line in maps.lines() {
@@ -114,10 +117,10 @@ fn maps_findings(maps: &str) -> Vec<Finding> {
                 format!("unexpected shared object mapped: {path}"),
             ));
         }
-        if path.contains("valgrind") || name.starts_with("vgpreload") {
+        if path.contains(&*tool) || name.starts_with(&*preload) {
             out.push(Finding::new(
                 FindingClass::Hook,
-                format!("valgrind is underneath ({path})"),
+                format!("{} is underneath ({path})", &*tool),
             ));
         }
     }
@@ -128,14 +131,14 @@ fn maps_findings(maps: &str) -> Vec<Finding> {
 /// loader's own ways to run foreign code in this process).
 #[must_use]
 pub fn environment_hooks() -> Vec<Finding> {
-    ["LD_PRELOAD", "LD_AUDIT"]
+    [obf!("LD_PRELOAD"), obf!("LD_AUDIT")]
         .into_iter()
         .filter_map(|var| {
-            let value = std::env::var_os(var)?;
+            let value = std::env::var_os(&*var)?;
             (!value.is_empty()).then(|| {
                 Finding::new(
                     FindingClass::Hook,
-                    format!("{var}={}", value.to_string_lossy()),
+                    format!("{}={}", &*var, value.to_string_lossy()),
                 )
             })
         })
@@ -147,26 +150,29 @@ pub fn environment_hooks() -> Vec<Finding> {
 /// leaves its own name as the process's command name.
 #[must_use]
 pub fn emulation() -> Option<Finding> {
-    let exe = rustix::fs::readlink("/proc/self/exe", Vec::new())
+    let exe = rustix::fs::readlink(&*obf!("/proc/self/exe"), Vec::new())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let comm = read_proc("/proc/self/comm")
+    let comm = read_proc(&obf!("/proc/self/comm"))
         .map(|c| String::from_utf8_lossy(&c).trim().to_owned())
         .unwrap_or_default();
     let exe_name = exe.rsplit('/').next().unwrap_or("");
-    if exe.contains("valgrind")
-        || exe_name.contains("-amd64-linux")
-        || exe_name.contains("-arm64-linux")
-    {
+    let (tool, amd64, arm64, emulator) = (
+        obf!("valgrind"),
+        obf!("-amd64-linux"),
+        obf!("-arm64-linux"),
+        obf!("qemu-"),
+    );
+    if exe.contains(&*tool) || exe_name.contains(&*amd64) || exe_name.contains(&*arm64) {
         return Some(Finding::new(
             FindingClass::Hook,
-            format!("valgrind is underneath (executable {exe})"),
+            format!("{} is underneath (executable {exe})", &*tool),
         ));
     }
-    if comm.starts_with("qemu-") || exe_name.starts_with("qemu-") {
+    if comm.starts_with(&*emulator) || exe_name.starts_with(&*emulator) {
         return Some(Finding::new(
             FindingClass::Hook,
-            format!("qemu-user is underneath ({comm}, {exe})"),
+            format!("{}user is underneath ({comm}, {exe})", &*emulator),
         ));
     }
     None

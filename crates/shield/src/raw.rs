@@ -127,17 +127,18 @@ mod imp {
 pub fn ptrace_self_check() -> SelfCheck {
     // With Yama's ptrace_scope at 1 or more, an unprivileged child may not
     // attach to its parent at all: the refusal would say nothing.
-    let restricted = crate::probe::read_proc("/proc/sys/kernel/yama/ptrace_scope")
+    let restricted = crate::probe::read_proc(&crate::obf!("/proc/sys/kernel/yama/ptrace_scope"))
         .is_some_and(|s| s.first().is_some_and(|&c| c != b'0'));
     if restricted && !rustix::process::geteuid().is_root() {
         return SelfCheck::Unavailable;
     }
     // Under a seccomp filter (containers, sandboxes) ptrace itself may be
     // refused: again the refusal would say nothing.
-    let filtered = crate::probe::read_proc("/proc/self/status").is_some_and(|s| {
+    let key = crate::obf!("Seccomp:");
+    let filtered = crate::probe::read_proc(&crate::obf!("/proc/self/status")).is_some_and(|s| {
         String::from_utf8_lossy(&s)
             .lines()
-            .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
+            .any(|l| l.strip_prefix(&*key).is_some_and(|v| v.trim() == "2"))
     });
     if filtered {
         return SelfCheck::Unavailable;

@@ -1,0 +1,68 @@
+//! The run-time half of `obf!` and `obf_bytes!` (crate
+//! `twinshield-shield-macros`): decrypting a site's bytes into a buffer
+//! that zeroizes on drop.
+
+use std::hint::black_box;
+use std::ops::Deref;
+
+use zeroize::Zeroizing;
+
+/// A revealed literal: the plain bytes, wiped when dropped.
+pub struct Revealed(Zeroizing<Vec<u8>>);
+
+impl Revealed {
+    /// The plain bytes.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Deref for Revealed {
+    type Target = str;
+
+    /// The plain text (empty if the bytes were not a string literal's).
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Decrypts `enc` under `key`. Both pass through [`black_box`]: the
+/// optimiser must not fold the decryption back into the plain constant.
+#[must_use]
+#[inline(never)]
+pub fn reveal(enc: &[u8], key: u64) -> Revealed {
+    let enc = black_box(enc);
+    let mut state = black_box(key);
+    let mut out = Zeroizing::new(Vec::with_capacity(enc.len()));
+    for chunk in enc.chunks(8) {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let word = mix(state).to_le_bytes();
+        out.extend(chunk.iter().zip(word).map(|(c, k)| c ^ k));
+    }
+    Revealed(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{obf, obf_bytes};
+
+    #[test]
+    fn reveals_what_was_written() {
+        assert_eq!(&*obf!("/proc/self/status"), "/proc/self/status");
+        assert_eq!(&*obf!(""), "");
+        assert_eq!(obf_bytes!(b"label\x00\xff").bytes(), b"label\x00\xff");
+        let long = "a string longer than one keystream word, with unicode: é∑";
+        assert_eq!(
+            &*obf!("a string longer than one keystream word, with unicode: é∑"),
+            long
+        );
+    }
+}
