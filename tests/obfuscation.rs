@@ -4,17 +4,18 @@
 //! names the seeds the build was diversified with.
 //!
 //! What is covered so far (the obfuscation issue is in progress): the
-//! shield's `/proc` paths, status fields, hook variables and tool names,
-//! and its timing variable. Not yet: the seal's and store's crypto labels.
-//! `/proc/self/exe` is not a canary: Rust's standard library carries it in
-//! an error message of its own.
+//! shield's `/proc` paths, status fields, hook variables and tool names and
+//! its timing variable; the seal's crypto labels and fingerprint sources;
+//! the history's key-check value. `/proc/self/exe` and
+//! `/proc/self/mountinfo` are not canaries: Rust's standard library carries
+//! them in code of its own.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::process::Command;
 use twinshield_e2e::{Run, twinshield};
 
-const CANARIES: [&str; 13] = [
+const CANARIES: [&str; 27] = [
     "/proc/self/maps",
     "/proc/self/status",
     "/proc/self/mem",
@@ -28,6 +29,20 @@ const CANARIES: [&str; 13] = [
     "vgpreload",
     "valgrind",
     "TWINSHIELD_SHIELD_TIMING",
+    "twinshield/fp/",
+    "twinshield/id/",
+    "twinshield/bundle/",
+    "twinshield/runtime-secret",
+    "twinshield/storage/",
+    "twinshield/releases/",
+    "twinshield history v1",
+    "/etc/machine-id",
+    "/sys/class/dmi",
+    "/sys/class/net",
+    "/dev/disk/by-uuid",
+    "/proc/sys/kernel/hostname",
+    "/proc/cpuinfo",
+    "board_serial",
 ];
 
 /// Every printable run of `strings -a` over the binary.

@@ -13,6 +13,7 @@ use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use sha2::{Digest, Sha256};
 use twinshield_model::Model;
 use twinshield_model::bytecode::Encoding;
+use twinshield_shield::obf_bytes;
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 4] = b"TWSB";
@@ -81,12 +82,12 @@ impl std::fmt::Debug for OpenedBundle {
 }
 
 fn hpke_info(binding: &[u8; 32]) -> Vec<u8> {
-    [b"twinshield/bundle/hpke/v1|".as_slice(), binding].concat()
+    [obf_bytes!(b"twinshield/bundle/hpke/v1|").bytes(), binding].concat()
 }
 
 fn wrap_aad(name: &str, release: u64, publisher: &[u8; 8]) -> Vec<u8> {
     let mut w = Writer::default();
-    w.bytes(b"twinshield/bundle/cek/v1");
+    w.bytes(obf_bytes!(b"twinshield/bundle/cek/v1").bytes());
     w.str(name);
     w.u64(release);
     w.bytes(publisher);

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use twinshield_shield::obf_bytes;
 use zeroize::Zeroizing;
 
 /// Fewest components a device must have for a fingerprint.
@@ -47,7 +48,7 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 /// Public commitment to one component: reveals nothing without the salt.
 fn commitment(salt: &[u8; 32], c: &Component) -> [u8; 32] {
     sha256(&[
-        b"twinshield/fp/commit/v1",
+        obf_bytes!(b"twinshield/fp/commit/v1").bytes(),
         salt,
         c.label.as_bytes(),
         &c.value,
@@ -56,11 +57,11 @@ fn commitment(salt: &[u8; 32], c: &Component) -> [u8; 32] {
 
 /// Key that encrypts the KEK share of one component.
 fn share_key(secret: &dyn RuntimeSecret, salt: &[u8; 32], c: &Component) -> Zeroizing<[u8; 32]> {
-    let root = secret.derive(b"twinshield/fp/share-root/v1");
+    let root = secret.derive(obf_bytes!(b"twinshield/fp/share-root/v1").bytes());
     let hk = Hkdf::<Sha256>::new(Some(salt), root.as_slice());
     let mut key = Zeroizing::new([0u8; 32]);
     let info = [
-        b"twinshield/fp/share/v1|".as_slice(),
+        obf_bytes!(b"twinshield/fp/share/v1|").bytes(),
         c.label.as_bytes(),
         b"|",
         &c.value,
@@ -74,7 +75,7 @@ fn share_key(secret: &dyn RuntimeSecret, salt: &[u8; 32], c: &Component) -> Zero
 /// Digest of the labelled commitments: what bundles bind their key wrap to.
 fn binding(commitments: &[(String, [u8; 32])]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"twinshield/fp/binding/v1");
+    h.update(obf_bytes!(b"twinshield/fp/binding/v1").bytes());
     for (label, c) in commitments {
         h.update((label.len() as u64).to_le_bytes());
         h.update(label.as_bytes());
@@ -287,14 +288,22 @@ impl DeviceIdentity {
             let key = share_key(secret, &salt, c);
             let mut pt = Zeroizing::new(vec![share.x]);
             pt.extend_from_slice(&share.y);
-            let aad = [b"twinshield/id/share/v1|".as_slice(), c.label.as_bytes()].concat();
+            let aad = [
+                obf_bytes!(b"twinshield/id/share/v1|").bytes(),
+                c.label.as_bytes(),
+            ]
+            .concat();
             w.str(c.label);
             w.blob(&aead::seal(&key, &aad, &pt)?);
             commitments.push((c.label.to_owned(), commitment(&salt, c)));
         }
         let mut keys = Zeroizing::new(x25519_ikm.to_vec());
         keys.extend_from_slice(ed_seed.as_slice());
-        w.blob(&aead::seal(&kek, b"twinshield/id/keys/v1", &keys)?);
+        w.blob(&aead::seal(
+            &kek,
+            obf_bytes!(b"twinshield/id/keys/v1").bytes(),
+            &keys,
+        )?);
         // The commitments themselves, so bundles can be opened after a
         // component changed (the binding is to the device as it was sealed for).
         w.u8(n8);
@@ -386,7 +395,11 @@ impl DeviceIdentity {
                 continue;
             };
             let key = share_key(secret, &salt, c);
-            let aad = [b"twinshield/id/share/v1|".as_slice(), label.as_bytes()].concat();
+            let aad = [
+                obf_bytes!(b"twinshield/id/share/v1|").bytes(),
+                label.as_bytes(),
+            ]
+            .concat();
             if let Some(pt) = aead::open(&key, &aad, sealed)
                 && let (Some(&x), Some(y)) = (pt.first(), pt.get(1..33))
                 && x != 0
@@ -406,7 +419,12 @@ impl DeviceIdentity {
             return Err(not_this);
         }
         let kek = shamir::combine(&shares);
-        let keys = aead::open(&kek, b"twinshield/id/keys/v1", &sealed_keys).ok_or(not_this)?;
+        let keys = aead::open(
+            &kek,
+            obf_bytes!(b"twinshield/id/keys/v1").bytes(),
+            &sealed_keys,
+        )
+        .ok_or(not_this)?;
         let (Some(xi), Some(es)) = (keys.get(..32), keys.get(32..64)) else {
             return Err(bad("key block has the wrong size"));
         };
@@ -450,7 +468,10 @@ impl DeviceIdentity {
     /// device's private key: data encrypted with it opens on this device only.
     pub fn storage_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
         let seed = Zeroizing::new(self.ed25519.to_bytes());
-        let hk = Hkdf::<Sha256>::new(Some(b"twinshield/storage/v1"), seed.as_slice());
+        let hk = Hkdf::<Sha256>::new(
+            Some(obf_bytes!(b"twinshield/storage/v1").bytes()),
+            seed.as_slice(),
+        );
         let mut key = Zeroizing::new([0u8; 32]);
         let _ = hk.expand(purpose.as_bytes(), key.as_mut_slice());
         key
@@ -463,7 +484,8 @@ impl DeviceIdentity {
     pub fn check_and_record_release(&self, model: &str, release: u64) -> Result<(), SealError> {
         let key = self.storage_key("release-counters");
         let path = self.state.join(RELEASES_FILE);
-        let aad = b"twinshield/releases/v1";
+        let aad_label = obf_bytes!(b"twinshield/releases/v1");
+        let aad = aad_label.bytes();
         let mut counters: Vec<(String, u64)> = Vec::new();
         if let Ok(sealed) = fs::read(&path) {
             let pt = aead::open(&key, aad, &sealed).ok_or_else(|| {

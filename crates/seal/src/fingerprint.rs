@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::Path;
+use twinshield_shield::obf;
 use zeroize::Zeroizing;
 
 /// One identifying component of the device.
@@ -50,7 +51,7 @@ fn read_trimmed(path: &str) -> Option<Vec<u8>> {
 /// sorted, so the order interfaces appear in does not matter.
 fn mac_addresses() -> Option<Vec<u8>> {
     let mut macs = Vec::new();
-    for entry in fs::read_dir("/sys/class/net").ok()? {
+    for entry in fs::read_dir(&*obf!("/sys/class/net")).ok()? {
         let Ok(entry) = entry else { continue };
         let dir = entry.path();
         if !dir.join("device").exists() {
@@ -68,7 +69,7 @@ fn mac_addresses() -> Option<Vec<u8>> {
 }
 
 fn cpu_model() -> Option<Vec<u8>> {
-    let info = fs::read_to_string("/proc/cpuinfo").ok()?;
+    let info = fs::read_to_string(&*obf!("/proc/cpuinfo")).ok()?;
     info.lines()
         .find(|l| {
             l.starts_with("model name") || l.starts_with("Hardware") || l.starts_with("cpu model")
@@ -81,7 +82,7 @@ fn cpu_model() -> Option<Vec<u8>> {
 /// The root file system's UUID: from /dev/disk/by-uuid when udev provides
 /// it, otherwise from an ext2/3/4 superblock of the root device.
 fn rootfs_uuid() -> Option<Vec<u8>> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mountinfo = fs::read_to_string(&*obf!("/proc/self/mountinfo")).ok()?;
     let device = mountinfo.lines().find_map(|l| {
         let fields: Vec<&str> = l.split_whitespace().collect();
         let mount_point = fields.get(4)?;
@@ -91,7 +92,7 @@ fn rootfs_uuid() -> Option<Vec<u8>> {
         let sep = fields.iter().position(|f| *f == "-")?;
         fields.get(sep + 2).map(|s| (*s).to_owned())
     })?;
-    if let Ok(entries) = fs::read_dir("/dev/disk/by-uuid") {
+    if let Ok(entries) = fs::read_dir(&*obf!("/dev/disk/by-uuid")) {
         let target = fs::canonicalize(&device).ok()?;
         for e in entries.flatten() {
             if fs::canonicalize(e.path()).ok().as_ref() == Some(&target) {
@@ -116,7 +117,7 @@ fn ext_superblock_uuid(device: &Path) -> Option<Vec<u8>> {
 }
 
 fn hostname() -> Option<Vec<u8>> {
-    read_trimmed("/proc/sys/kernel/hostname")
+    read_trimmed(&obf!("/proc/sys/kernel/hostname"))
 }
 
 /// Reads one component's raw value, if this machine has it.
@@ -126,12 +127,12 @@ type ComponentReader = fn() -> Option<Vec<u8>>;
 /// placeholder values are left out).
 pub fn collect() -> Vec<Component> {
     let readers: [(&'static str, ComponentReader); 7] = [
-        ("machine-id", || read_trimmed("/etc/machine-id")),
+        ("machine-id", || read_trimmed(&obf!("/etc/machine-id"))),
         ("dmi-product-uuid", || {
-            read_trimmed("/sys/class/dmi/id/product_uuid")
+            read_trimmed(&obf!("/sys/class/dmi/id/product_uuid"))
         }),
         ("dmi-board-serial", || {
-            read_trimmed("/sys/class/dmi/id/board_serial")
+            read_trimmed(&obf!("/sys/class/dmi/id/board_serial"))
         }),
         ("mac-addresses", mac_addresses),
         ("cpu-model", cpu_model),

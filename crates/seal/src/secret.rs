@@ -11,6 +11,7 @@
 
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
+use twinshield_shield::obf_bytes;
 use zeroize::Zeroizing;
 
 /// Derives 32-byte keys from the runtime's embedded secret.
@@ -35,14 +36,17 @@ impl EmbeddedSecret {
 impl RuntimeSecret for EmbeddedSecret {
     fn derive(&self, context: &[u8]) -> Zeroizing<[u8; 32]> {
         let digest = Sha256::new()
-            .chain_update(b"twinshield/runtime-secret/white-box-input/v2")
+            .chain_update(obf_bytes!(b"twinshield/runtime-secret/white-box-input/v2").bytes())
             .chain_update(context)
             .finalize();
         let mut block = [0u8; 16];
         block.copy_from_slice(&digest[..16]);
         let encoded =
             Zeroizing::new(twinshield_whitebox::embedded::white_box().encrypt_encoded(&block));
-        let hk = Hkdf::<Sha256>::new(Some(b"twinshield/runtime-secret/v2"), encoded.as_slice());
+        let hk = Hkdf::<Sha256>::new(
+            Some(obf_bytes!(b"twinshield/runtime-secret/v2").bytes()),
+            encoded.as_slice(),
+        );
         let mut out = Zeroizing::new([0u8; 32]);
         // 32 bytes is always a valid HKDF-SHA256 output length.
         let _ = hk.expand(context, out.as_mut_slice());

@@ -41,7 +41,11 @@ pub(crate) const MINUTES: TableDefinition<u64, &[u8]> = TableDefinition::new("mi
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-const CHECK: &[u8] = b"twinshield history v1";
+/// The key-check value stored (encrypted) in every history: a known
+/// plaintext, so it is no plain constant in the binary either.
+fn check_value() -> twinshield_shield::obf::Revealed {
+    twinshield_shield::obf_bytes!(b"twinshield history v1")
+}
 const DB_FILE: &str = "history.redb";
 
 /// Why the store could not be used.
@@ -119,7 +123,7 @@ impl Store {
         let stored_schema = read_meta(&db, &cipher, "schema")?;
         let schema: Vec<String> = match (stored_check, stored_schema) {
             (Some(c), Some(s)) => {
-                if c.as_slice() != CHECK {
+                if c.as_slice() != check_value().bytes() {
                     return Err(StoreError::WrongDevice);
                 }
                 let stored: Vec<String> = String::from_utf8_lossy(&s)
@@ -145,7 +149,7 @@ impl Store {
                             .seal("meta", k.as_bytes(), v)
                             .ok_or_else(|| io("cannot encrypt"))
                     };
-                    t.insert("check", seal("check", CHECK)?.as_slice())
+                    t.insert("check", seal("check", check_value().bytes())?.as_slice())
                         .map_err(io)?;
                     t.insert(
                         "schema",
