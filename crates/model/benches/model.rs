@@ -69,6 +69,21 @@ fn benches(c: &mut Criterion) {
             black_box(&native);
         })
     });
+    // The program as a bundle carries it: decoded from a diversified
+    // encoding (other opcode numbers, masks, instruction order). Decoding
+    // happens once, at load; this measures what the encoding costs the VM.
+    let enc = twinshield_model::bytecode::Encoding::from_seed(0x5eed);
+    let diversified =
+        twinshield_model::bytecode::Program::decode(&prog.encode(&enc), &enc).expect("decodes");
+    let mut vm2 = Machine::new(&diversified);
+    let mut out2 = [0.0; 4];
+    g.bench_function("vm_diversified", |b| {
+        b.iter(|| {
+            vm2.eval(&diversified, black_box(&u), black_box(&h), &mut out2)
+                .expect("shape");
+            black_box(&out2);
+        })
+    });
     g.finish();
 
     let mut sim = Simulator::new(&model);

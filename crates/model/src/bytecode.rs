@@ -272,6 +272,10 @@ pub struct Encoding {
     from_wire: [u8; 256],
     operand_key: u16,
     const_key: u64,
+    /// Seeds the order of independent instructions (0: compiled order).
+    order_key: u64,
+    /// Masks the whole model payload (0: no mask).
+    payload_key: u64,
 }
 
 impl std::fmt::Debug for Encoding {
@@ -292,11 +296,13 @@ impl Encoding {
         for (i, w) in to_wire.iter_mut().enumerate() {
             *w = u8::try_from(i).unwrap_or(NO_OP);
         }
-        Self::from_parts(to_wire, 0, 0)
+        Self::from_parts(to_wire, [0; 4])
     }
 
     /// A diversified encoding derived from `seed`: a permutation of opcode
-    /// numbers over the whole byte range, and masks for operands and constants.
+    /// numbers over the whole byte range, masks for operands and constants,
+    /// an order of independent instructions, and a mask over the whole
+    /// model payload.
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = SplitMix64(seed);
         let mut wire: Vec<u8> = (0..=254u8).collect();
@@ -310,12 +316,14 @@ impl Encoding {
         for (t, w) in to_wire.iter_mut().zip(wire) {
             *t = w;
         }
-        let operand_key = (rng.next() & 0xffff) as u16;
-        let const_key = rng.next();
-        Self::from_parts(to_wire, operand_key, const_key)
+        let keys = [rng.next(), rng.next(), rng.next() | 1, rng.next() | 1];
+        Self::from_parts(to_wire, keys)
     }
 
-    fn from_parts(to_wire: [u8; OP_COUNT], operand_key: u16, const_key: u64) -> Self {
+    /// Keys: operand (low 16 bits), constant, order, payload.
+    fn from_parts(to_wire: [u8; OP_COUNT], keys: [u64; 4]) -> Self {
+        let [operand_key, const_key, order_key, payload_key] = keys;
+        let operand_key = (operand_key & 0xffff) as u16;
         let mut from_wire = [NO_OP; 256];
         for (logical, &w) in to_wire.iter().enumerate() {
             if let Some(slot) = from_wire.get_mut(usize::from(w)) {
@@ -327,7 +335,14 @@ impl Encoding {
             from_wire,
             operand_key,
             const_key,
+            order_key,
+            payload_key,
         }
+    }
+
+    /// The key of the whole-payload mask (0: none).
+    pub(crate) fn payload_key(&self) -> u64 {
+        self.payload_key
     }
 
     fn opcode(&self, op: Op) -> u8 {
@@ -346,10 +361,10 @@ impl Encoding {
     }
 }
 
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -445,7 +460,7 @@ impl Program {
             let key = enc.const_key.rotate_left((i % 64) as u32);
             out.extend_from_slice(&(c.to_bits() ^ key).to_le_bytes());
         }
-        for ins in &self.code {
+        for ins in &self.ordered(enc.order_key) {
             out.push(enc.opcode(ins.op));
             for (slot, r) in [ins.dst, ins.a, ins.b, ins.c].into_iter().enumerate() {
                 out.extend_from_slice(&enc.operand(r, slot as u16).to_le_bytes());
@@ -455,6 +470,95 @@ impl Program {
             out.extend_from_slice(&enc.operand(r, 4).to_le_bytes());
         }
         out
+    }
+
+    /// The code in another order that computes the same: a random
+    /// topological order of the dependencies between instructions (a read
+    /// after a write, a write after a read or a write of the same register),
+    /// drawn from `key`; the compiled order for key 0. Every instruction
+    /// computes the same value from the same operands, so results stay
+    /// bit-exact.
+    fn ordered(&self, key: u64) -> Vec<Instr> {
+        if key == 0 {
+            return self.code.clone();
+        }
+        let n = self.code.len();
+        let mut successors: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut pending = vec![0usize; n];
+        let mut last_write: std::collections::HashMap<Reg, usize> =
+            std::collections::HashMap::new();
+        let mut reads_since: std::collections::HashMap<Reg, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (j, ins) in self.code.iter().enumerate() {
+            let mut before: Vec<usize> = Vec::new();
+            for r in [ins.a, ins.b, ins.c] {
+                if let Some(&i) = last_write.get(&r) {
+                    before.push(i);
+                }
+            }
+            if let Some(&i) = last_write.get(&ins.dst) {
+                before.push(i);
+            }
+            if let Some(readers) = reads_since.get(&ins.dst) {
+                before.extend(readers.iter().copied().filter(|&i| i != j));
+            }
+            before.sort_unstable();
+            before.dedup();
+            for i in before {
+                if let Some(s) = successors.get_mut(i) {
+                    s.push(j);
+                }
+                if let Some(p) = pending.get_mut(j) {
+                    *p = p.saturating_add(1);
+                }
+            }
+            for r in [ins.a, ins.b, ins.c] {
+                reads_since.entry(r).or_default().push(j);
+            }
+            last_write.insert(ins.dst, j);
+            reads_since.insert(ins.dst, Vec::new());
+        }
+        let mut rng = SplitMix64(key);
+        let mut ready: Vec<usize> = (0..n).filter(|&j| pending.get(j) == Some(&0)).collect();
+        let mut out = Vec::with_capacity(n);
+        while !ready.is_empty() {
+            let bound = u64::try_from(ready.len()).unwrap_or(u64::MAX);
+            let pick = usize::try_from(rng.next().checked_rem(bound).unwrap_or(0)).unwrap_or(0);
+            let j = ready.swap_remove(pick.min(ready.len().saturating_sub(1)));
+            if let Some(ins) = self.code.get(j) {
+                out.push(*ins);
+            }
+            for &k in successors.get(j).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(p) = pending.get_mut(k) {
+                    *p = p.saturating_sub(1);
+                    if *p == 0 {
+                        ready.push(k);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `other` is this program up to the order of its instructions
+    /// (what decoding a program encoded under a diversified encoding gives).
+    pub fn same_up_to_order(&self, other: &Program) -> bool {
+        let key = |i: &Instr| (i.op as u8, i.dst, i.a, i.b, i.c);
+        let sorted = |p: &Program| {
+            let mut v: Vec<_> = p.code.iter().map(key).collect();
+            v.sort_unstable();
+            v
+        };
+        self.n_inputs == other.n_inputs
+            && self.n_states == other.n_states
+            && self.n_regs == other.n_regs
+            && self
+                .consts
+                .iter()
+                .map(|c| c.to_bits())
+                .eq(other.consts.iter().map(|c| c.to_bits()))
+            && self.results == other.results
+            && sorted(self) == sorted(other)
     }
 
     /// Reads a program from bytes under `enc`, checking every register

@@ -7,7 +7,7 @@
 // arithmetic.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use crate::bytecode::{DecodeError, Encoding, Program};
+use crate::bytecode::{DecodeError, Encoding, Program, SplitMix64};
 use crate::model::{MAX_CHANNELS, Model};
 use crate::spec::{
     Channel, DetectConfig, EstimatorConfig, Input, ModbusMap, ModbusPoint, ModbusTable, Output,
@@ -16,7 +16,27 @@ use crate::spec::{
 use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"TSMP";
-const VERSION: u8 = 1;
+/// Version 2 masks everything after the header with the encoding's payload
+/// keystream; version 1 (no mask) is still read.
+const VERSION: u8 = 2;
+const UNMASKED_VERSION: u8 = 1;
+/// Magic and version: the part of a payload that is never masked.
+const HEADER_LEN: usize = 5;
+
+/// XORs `body` with the keystream of `key` (key 0: unchanged). The same
+/// model sealed twice then shares no structure in its payload: names,
+/// units, ranges and the programs' headers all differ byte for byte.
+fn mask(body: &mut [u8], key: u64) {
+    if key == 0 {
+        return;
+    }
+    let mut rng = SplitMix64(key);
+    for chunk in body.chunks_mut(8) {
+        for (b, k) in chunk.iter_mut().zip(rng.next().to_le_bytes()) {
+            *b ^= k;
+        }
+    }
+}
 
 /// Why a payload is not a usable model.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -220,18 +240,34 @@ impl Model {
         }
         w.blob(&self.derivatives.encode(enc));
         w.blob(&self.sensors.encode(enc));
+        if let Some(body) = w.0.get_mut(HEADER_LEN..) {
+            mask(body, enc.payload_key());
+        }
         w.0
     }
 
     /// Reads a bundle payload written by [`Model::to_payload`] under `enc`,
     /// checking every count, range and program against the declarations.
     pub fn from_payload(bytes: &[u8], enc: &Encoding) -> Result<Model, PayloadError> {
-        let mut r = R(bytes);
-        if r.take(4)? != MAGIC || r.u8()? != VERSION {
-            return Err(PayloadError::Malformed(
-                "not a model payload of this version",
-            ));
+        let mut header = R(bytes);
+        if header.take(4)? != MAGIC {
+            return Err(PayloadError::Malformed("not a model payload"));
         }
+        let mut unmasked = bytes.to_vec();
+        match header.u8()? {
+            VERSION => {
+                if let Some(body) = unmasked.get_mut(HEADER_LEN..) {
+                    mask(body, enc.payload_key());
+                }
+            }
+            UNMASKED_VERSION => {}
+            _ => {
+                return Err(PayloadError::Malformed(
+                    "not a model payload of this version",
+                ));
+            }
+        }
+        let mut r = R(unmasked.get(HEADER_LEN..).unwrap_or_default());
         let name = r.str()?;
         let version = r.str()?;
         let step = r.finite()?;

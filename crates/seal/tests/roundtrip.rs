@@ -38,8 +38,19 @@ fn sealed_models_open_identically_with_their_secrets() {
     })
     .unwrap();
     let opened = open(&bundle, &publisher.public(), &id).unwrap();
-    assert_eq!(opened.model.derivative_program(), m.derivative_program());
-    assert_eq!(opened.model.output_program(), m.output_program());
+    // The bundle's own encoding reorders independent instructions.
+    assert!(
+        opened
+            .model
+            .derivative_program()
+            .same_up_to_order(m.derivative_program())
+    );
+    assert!(
+        opened
+            .model
+            .output_program()
+            .same_up_to_order(m.output_program())
+    );
     assert_eq!(opened.model.states, m.states);
     assert_eq!(opened.model.outputs, m.outputs);
     assert_eq!(opened.model.modbus, m.modbus);
