@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use twinshield_e2e::{MODEL, Run, SECRET, Setup, contains, plant, twinshield};
+use twinshield_e2e::{MODEL, Run, SECRET, Setup, contains, plant, run_args, twinshield};
 
 /// Every file under the state directory (the history in `state/data`
 /// included), with its bytes.
@@ -33,18 +33,7 @@ fn one_line_error(r: &Run, expected: &str) {
 fn a_bundle_sealed_for_this_device_runs_against_the_plant() {
     let s = Setup::new("seal-run");
     let p = plant(&["--seconds", "120"]);
-    let r = s.ok(&[
-        "run",
-        "q.bundle",
-        "--trust",
-        "vendor.pub",
-        "--plant",
-        &p.url,
-        "--state",
-        "state",
-        "--seconds",
-        "2",
-    ]);
+    let r = s.ok(&run_args("q.bundle", &p.url, "2"));
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(v["model"], "quadtank");
     assert_eq!(v["release"], 5);
@@ -424,18 +413,7 @@ fn a_running_twins_memory_holds_neither_the_secret_nor_its_key_schedule() {
     let p = plant(&["--seconds", "120"]);
     let mut child = Command::new(twinshield())
         .current_dir(s.dir.path())
-        .args([
-            "run",
-            "q.bundle",
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            &p.url,
-            "--state",
-            "state",
-            "--seconds",
-            "30",
-        ])
+        .args(run_args("q.bundle", &p.url, "30"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

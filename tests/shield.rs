@@ -15,7 +15,9 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use twinshield_e2e::{Run, Scratch, Setup, plant, root, twinshield, twinshield_unhardened};
+use twinshield_e2e::{
+    Run, Scratch, Setup, plant, root, run_args, twinshield, twinshield_unhardened,
+};
 
 const LOCKDOWN: i32 = 3;
 
@@ -160,18 +162,7 @@ fn two_hundred_flipped_code_bytes_are_refused_or_die_before_the_bundle_opens() {
         drop(f);
         let r: Run = Command::new(&mutant)
             .current_dir(s.dir.path())
-            .args([
-                "run",
-                "q.bundle",
-                "--trust",
-                "vendor.pub",
-                "--plant",
-                "modbus://127.0.0.1:9",
-                "--state",
-                "state",
-                "--seconds",
-                "0.3",
-            ])
+            .args(run_args("q.bundle", "modbus://127.0.0.1:9", "0.3"))
             .output()
             .unwrap()
             .into();
@@ -216,18 +207,7 @@ fn gdb_running_the_twin_locks_it_down() {
         &["gdb", "-nx", "-batch", "-ex", "run", "--args"],
         &[],
         s.dir.path(),
-        &[
-            "run",
-            "q.bundle",
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            "modbus://127.0.0.1:9",
-            "--state",
-            "state",
-            "--seconds",
-            "1",
-        ],
+        &run_args("q.bundle", "modbus://127.0.0.1:9", "1"),
     );
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(all.contains("error: lockdown: debugger: "), "{r:?}");
@@ -243,18 +223,7 @@ fn gdb_attaching_to_a_running_twin_locks_it_down_within_2_s() {
     let p = plant(&["--seconds", "120"]);
     let mut twin = Command::new(twinshield())
         .current_dir(s.dir.path())
-        .args([
-            "run",
-            "q.bundle",
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            &p.url,
-            "--state",
-            "state",
-            "--seconds",
-            "60",
-        ])
+        .args(run_args("q.bundle", &p.url, "60"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -424,18 +393,7 @@ fn the_bundles_policy_decides_between_report_degrade_and_lockdown() {
             &["env", &format!("LD_PRELOAD={so}")],
             &[],
             s.dir.path(),
-            &[
-                "run",
-                bundle,
-                "--trust",
-                "vendor.pub",
-                "--plant",
-                &p.url,
-                "--state",
-                "state",
-                "--seconds",
-                "1.5",
-            ],
+            &run_args(bundle, &p.url, "1.5"),
         )
     };
     s.seal_with(

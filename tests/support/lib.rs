@@ -226,6 +226,23 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The arguments of `run` for `bundle` against `plant` for `seconds`, with
+/// the trust key and state directory of a [`Setup`].
+pub fn run_args<'a>(bundle: &'a str, plant: &'a str, seconds: &'a str) -> [&'a str; 10] {
+    [
+        "run",
+        bundle,
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        plant,
+        "--state",
+        "state",
+        "--seconds",
+        seconds,
+    ]
+}
+
 /// The model the sealing tests seal.
 pub const MODEL: &str = "models/quadtank.twin";
 /// The secret sealed with it.
@@ -300,17 +317,6 @@ impl Setup {
     /// fails at the plant (exit 0, with data-quality events) only once the
     /// bundle opened; every bundle problem exits 1 before that.
     pub fn run_bundle(&self, bundle: &str) -> Run {
-        self.run(&[
-            "run",
-            bundle,
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            "modbus://127.0.0.1:9",
-            "--state",
-            "state",
-            "--seconds",
-            "0.5",
-        ])
+        self.run(&run_args(bundle, "modbus://127.0.0.1:9", "0.5"))
     }
 }

@@ -59,33 +59,32 @@ fn encrypt(plain: &[u8], key: u64) -> Vec<u8> {
     out
 }
 
-/// `obf!("text")`: a string literal stored encrypted; evaluates to a
-/// `twinshield_shield::obf::Revealed` (derefs to `&str`, zeroizes on drop).
-#[proc_macro]
-pub fn obf(input: TokenStream) -> TokenStream {
-    let lit = parse_macro_input!(input as LitStr);
-    let plain = lit.value().into_bytes();
-    let key = site_key(&plain);
-    let enc = encrypt(&plain, key);
+/// The expansion of one site: its bytes encrypted under its own key, and
+/// the call that reveals them at run time.
+fn site(plain: &[u8]) -> TokenStream {
+    let key = site_key(plain);
+    let enc = encrypt(plain, key);
     quote! {
         ::twinshield_shield::obf::reveal(&[#(#enc),*], #key)
     }
     .into()
 }
 
+/// `obf!("text")`: a string literal stored encrypted; evaluates to a
+/// `twinshield_shield::obf::Revealed` (derefs to `&str`, zeroizes on drop).
+#[proc_macro]
+pub fn obf(input: TokenStream) -> TokenStream {
+    let lit = parse_macro_input!(input as LitStr);
+    site(lit.value().as_bytes())
+}
+
 /// `obf_bytes!(b"bytes")`: a byte-string literal stored encrypted;
-/// evaluates to a `twinshield_shield::obf::Revealed` (derefs to `&[u8]`
-/// through `bytes()`, zeroizes on drop).
+/// evaluates to a `twinshield_shield::obf::Revealed` (its `bytes()`,
+/// zeroized on drop).
 #[proc_macro]
 pub fn obf_bytes(input: TokenStream) -> TokenStream {
     let lit = parse_macro_input!(input as LitByteStr);
-    let plain = lit.value();
-    let key = site_key(&plain);
-    let enc = encrypt(&plain, key);
-    quote! {
-        ::twinshield_shield::obf::reveal(&[#(#enc),*], #key)
-    }
-    .into()
+    site(&lit.value())
 }
 
 /// `build_seed!()`: the seed the macros were keyed with.

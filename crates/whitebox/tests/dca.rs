@@ -15,22 +15,35 @@ use twinshield_whitebox::cipher::{FIRST_ROUND_SAMPLES, TRACE_LEN as HARDENED_TRA
 use twinshield_whitebox::generate::generate;
 use twinshield_whitebox::textbook::{Options, SAMPLES_PER_ROUND, TRACE_LEN, TextbookWhiteBox};
 
-/// Traces `n` random plaintexts through the fixture and keeps the first
-/// round's samples: the window where the first-round S-box outputs are
-/// computed, which is where the attack looks.
-fn collect(wb: &TextbookWhiteBox, n: usize, rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<[u8; 16]>) {
-    let mut traces = Vec::with_capacity(n * SAMPLES_PER_ROUND);
+/// Traces `n` random plaintexts through `encrypt` (traces of `trace_len`
+/// values) and keeps the first `window` samples of each: the window where
+/// the first-round S-box outputs are computed, which is where the attack
+/// looks.
+fn collect_window(
+    n: usize,
+    rng: &mut ChaCha8Rng,
+    (window, trace_len): (usize, usize),
+    mut encrypt: impl FnMut(&[u8; 16], &mut Trace),
+) -> (Vec<u8>, Vec<[u8; 16]>) {
+    let mut traces = Vec::with_capacity(n * window);
     let mut plaintexts = Vec::with_capacity(n);
     let mut trace = Trace::new();
     for _ in 0..n {
         let p: [u8; 16] = rng.random();
-        wb.encrypt_traced(&p, &mut trace);
+        encrypt(&p, &mut trace);
         let values = trace.take();
-        assert_eq!(values.len(), TRACE_LEN);
-        traces.extend_from_slice(&values[..SAMPLES_PER_ROUND]);
+        assert_eq!(values.len(), trace_len);
+        traces.extend_from_slice(&values[..window]);
         plaintexts.push(p);
     }
     (traces, plaintexts)
+}
+
+/// The fixture's first round.
+fn collect(wb: &TextbookWhiteBox, n: usize, rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<[u8; 16]>) {
+    collect_window(n, rng, (SAMPLES_PER_ROUND, TRACE_LEN), |p, t| {
+        wb.encrypt_traced(p, t);
+    })
 }
 
 /// Traces 500 encryptions of the fixture and attacks the first round.
@@ -158,18 +171,9 @@ fn collect_hardened(key: &[u8; 16], n: usize, rng: &mut ChaCha8Rng) -> (Vec<u8>,
     let wb = WhiteBox::new(&image)
         .unwrap()
         .with_read_order_seed(rng.random());
-    let mut traces = Vec::with_capacity(n * FIRST_ROUND_SAMPLES);
-    let mut plaintexts = Vec::with_capacity(n);
-    let mut trace = Trace::new();
-    for _ in 0..n {
-        let p: [u8; 16] = rng.random();
-        wb.encrypt_traced(&p, &mut trace);
-        let values = trace.take();
-        assert_eq!(values.len(), HARDENED_TRACE_LEN);
-        traces.extend_from_slice(&values[..FIRST_ROUND_SAMPLES]);
-        plaintexts.push(p);
-    }
-    (traces, plaintexts)
+    collect_window(n, rng, (FIRST_ROUND_SAMPLES, HARDENED_TRACE_LEN), |p, t| {
+        wb.encrypt_traced(p, t);
+    })
 }
 
 /// DCA with 10,000 traces of twinshield's white-box, the attack that takes
