@@ -133,12 +133,11 @@ impl Recorder {
         let Some(shield) = crate::shield::get() else {
             return;
         };
-        let findings = shield.findings();
-        for (f, action) in findings.iter().skip(self.shield_recorded) {
+        for (f, action) in shield.findings_since(self.shield_recorded) {
             self.writer
                 .event(EventKind::Shield, time, format!("{f} ({action})"));
+            self.shield_recorded += 1;
         }
-        self.shield_recorded = findings.len();
     }
 
     /// Samples durably stored so far.

@@ -283,6 +283,16 @@ impl Shield {
         lock(&self.findings).clone()
     }
 
+    /// The findings after the first `seen` (what a recorder has not
+    /// written yet): cheap when there are none, as on every sample.
+    #[must_use]
+    pub fn findings_since(&self, seen: usize) -> Vec<(Finding, Action)> {
+        lock(&self.findings)
+            .get(seen..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Whether a finding degraded the twin: writes and key use are refused.
     #[must_use]
     pub fn degraded(&self) -> bool {
