@@ -7,6 +7,19 @@
 //!   a crate that uses it depends on `twinshield-shield` too.
 //! - `obf_bytes!(b"bytes")`: the same for byte strings (labels, markers).
 //! - `build_seed!()`: the seed these macros were keyed with, as a `u64`.
+//! - `#[protect]` on a function: every integer literal in its body becomes
+//!   a mixed boolean-arithmetic expression over a value the optimiser cannot
+//!   see through (`(a ^ b) + ((a & b) << 1)` with `a` behind `black_box`,
+//!   `a + b` the literal), and the body starts with an opaque predicate (a
+//!   number-theoretic invariant, `x * x + x` is even, over a black-boxed
+//!   seed-drawn `x`) guarding a bogus path. Different seeds give different
+//!   splits and predicates at every site.
+//!
+//!   The subset it handles: any non-`async`, non-`const` function; literals
+//!   in patterns, array lengths, nested items and macro arguments are left
+//!   as they are (they must stay constants, or the macro cannot see them).
+//!   `async fn` and `const fn` get a compile error. Control-flow flattening
+//!   is not done yet.
 //!
 //! The seed is `TWINSHIELD_SEED` at build time, or a random one; the same
 //! seed gives the same expansion (reproducible builds), another seed other
@@ -16,7 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use proc_macro::TokenStream;
 use quote::quote;
-use syn::{LitByteStr, LitStr, parse_macro_input};
+use syn::visit_mut::VisitMut;
+use syn::{Expr, ExprLit, ItemFn, Lit, LitByteStr, LitStr, parse_macro_input, parse_quote};
 
 /// The seed the build script resolved.
 const SEED: &str = env!("TWINSHIELD_MACRO_SEED");
@@ -92,4 +106,95 @@ pub fn obf_bytes(input: TokenStream) -> TokenStream {
 pub fn build_seed(_input: TokenStream) -> TokenStream {
     let seed = seed();
     quote!(#seed).into()
+}
+
+/// Rewrites the integer literals of a body (see the crate documentation).
+struct Literals {
+    state: u64,
+}
+
+impl Literals {
+    fn next(&mut self) -> u64 {
+        self.state = mix(self.state);
+        self.state
+    }
+}
+
+impl VisitMut for Literals {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        if let Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) = e
+            && let Ok(c) = int.base10_parse::<u64>()
+        {
+            // a + b = c with no overflow in any step for c's own type.
+            let a = if c == 0 { 0 } else { self.next() % (c + 1) };
+            let b = c - a;
+            let suffix = int.suffix().to_owned();
+            let lit =
+                |v: u64| -> syn::LitInt { syn::LitInt::new(&format!("{v}{suffix}"), int.span()) };
+            let (la, lb) = (lit(a), lit(b));
+            *e = parse_quote! {
+                {
+                    let __a = ::core::hint::black_box(#la);
+                    (__a ^ #lb) + ((__a & #lb) << 1)
+                }
+            };
+            return;
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+
+    // Array lengths must stay constant.
+    fn visit_expr_repeat_mut(&mut self, e: &mut syn::ExprRepeat) {
+        self.visit_expr_mut(&mut e.expr);
+    }
+
+    // Nested items (consts, statics, fns) are not this function's body.
+    fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
+}
+
+/// `#[protect]`: MBA literals and an opaque predicate (see the crate
+/// documentation for what it handles).
+#[proc_macro_attribute]
+pub fn protect(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "#[protect] takes no arguments",
+        )
+        .to_compile_error()
+        .into();
+    }
+    if cfg!(feature = "passthrough") {
+        return item;
+    }
+    let mut f = parse_macro_input!(item as ItemFn);
+    if f.sig.asyncness.is_some() || f.sig.constness.is_some() {
+        return syn::Error::new_spanned(
+            &f.sig.ident,
+            "#[protect] handles neither async fn nor const fn",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let mut name = f.sig.ident.to_string().into_bytes();
+    name.extend_from_slice(b"#protect");
+    let mut literals = Literals {
+        state: site_key(&name),
+    };
+    literals.visit_block_mut(&mut f.block);
+    let x = literals.next();
+    let body = &f.block;
+    *f.block = parse_quote! {
+        {
+            // Opaque predicate: x * x + x is even for every integer x.
+            let __x = ::core::hint::black_box(#x);
+            if __x.wrapping_mul(__x).wrapping_add(__x) & 1 == 1 {
+                ::std::process::abort();
+            }
+            #body
+        }
+    };
+    quote!(#f).into()
 }

@@ -13,6 +13,7 @@
 //! an unmapped address is an error, not a crash), so software breakpoints
 //! and in-memory patches are seen, not only changes to the file.
 
+use crate::protect;
 use std::hint::black_box;
 
 use rustix::fd::OwnedFd;
@@ -87,6 +88,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Keystream word `j` of record `i`.
+#[protect]
 fn keystream(key: u64, i: usize, j: usize) -> u64 {
     mix(key ^ (((i as u64) << 2) | j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
@@ -95,6 +97,7 @@ fn keystream(key: u64, i: usize, j: usize) -> u64 {
 /// through a bijection of the running state, so changing any one word
 /// always changes the result.
 #[must_use]
+#[protect]
 pub fn region_hash(key: u64, index: usize, bytes: &[u8]) -> u64 {
     let mut h = mix(key ^ (index as u64).wrapping_mul(0xd6e8_feb8_6659_fd93)) ^ bytes.len() as u64;
     let mut words = bytes.chunks_exact(8);
@@ -165,6 +168,7 @@ pub enum TableError {
 ///
 /// # Errors
 /// [`TableError`] if it is not a table, never hardened, or inconsistent.
+#[protect]
 pub fn decode(bytes: &[u8]) -> Result<Table, TableError> {
     if bytes.get(..16) != Some(&marker()[..]) || bytes.len() < TABLE_LEN {
         return Err(TableError::NoMarker);

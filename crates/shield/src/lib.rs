@@ -38,4 +38,4 @@ pub use finding::{Finding, FindingClass};
 pub use harden::{HardenError, HardenReport, harden};
 pub use policy::{Action, Policy, PolicyError};
 pub use runtime::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};
-pub use twinshield_shield_macros::{build_seed, obf, obf_bytes};
+pub use twinshield_shield_macros::{build_seed, obf, obf_bytes, protect};

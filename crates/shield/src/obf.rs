@@ -52,7 +52,25 @@ pub fn reveal(enc: &[u8], key: u64) -> Revealed {
 
 #[cfg(test)]
 mod tests {
-    use crate::{obf, obf_bytes};
+    use crate::{obf, obf_bytes, protect};
+
+    #[protect]
+    fn with_literals(x: u32) -> (u32, u8, i64, usize) {
+        let table = [7u8; 4];
+        let mut acc = 0u32;
+        for k in 0..3 {
+            acc += x * 2 + k;
+        }
+        (acc, table[1] + 248, -5 - 1_000_000_000_000, usize::MAX - 1)
+    }
+
+    #[test]
+    fn protected_functions_compute_what_they_did() {
+        assert_eq!(
+            with_literals(10),
+            (63, 255, -1_000_000_000_005, usize::MAX - 1)
+        );
+    }
 
     #[test]
     fn reveals_what_was_written() {

@@ -3,6 +3,7 @@
 //! Linux backend), so an `LD_PRELOAD` hook on libc's `open` or `read`
 //! cannot blind them.
 
+use crate::protect;
 use rustix::fs::{Mode, OFlags};
 
 use crate::finding::{Finding, FindingClass};
@@ -42,6 +43,7 @@ fn threads() -> Vec<String> {
 }
 
 /// The `TracerPid:` of a status file, if nonzero.
+#[protect]
 fn tracer_of(status: &[u8]) -> Option<u32> {
     let text = String::from_utf8_lossy(status);
     let key = obf!("TracerPid:");
@@ -91,6 +93,7 @@ pub fn maps() -> Vec<Finding> {
     maps_findings(&String::from_utf8_lossy(&maps))
 }
 
+#[protect]
 fn maps_findings(maps: &str) -> Vec<Finding> {
     let (tool, preload) = (obf!("valgrind"), obf!("vgpreload"));
     let mut out = Vec::new();
