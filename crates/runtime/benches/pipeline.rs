@@ -57,27 +57,11 @@ fn benches(c: &mut Criterion) {
         });
     }
 
-    let mut g = c.benchmark_group("twin_pipeline");
-    g.throughput(Throughput::Elements(SAMPLES as u64));
-    g.sample_size(20);
-    g.bench_function("decode_ekf_detect_append", |b| {
-        b.iter_with_setup(
-            || Twin::new(&model, TwinSettings::default()).unwrap(),
-            |mut twin| {
-                for (k, bank) in images.iter().enumerate() {
-                    let reading = bank.read(&map).unwrap();
-                    let (y, u) = reading.values.split_at(4);
-                    black_box(twin.update(k as f64 * 0.1, u, y).unwrap().len());
-                }
-                twin
-            },
-        )
-    });
-    // The same with the shield's per-sample calls, as the sync loop makes
-    // them (a timed checkpoint around the decision, a tick that checks a
-    // guard region every 100 ms), and its monitor thread running. The
-    // process was never hardened, so the guards check a table of this
-    // process's own code taken at start (same region sizes as `harden`).
+    // The shield's per-sample calls, as the sync loop makes them (a timed
+    // checkpoint around the decision, a tick that checks a guard region
+    // every 100 ms), with its monitor thread running. The process was never
+    // hardened, so the guards check a table of this process's own code
+    // taken at start (same region sizes as `harden`).
     let mut memory = twinshield_shield::guard::SelfMemory::open().unwrap();
     let table = twinshield_shield::guard::running_code_table(&mut memory, 1, 8192).unwrap();
     let shield = twinshield_shield::Shield::start(
@@ -90,22 +74,33 @@ fn benches(c: &mut Criterion) {
     )
     .unwrap();
     assert!(shield.guarded());
-    g.bench_function("decode_ekf_detect_append_with_shield", |b| {
-        b.iter_with_setup(
-            || Twin::new(&model, TwinSettings::default()).unwrap(),
-            |mut twin| {
-                for (k, bank) in images.iter().enumerate() {
-                    let reading = bank.read(&map).unwrap();
-                    let (y, u) = reading.values.split_at(4);
-                    let checkpoint = shield.checkpoint();
-                    black_box(twin.update(k as f64 * 0.1, u, y).unwrap().len());
-                    checkpoint.end();
-                    shield.tick();
-                }
-                twin
-            },
-        )
-    });
+
+    let mut g = c.benchmark_group("twin_pipeline");
+    g.throughput(Throughput::Elements(SAMPLES as u64));
+    g.sample_size(20);
+    for (name, shielded) in [
+        ("decode_ekf_detect_append", None),
+        ("decode_ekf_detect_append_with_shield", Some(&shield)),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_with_setup(
+                || Twin::new(&model, TwinSettings::default()).unwrap(),
+                |mut twin| {
+                    for (k, bank) in images.iter().enumerate() {
+                        let reading = bank.read(&map).unwrap();
+                        let (y, u) = reading.values.split_at(4);
+                        let checkpoint = shielded.map(|s| s.checkpoint());
+                        black_box(twin.update(k as f64 * 0.1, u, y).unwrap().len());
+                        if let (Some(c), Some(s)) = (checkpoint, shielded) {
+                            c.end();
+                            s.tick();
+                        }
+                    }
+                    twin
+                },
+            )
+        });
+    }
     g.finish();
     let f = shield.findings();
     assert!(

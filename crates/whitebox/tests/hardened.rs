@@ -7,42 +7,21 @@
     clippy::print_stderr
 )]
 
-use aes::Aes128;
-use aes::cipher::{BlockCipherEncrypt, KeyInit};
+#[path = "support/reference.rs"]
+mod reference;
+
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reference::{FIPS197, hex, oracle};
 use twinshield_whitebox::embedded::{self, SecretSource};
 use twinshield_whitebox::generate::generate;
 use twinshield_whitebox::{OutputEncoding, TablesError, WhiteBox, layout};
 
-fn oracle(key: &[u8; 16], block: &[u8; 16]) -> [u8; 16] {
-    let cipher = Aes128::new(&(*key).into());
-    let mut b = (*block).into();
-    cipher.encrypt_block(&mut b);
-    b.into()
-}
-
-fn hex<const N: usize>(s: &str) -> [u8; N] {
-    std::array::from_fn(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-}
-
 #[test]
 fn fips197_vectors_after_the_external_decoding() {
-    let vectors = [
-        (
-            "2b7e151628aed2a6abf7158809cf4f3c",
-            "3243f6a8885a308d313198a2e0370734",
-            "3925841d02dc09fbdc118597196a0b32",
-        ),
-        (
-            "000102030405060708090a0b0c0d0e0f",
-            "00112233445566778899aabbccddeeff",
-            "69c4e0d86a7b0430d8cdb78070b4c55a",
-        ),
-    ];
     let encoding_key = [7u8; 16];
     let decoding = OutputEncoding::from_key(&encoding_key);
-    for (key, pt, ct) in vectors {
+    for (key, pt, ct) in FIPS197 {
         let (key, pt, ct) = (hex::<16>(key), hex::<16>(pt), hex::<16>(ct));
         let image = generate(&key, &encoding_key, 1);
         let out = WhiteBox::new(&image).unwrap().encrypt_encoded(&pt);
