@@ -13,7 +13,9 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use twinshield_e2e::{Run, Scratch, contains, on_another_machine, plant, run_in, twinshield};
+use twinshield_e2e::{
+    Run, Scratch, contains, on_another_machine, plant, run_args, run_in, twinshield,
+};
 
 /// A device identity and a bundle sealed for it.
 fn setup(name: &str) -> Scratch {
@@ -158,25 +160,9 @@ fn a_full_disk_stops_storage_but_not_monitoring_and_writing_resumes() {
 fn a_copied_data_directory_yields_nothing_elsewhere() {
     let s = setup("hist-copy");
     let p = plant(&["--seconds", "600"]);
-    let r = run_in(
-        s.path(),
-        &[
-            "run",
-            "q.bundle",
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            &p.url,
-            "--state",
-            "state",
-            "--data",
-            "data",
-            "--seconds",
-            "2",
-            "--period",
-            "0.01",
-        ],
-    );
+    let mut args = run_args("q.bundle", &p.url, "2").to_vec();
+    args.extend(["--data", "data", "--period", "0.01"]);
+    let r = run_in(s.path(), &args);
     assert_eq!(r.code, Some(0), "{r:?}");
     let csv = export_csv(s.path(), "data");
     assert_eq!(csv.code, Some(0), "{csv:?}");

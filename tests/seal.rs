@@ -246,20 +246,9 @@ fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn nothing_readable_in_the_bundle_state_or_data_directory() {
     let s = Setup::new("seal-strings");
     let p = plant(&["--seconds", "120"]);
-    s.ok(&[
-        "run",
-        "q.bundle",
-        "--trust",
-        "vendor.pub",
-        "--plant",
-        &p.url,
-        "--state",
-        "state",
-        "--data",
-        "data",
-        "--seconds",
-        "1",
-    ]);
+    let mut args = run_args("q.bundle", &p.url, "1").to_vec();
+    args.extend(["--data", "data"]);
+    s.ok(&args);
     let mut files = vec![(s.path("q.bundle"), fs::read(s.path("q.bundle")).unwrap())];
     files.extend(all_bytes(&s.path("state")));
     files.extend(all_bytes(&s.path("data")));
