@@ -5,6 +5,8 @@
 // with a clear message is the right response.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod https;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

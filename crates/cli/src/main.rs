@@ -5,11 +5,12 @@
 // The binary is the one place that prints: libraries log through `tracing`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod api;
 mod cmd;
+mod publish;
 mod recorder;
 mod rt;
 mod shield;
-mod status;
 mod sync;
 mod wiring;
 
@@ -38,7 +39,7 @@ enum Command {
     Plant(cmd::plant::PlantCommand),
     /// Evaluate detection: plant and twin in one process over many seeds.
     Eval(cmd::eval::EvalArgs),
-    /// Plant, twin and status page on this machine, with an attack: no set-up.
+    /// Plant, twin and dashboard on this machine, with an attack: no set-up.
     Demo(cmd::demo::DemoArgs),
     /// Create this device's identity on first use and write its device.fp.
     Fingerprint(cmd::sealing::FingerprintArgs),
@@ -56,6 +57,11 @@ enum Command {
     History(cmd::sealing::HistoryCommand),
     /// Seal a built twinshield binary's integrity (post-link).
     Harden(cmd::harden::HardenArgs),
+    /// The reference backend: verifies and stores what twins publish.
+    Backend(cmd::backend::BackendArgs),
+    /// The API's bearer tokens on this device.
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
 }
 
 /// `twinshield --version --verbose`: the version and the seeds this build
@@ -117,6 +123,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::sealing::run(&a),
         Command::History(c) => cmd::sealing::history(&c),
         Command::Harden(a) => cmd::harden::run(&a),
+        Command::Backend(a) => cmd::backend::run(&a),
+        Command::Token(c) => cmd::token::run(&c),
     };
     match result {
         Ok(code) => code,

@@ -140,6 +140,12 @@ impl Recorder {
         }
     }
 
+    /// A handle that reads the history (and queues events) alongside the
+    /// writer: the API's.
+    pub fn store_handle(&self) -> twinshield_store::StoreHandle {
+        self.writer.handle()
+    }
+
     /// Samples durably stored so far.
     pub fn acknowledged(&self) -> u64 {
         self.writer.status().acknowledged

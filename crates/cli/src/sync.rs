@@ -2,11 +2,9 @@
 //! `demo` and `run` share it; they differ in where time comes from.
 
 use crate::recorder::Recorder;
-use crate::status::Board;
 use crate::wiring::Wiring;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::json;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -49,12 +47,14 @@ pub struct SyncLoop<'a> {
     pub twin: Twin,
     /// Wall time between polls.
     pub period: Duration,
-    /// Where the status page reads from, if there is one.
-    pub board: Option<Board>,
+    /// Where the API reads the twin's state and alarms from, if it runs.
+    pub feed: Option<twinshield_api::Feed>,
     /// A known attack (name, start) to measure delays against.
     pub attack: Option<(&'static str, f64)>,
     /// Where to record history, if anywhere.
     pub recorder: Option<Recorder>,
+    /// Where to publish alarms and summaries (the bundle's backend), if anywhere.
+    pub publisher: Option<crate::publish::Feed>,
 }
 
 /// What a sync loop leaves behind.
@@ -136,9 +136,18 @@ pub async fn run(
                 if let Some(r) = s.recorder.as_mut() {
                     r.sample(t, &s.twin);
                 }
+                if let Some(feed) = &s.feed {
+                    feed.publish_state(state_view(s.model, &s.twin, t));
+                }
                 for e in &events {
+                    if let Some(feed) = &s.feed {
+                        feed.publish_alarm(alarm_view(e.alarm()));
+                    }
                     if let Some(r) = &s.recorder {
                         r.alarm(e);
+                    }
+                    if let Some(p) = &s.publisher {
+                        p.alarm(e);
                     }
                     match e {
                         AlarmEvent::Raised(a) => {
@@ -180,6 +189,9 @@ pub async fn run(
                 s.twin.quality_event(t, what);
             }
         }
+        if let Some(p) = s.publisher.as_mut() {
+            p.tick(t, s.model, &s.twin, quality);
+        }
         if let Some(line) = s.recorder.as_mut().and_then(|r| r.poll(t)) {
             progress.suspend(|| eprintln!("{line}"));
         }
@@ -198,11 +210,6 @@ pub async fn run(
                 eprintln!("{line}");
             }
             last_report = t;
-            if let Some(board) = &s.board
-                && let Ok(mut b) = board.write()
-            {
-                *b = status_json(s.model, &s.twin, t, &alarms, s.attack, quality);
-            }
         }
     }
     progress.finish_and_clear();
@@ -217,37 +224,52 @@ pub async fn run(
     }
 }
 
-fn status_json(
-    model: &Model,
-    twin: &Twin,
-    t: f64,
-    alarms: &[AlarmSummary],
-    attack: Option<(&str, f64)>,
-    quality: u64,
-) -> serde_json::Value {
+/// The twin's latest state as the API shows it: per output, what the
+/// plant reported, what the twin expected (the report minus the residual)
+/// and the residual's band (three innovation deviations, from the
+/// normalised residual; the feed's noise-based band until it is known).
+fn state_view(model: &Model, twin: &Twin, t: f64) -> twinshield_api::StateView {
     let latest = twin.history().latest();
-    let outputs: Vec<_> = model
+    let z = twin.normalized_residuals();
+    let channels = model
         .outputs
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            json!({
-                "name": o.name,
-                "unit": o.unit,
-                "measured": latest.and_then(|r| r.outputs.get(i)).copied(),
-                "residual": latest.and_then(|r| r.residual.get(i)).copied(),
-            })
+            let measured = latest.and_then(|r| r.outputs.get(i)).copied();
+            let residual = latest.and_then(|r| r.residual.get(i)).copied();
+            let sigma = match (residual, z.get(i)) {
+                (Some(r), Some(&zi)) if zi.abs() > 1e-9 && (r / zi).is_finite() => {
+                    (r / zi).abs()
+                }
+                _ => o.noise,
+            };
+            twinshield_api::ChannelState {
+                name: o.name.clone(),
+                unit: o.unit.clone(),
+                measured,
+                estimate: measured.zip(residual).map(|(m, r)| m - r),
+                residual,
+                threshold: 3.0 * sigma,
+            }
         })
         .collect();
-    json!({
-        "time_s": round1(t),
-        "samples": twin.samples(),
-        "twin": model.name,
-        "outputs": outputs,
-        "estimate": twin.estimate(),
-        "active_alarms": twin.alarms().active_count(),
-        "alarms": alarms,
-        "attack": attack.map(|(n, at)| json!({"name": n, "at_s": at})),
-        "data_quality_events": quality,
-    })
+    twinshield_api::StateView {
+        time_s: t,
+        samples: twin.samples(),
+        active_alarms: twin.alarms().active_count() as u64,
+        channels,
+    }
+}
+
+/// One alarm as the API shows it (the feed keeps its acknowledgement).
+fn alarm_view(a: &twinshield_detect::Alarm) -> twinshield_api::AlarmView {
+    twinshield_api::AlarmView {
+        id: a.id,
+        detector: a.kind.name().to_owned(),
+        channels: a.channels.clone(),
+        raised_at_s: a.start,
+        cleared_at_s: a.clear,
+        acknowledged: false,
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::bytecode::Program;
 use thiserror::Error;
+use twinshield_shield_macros::protect;
 
 /// Why an evaluation could not run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -68,6 +69,7 @@ impl Machine {
     /// since every program is validated against its own register count and
     /// the register file is checked against it here.
     #[inline]
+    #[protect]
     pub fn eval(
         &mut self,
         prog: &Program,
@@ -93,9 +95,9 @@ impl Machine {
             rs.copy_from_slice(states);
         }
         for ins in &prog.code {
-            let a = regs[usize::from(ins.a)];
-            let b = regs[usize::from(ins.b)];
-            let c = regs[usize::from(ins.c)];
+            let a: f64 = regs[usize::from(ins.a)];
+            let b: f64 = regs[usize::from(ins.b)];
+            let c: f64 = regs[usize::from(ins.c)];
             regs[usize::from(ins.dst)] = ins.op.apply(a, b, c);
         }
         for (o, &r) in out.iter_mut().zip(&prog.results) {

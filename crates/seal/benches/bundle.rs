@@ -33,6 +33,7 @@ fn benches(c: &mut Criterion) {
         release: 1,
         secrets: &[],
         shield_policy: None,
+        backend: None,
     })
     .unwrap();
     let trust = publisher.public();
@@ -61,6 +62,7 @@ fn benches(c: &mut Criterion) {
                     release: 2,
                     secrets: &[],
                     shield_policy: None,
+                    backend: None,
                 })
                 .unwrap()
                 .len(),

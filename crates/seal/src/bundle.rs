@@ -13,7 +13,7 @@ use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use sha2::{Digest, Sha256};
 use twinshield_model::Model;
 use twinshield_model::bytecode::Encoding;
-use twinshield_shield::obf_bytes;
+use twinshield_shield::{obf_bytes, protect};
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 4] = b"TWSB";
@@ -38,6 +38,9 @@ pub struct SealRequest<'a> {
     /// The runtime shield's response policy (its text form, as the shield
     /// parses it), if the publisher sets one.
     pub shield_policy: Option<&'a str>,
+    /// The backend URL the twin publishes its alarms and summaries to, if
+    /// any (signed with the device key; see `docs/backend.md`).
+    pub backend: Option<&'a str>,
 }
 
 /// The public header of a bundle: what `inspect` shows.
@@ -69,6 +72,8 @@ pub struct OpenedBundle {
     pub secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
     /// The shield's response policy as sealed (text), if any.
     pub shield_policy: Option<String>,
+    /// The backend URL as sealed, if any.
+    pub backend: Option<String>,
 }
 
 impl std::fmt::Debug for OpenedBundle {
@@ -117,9 +122,13 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
         plaintext.str(name);
         plaintext.blob(value);
     }
-    // Optional trailing field: bundles without a policy end here.
-    if let Some(policy) = req.shield_policy {
-        plaintext.str(policy);
+    // Optional trailing fields: bundles without a policy or backend end
+    // here; a backend without a policy writes an empty policy.
+    if req.shield_policy.is_some() || req.backend.is_some() {
+        plaintext.str(req.shield_policy.unwrap_or(""));
+    }
+    if let Some(backend) = req.backend {
+        plaintext.str(backend);
     }
     let plaintext = Zeroizing::new(plaintext.buf);
 
@@ -177,6 +186,7 @@ struct Parsed<'a> {
     signature: [u8; 64],
 }
 
+#[protect]
 fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SealError> {
     if bytes.len() > MAX_BUNDLE {
         return Err(SealError::Malformed("bundle is larger than 64 MiB".into()));
@@ -250,6 +260,7 @@ pub fn inspect(bytes: &[u8]) -> Result<BundleHeader, SealError> {
 /// Verifies a bundle against the trusted publisher key, unwraps it with this
 /// device's key and decrypts the model into memory. Does not check the
 /// release counter: call [`DeviceIdentity::check_and_record_release`].
+#[protect]
 pub fn open(
     bytes: &[u8],
     trust: &PublisherPub,
@@ -297,6 +308,11 @@ pub fn open(
         secrets.push((name, Zeroizing::new(r.blob()?.to_vec())));
     }
     let shield_policy = if r.remaining() > 0 {
+        Some(r.str()?).filter(|p| !p.is_empty())
+    } else {
+        None
+    };
+    let backend = if r.remaining() > 0 {
         Some(r.str()?)
     } else {
         None
@@ -312,5 +328,6 @@ pub fn open(
         model,
         secrets,
         shield_policy,
+        backend,
     })
 }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use twinshield_shield::obf_bytes;
+use twinshield_shield::{obf_bytes, protect};
 use zeroize::Zeroizing;
 
 /// Fewest components a device must have for a fingerprint.
@@ -46,6 +46,7 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Public commitment to one component: reveals nothing without the salt.
+#[protect]
 fn commitment(salt: &[u8; 32], c: &Component) -> [u8; 32] {
     sha256(&[
         obf_bytes!(b"twinshield/fp/commit/v1").bytes(),
@@ -56,6 +57,7 @@ fn commitment(salt: &[u8; 32], c: &Component) -> [u8; 32] {
 }
 
 /// Key that encrypts the KEK share of one component.
+#[protect]
 fn share_key(secret: &dyn RuntimeSecret, salt: &[u8; 32], c: &Component) -> Zeroizing<[u8; 32]> {
     let root = secret.derive(obf_bytes!(b"twinshield/fp/share-root/v1").bytes());
     let hk = Hkdf::<Sha256>::new(Some(salt), root.as_slice());
@@ -73,6 +75,7 @@ fn share_key(secret: &dyn RuntimeSecret, salt: &[u8; 32], c: &Component) -> Zero
 }
 
 /// Digest of the labelled commitments: what bundles bind their key wrap to.
+#[protect]
 fn binding(commitments: &[(String, [u8; 32])]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(obf_bytes!(b"twinshield/fp/binding/v1").bytes());
@@ -351,6 +354,7 @@ impl DeviceIdentity {
 
     /// Opens an existing identity; fails unless at least `k` of the
     /// components it was created with still match this machine.
+    #[protect]
     pub fn open(state: &Path, secret: &dyn RuntimeSecret) -> Result<Self, SealError> {
         let path = state.join(IDENTITY_FILE);
         let bytes = fs::read(&path).map_err(|e| {
@@ -464,8 +468,16 @@ impl DeviceIdentity {
         Kem::derive_keypair(self.x25519_ikm.as_slice()).0
     }
 
+    /// The device's Ed25519 signature of `msg`, verifiable with
+    /// [`DeviceFp::signing_public`]: how the device signs what it sends
+    /// (backend requests), so no password or API key is ever stored.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.ed25519.sign(msg).to_bytes()
+    }
+
     /// A key for encrypting data at rest for `purpose`, derived from the
     /// device's private key: data encrypted with it opens on this device only.
+    #[protect]
     pub fn storage_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
         let seed = Zeroizing::new(self.ed25519.to_bytes());
         let hk = Hkdf::<Sha256>::new(

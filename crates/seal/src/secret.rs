@@ -11,7 +11,7 @@
 
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
-use twinshield_shield::obf_bytes;
+use twinshield_shield::{obf_bytes, protect};
 use zeroize::Zeroizing;
 
 /// Derives 32-byte keys from the runtime's embedded secret.
@@ -34,6 +34,7 @@ impl EmbeddedSecret {
 }
 
 impl RuntimeSecret for EmbeddedSecret {
+    #[protect]
     fn derive(&self, context: &[u8]) -> Zeroizing<[u8; 32]> {
         let digest = Sha256::new()
             .chain_update(obf_bytes!(b"twinshield/runtime-secret/white-box-input/v2").bytes())

@@ -35,6 +35,7 @@ fn sealed_models_open_identically_with_their_secrets() {
         release: 3,
         secrets: &secrets,
         shield_policy: None,
+        backend: None,
     })
     .unwrap();
     let opened = open(&bundle, &publisher.public(), &id).unwrap();
@@ -73,6 +74,7 @@ fn sealed_models_open_identically_with_their_secrets() {
         release: 3,
         secrets: &secrets,
         shield_policy: None,
+        backend: None,
     })
     .unwrap();
     assert_ne!(bundle, again);
@@ -102,12 +104,56 @@ fn a_bundle_for_another_device_is_not_licensed_here() {
         release: 1,
         secrets: &[],
         shield_policy: None,
+        backend: None,
     })
     .unwrap();
     assert_eq!(
         open(&bundle, &publisher.public(), &a).unwrap_err(),
         SealError::NotLicensed
     );
+}
+
+#[test]
+fn the_backend_url_and_policy_are_optional_trailing_fields() {
+    let m = model();
+    let id = identity("backend");
+    let publisher = PublisherKey::generate().unwrap();
+    let sealed = |policy: Option<&str>, backend: Option<&str>| {
+        let bundle = seal(&SealRequest {
+            model: &m,
+            devices: &[id.fingerprint().clone()],
+            publisher: &publisher,
+            release: 1,
+            secrets: &[],
+            shield_policy: policy,
+            backend,
+        })
+        .unwrap();
+        let o = open(&bundle, &publisher.public(), &id).unwrap();
+        (o.shield_policy, o.backend)
+    };
+    let url = "http://127.0.0.1:8088";
+    assert_eq!(sealed(None, None), (None, None));
+    assert_eq!(sealed(None, Some(url)), (None, Some(url.to_owned())));
+    assert_eq!(
+        sealed(Some("hook=degrade"), Some(url)),
+        (Some("hook=degrade".to_owned()), Some(url.to_owned()))
+    );
+    assert_eq!(
+        sealed(Some("hook=degrade"), None),
+        (Some("hook=degrade".to_owned()), None)
+    );
+}
+
+/// The device signs with the key its device.fp publishes.
+#[test]
+fn the_device_signature_verifies_with_the_published_key() {
+    let id = identity("sign");
+    let sig = id.sign(b"POST /v1/messages");
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&id.fingerprint().signing_public()).unwrap();
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    assert!(vk.verify_strict(b"POST /v1/messages", &sig).is_ok());
+    assert!(vk.verify_strict(b"POST /v1/other", &sig).is_err());
 }
 
 proptest! {
@@ -126,6 +172,7 @@ proptest! {
             release: 1,
             secrets: &[],
             shield_policy: None,
+            backend: None,
         }).unwrap();
         let mut bad = bundle.clone();
         let i = pos.index(bad.len());

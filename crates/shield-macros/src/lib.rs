@@ -27,7 +27,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod flatten;
+
 use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitByteStr, LitStr, parse_macro_input, parse_quote};
@@ -52,12 +55,17 @@ fn mix(mut z: u64) -> u64 {
 
 /// The key of one site: the seed, the literal, the site's number.
 fn site_key(bytes: &[u8]) -> u64 {
+    site_key_with(seed(), bytes)
+}
+
+/// [`site_key`] under `seed`.
+fn site_key_with(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for &b in bytes {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
     }
     let site = SITES.fetch_add(1, Ordering::Relaxed);
-    mix(seed() ^ mix(h) ^ site.rotate_left(32)) | 1
+    mix(seed ^ mix(h) ^ site.rotate_left(32)) | 1
 }
 
 /// Encrypts `plain` under `key` (the keystream of `twinshield_shield::obf`:
@@ -109,18 +117,11 @@ pub fn build_seed(_input: TokenStream) -> TokenStream {
 }
 
 /// Rewrites the integer literals of a body (see the crate documentation).
-struct Literals {
-    state: u64,
+struct Literals<'a> {
+    next: &'a mut dyn FnMut() -> u64,
 }
 
-impl Literals {
-    fn next(&mut self) -> u64 {
-        self.state = mix(self.state);
-        self.state
-    }
-}
-
-impl VisitMut for Literals {
+impl VisitMut for Literals<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         if let Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
@@ -128,7 +129,7 @@ impl VisitMut for Literals {
             && let Ok(c) = int.base10_parse::<u64>()
         {
             // a + b = c with no overflow in any step for c's own type.
-            let a = if c == 0 { 0 } else { self.next() % (c + 1) };
+            let a = if c == 0 { 0 } else { (self.next)() % (c + 1) };
             let b = c - a;
             let suffix = int.suffix().to_owned();
             let lit =
@@ -136,8 +137,8 @@ impl VisitMut for Literals {
             let (la, lb) = (lit(a), lit(b));
             *e = parse_quote! {
                 {
-                    let __a = ::core::hint::black_box(#la);
-                    (__a ^ #lb) + ((__a & #lb) << 1)
+                    let __ts_a = ::core::hint::black_box(#la);
+                    (__ts_a ^ #lb) + ((__ts_a & #lb) << 1)
                 }
             };
             return;
@@ -150,51 +151,255 @@ impl VisitMut for Literals {
         self.visit_expr_mut(&mut e.expr);
     }
 
+    // Nor const blocks, nor types (array lengths, const generics).
+    fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
+    fn visit_type_mut(&mut self, _: &mut syn::Type) {}
+
     // Nested items (consts, statics, fns) are not this function's body.
     fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
 }
 
-/// `#[protect]`: MBA literals and an opaque predicate (see the crate
-/// documentation for what it handles).
+/// `#[protect]`: MBA literals, an opaque predicate and control-flow
+/// flattening (see the crate documentation for what it handles).
 #[proc_macro_attribute]
 pub fn protect(attr: TokenStream, item: TokenStream) -> TokenStream {
+    protect_impl(
+        attr.into(),
+        item.into(),
+        seed(),
+        cfg!(feature = "passthrough"),
+    )
+    .into()
+}
+
+/// Why `#[protect]` refuses `item`, if it does (checked in passthrough
+/// builds too, so that both accept the same programs).
+fn refusal(attr: &TokenStream2, item: &TokenStream2) -> Result<ItemFn, syn::Error> {
     if !attr.is_empty() {
-        return syn::Error::new(
-            proc_macro2::Span::call_site(),
+        return Err(syn::Error::new_spanned(
+            attr,
             "#[protect] takes no arguments",
-        )
-        .to_compile_error()
-        .into();
+        ));
     }
-    if cfg!(feature = "passthrough") {
+    let f: ItemFn = syn::parse2(item.clone()).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[protect] applies to a function with a body (a free function or a method)",
+        )
+    })?;
+    if let Some(a) = &f.sig.asyncness {
+        return Err(syn::Error::new_spanned(
+            a,
+            "#[protect] does not handle `async fn` (its body is a state machine already: protect the functions it calls)",
+        ));
+    }
+    if let Some(c) = &f.sig.constness {
+        return Err(syn::Error::new_spanned(
+            c,
+            "#[protect] does not handle `const fn` (an obfuscated body cannot run at compile time)",
+        ));
+    }
+    if let Some(span) = flatten::reserved_use(item) {
+        return Err(syn::Error::new(
+            span,
+            "#[protect] reserves identifiers and labels starting with `__ts` for its expansion",
+        ));
+    }
+    Ok(f)
+}
+
+/// `#[protect]` on tokens, keyed by `seed`.
+fn protect_impl(
+    attr: TokenStream2,
+    item: TokenStream2,
+    seed: u64,
+    passthrough: bool,
+) -> TokenStream2 {
+    let mut f = match refusal(&attr, &item) {
+        Ok(f) => f,
+        Err(e) => return e.to_compile_error(),
+    };
+    if passthrough {
         return item;
-    }
-    let mut f = parse_macro_input!(item as ItemFn);
-    if f.sig.asyncness.is_some() || f.sig.constness.is_some() {
-        return syn::Error::new_spanned(
-            &f.sig.ident,
-            "#[protect] handles neither async fn nor const fn",
-        )
-        .to_compile_error()
-        .into();
     }
     let mut name = f.sig.ident.to_string().into_bytes();
     name.extend_from_slice(b"#protect");
-    let mut literals = Literals {
-        state: site_key(&name),
+    let mut state = site_key_with(seed, &name);
+    let mut next = move || {
+        state = mix(state);
+        state
     };
-    literals.visit_block_mut(&mut f.block);
-    let x = literals.next();
+    let bindings = flatten::Bindings::of(&f.sig, &f.block);
+    Literals { next: &mut next }.visit_block_mut(&mut f.block);
+    let mut flattener = flatten::Flattener::new(bindings, &mut next);
+    let key = flattener.run(&mut f.block);
+    drop(flattener);
+    let x = next();
     let body = &f.block;
     *f.block = parse_quote! {
         {
+            #key
             // Opaque predicate: x * x + x is even for every integer x.
-            let __x = ::core::hint::black_box(#x);
-            if __x.wrapping_mul(__x).wrapping_add(__x) & 1 == 1 {
+            let __ts_x = ::core::hint::black_box(#x);
+            if __ts_x.wrapping_mul(__ts_x).wrapping_add(__ts_x) & 1 == 1 {
                 ::std::process::abort();
             }
             #body
         }
     };
-    quote!(#f).into()
+    quote!(#f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expands `item` under `seed`.
+    fn expand(item: TokenStream2, seed: u64) -> String {
+        protect_impl(TokenStream2::new(), item, seed, false).to_string()
+    }
+
+    /// Dispatchers in an expansion.
+    fn dispatchers(out: &str) -> usize {
+        out.matches(": loop {").count()
+            - out.matches("'__ts_l").count() / 2
+            - out.matches("'outer : loop").count()
+    }
+
+    /// Statements placed in dispatcher arms.
+    fn arms(out: &str) -> usize {
+        (0..64)
+            .map(|d| out.matches(&format!("__ts_s{d} = ")).count())
+            .sum()
+    }
+
+    fn sample() -> TokenStream2 {
+        quote! {
+            fn sample(xs: &[u32], limit: u32, out: &mut Vec<u32>) -> u64 {
+                let mut sum = 0u64;
+                let mut count = 0u32;
+                for (i, &x) in xs.iter().enumerate() {
+                    if x == limit {
+                        break;
+                    }
+                    let mut y = x;
+                    while y > 10 {
+                        y /= 2;
+                        count += 1;
+                    }
+                    sum += u64::from(y) * (i as u64 + 1);
+                    out.push(y);
+                    count += 1;
+                }
+                sum + u64::from(count)
+            }
+        }
+    }
+
+    #[test]
+    fn flattens_runs_of_statements() {
+        let out = expand(sample(), 1);
+        assert!(syn::parse_str::<ItemFn>(&out).is_ok());
+        assert_eq!(dispatchers(&out), 3, "{out}");
+        // The `for`, the `if`, the `while`, its two statements, the
+        // `sum`, `push` and `count` statements.
+        assert_eq!(arms(&out), 8, "{out}");
+        assert!(out.contains("'__ts_l0 : for"), "{out}");
+        assert!(out.contains("break '__ts_l0"), "{out}");
+    }
+
+    #[test]
+    fn seeds_give_other_encodings_of_the_same_structure() {
+        let (a, b) = (expand(sample(), 1), expand(sample(), 2));
+        assert_ne!(a, b);
+        assert_eq!(dispatchers(&a), dispatchers(&b));
+        assert_eq!(arms(&a), arms(&b));
+    }
+
+    #[test]
+    fn moves_and_lets_stay_in_straight_line_code() {
+        let out = expand(
+            quote! {
+                fn f(v: Vec<u8>, s: String) -> usize {
+                    consume(v);
+                    let t = s;
+                    consume(t);
+                    0
+                }
+            },
+            1,
+        );
+        assert_eq!(dispatchers(&out), 0, "{out}");
+        let out = expand(
+            quote! {
+                fn g(v: &mut Vec<u8>) -> usize {
+                    v.push(1);
+                    v.push(2);
+                    v.len()
+                }
+            },
+            1,
+        );
+        assert_eq!((dispatchers(&out), arms(&out)), (1, 2), "{out}");
+    }
+
+    #[test]
+    fn borrows_kept_over_the_back_edge_split_the_run() {
+        let out = expand(
+            quote! {
+                fn h(regs: &mut [f64], inputs: &[f64]) {
+                    let (ri, _) = regs.split_at_mut(inputs.len());
+                    ri.fill(0.5);
+                    regs[0] = 1.0;
+                    regs[1] = 2.0;
+                }
+            },
+            1,
+        );
+        // `ri` borrows `regs`: its statement gets a dispatcher of its own
+        // (the last statement of the body stays out).
+        assert_eq!((dispatchers(&out), arms(&out)), (2, 2), "{out}");
+    }
+
+    #[test]
+    fn refusals_name_the_construct() {
+        let refusal =
+            |item: TokenStream2| protect_impl(TokenStream2::new(), item, 1, false).to_string();
+        assert!(
+            refusal(quote!(
+                async fn a() {}
+            ))
+            .contains("does not handle `async fn`")
+        );
+        assert!(
+            refusal(quote!(
+                const fn b() {}
+            ))
+            .contains("does not handle `const fn`")
+        );
+        assert!(
+            refusal(quote!(
+                fn c();
+            ))
+            .contains("applies to a function with a body")
+        );
+        assert!(
+            refusal(quote!(
+                fn d() {
+                    let __ts_k = 1;
+                }
+            ))
+            .contains("reserves identifiers")
+        );
+        // The passthrough build refuses the same.
+        let out = protect_impl(
+            TokenStream2::new(),
+            quote!(
+                async fn a() {}
+            ),
+            1,
+            true,
+        );
+        assert!(out.to_string().contains("compile_error"));
+    }
 }

@@ -27,7 +27,7 @@ pub fn decode_records(bytes: &[u8]) -> (Option<Vec<Sample>>, Option<MinuteRow>, 
         codec::decode_event(bytes),
     )
 }
-pub use writer::{StoreWriter, WriterConfig, WriterStatus};
+pub use writer::{StoreHandle, StoreWriter, WriterConfig, WriterStatus};
 
 use crypt::Cipher;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -213,9 +213,24 @@ impl Store {
             db,
             self.dir.join(DB_FILE),
             self.cipher,
-            self.schema.len(),
+            self.schema,
             config,
         ))
+    }
+
+    /// A read view over the writer thread's database handle.
+    pub(crate) fn view(
+        db: Arc<Database>,
+        cipher: Arc<Cipher>,
+        schema: Arc<Vec<String>>,
+        path: &Path,
+    ) -> Store {
+        Store {
+            db,
+            cipher,
+            schema,
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        }
     }
 
     /// Full-rate samples with `from ≤ time ≤ to`, oldest first.

@@ -2,7 +2,7 @@
 
 use crate::codec::{self, Event, EventKind, MinuteRow, Sample};
 use crate::crypt::Cipher;
-use crate::{EVENTS, MINUTES, SAMPLES, micros};
+use crate::{EVENTS, MINUTES, SAMPLES, StoreError, micros};
 use redb::{Database, ReadableTable};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -52,10 +52,14 @@ impl Default for WriterConfig {
     }
 }
 
+/// A read the writer thread runs against its own database handle.
+type Query = Box<dyn FnOnce(Result<&crate::Store, StoreError>) + Send>;
+
 enum Msg {
     Sample(Sample),
     Event(Event),
     Flush(mpsc::Sender<()>),
+    Query(Query),
 }
 
 #[derive(Default)]
@@ -85,8 +89,68 @@ pub struct WriterStatus {
 /// Handle of the writer thread. Dropping it flushes and stops the thread.
 pub struct StoreWriter {
     tx: Option<SyncSender<Msg>>,
+    /// The sender readers borrow; emptied when the writer stops, so a
+    /// reader never keeps the thread alive.
+    readers: Arc<Mutex<Option<SyncSender<Msg>>>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Reads the history and queues events while a [`StoreWriter`] owns it
+/// (the API's door into the history): each query runs on the writer's
+/// thread, between batches, against the same database. Cheap to clone;
+/// after the writer stopped every query fails and every event is refused.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: Arc<Mutex<Option<SyncSender<Msg>>>>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreHandle")
+    }
+}
+
+impl StoreHandle {
+    /// Queues an event (an audit entry, an acknowledgement); never blocks.
+    /// `false` if the writer refused it (queue full, or stopped).
+    pub fn event(&self, kind: EventKind, time: f64, text: impl Into<String>) -> bool {
+        let Some(tx) = self.tx.lock().ok().and_then(|t| t.clone()) else {
+            return false;
+        };
+        tx.try_send(Msg::Event(Event {
+            kind,
+            time,
+            text: text.into(),
+        }))
+        .is_ok()
+    }
+
+    /// Runs `read` against the history on the writer's thread and returns
+    /// its result; blocks until the writer has run it (call it from a
+    /// blocking context).
+    pub fn query<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&crate::Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let q: Query = Box::new(move |store| {
+            let _ = reply_tx.send(store.and_then(read));
+        });
+        let tx = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .ok_or_else(stopped)?;
+        tx.send(Msg::Query(q)).map_err(|_| stopped())?;
+        drop(tx);
+        reply_rx.recv().map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Io("the history writer has stopped".into())
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -100,7 +164,7 @@ impl StoreWriter {
         db: Database,
         path: PathBuf,
         cipher: Arc<Cipher>,
-        channels: usize,
+        schema: Arc<Vec<String>>,
         config: WriterConfig,
     ) -> Self {
         let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
@@ -108,12 +172,21 @@ impl StoreWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("twinshield-store".into())
-            .spawn(move || Worker::new(db, path, cipher, channels, config, s).run(rx))
+            .spawn(move || Worker::new(db, path, cipher, schema, config, s).run(rx))
             .ok();
         StoreWriter {
+            readers: Arc::new(Mutex::new(Some(tx.clone()))),
             tx: Some(tx),
             shared,
             thread,
+        }
+    }
+
+    /// A handle that reads the history (and queues events) through this
+    /// writer's thread.
+    pub fn handle(&self) -> StoreHandle {
+        StoreHandle {
+            tx: self.readers.clone(),
         }
     }
 
@@ -168,6 +241,9 @@ impl StoreWriter {
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.flush();
+        if let Ok(mut r) = self.readers.lock() {
+            *r = None;
+        }
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -184,9 +260,10 @@ struct MinuteAcc {
 
 struct Worker {
     /// `None` after a failed write: redb must be reopened after an I/O error.
-    db: Option<Database>,
+    db: Option<Arc<Database>>,
     path: PathBuf,
     cipher: Arc<Cipher>,
+    schema: Arc<Vec<String>>,
     channels: usize,
     config: WriterConfig,
     shared: Arc<Shared>,
@@ -202,15 +279,16 @@ impl Worker {
         db: Database,
         path: PathBuf,
         cipher: Arc<Cipher>,
-        channels: usize,
+        schema: Arc<Vec<String>>,
         config: WriterConfig,
         shared: Arc<Shared>,
     ) -> Self {
         Worker {
-            db: Some(db),
+            db: Some(Arc::new(db)),
             path,
             cipher,
-            channels,
+            channels: schema.len(),
+            schema,
             config,
             shared,
             samples: VecDeque::new(),
@@ -242,6 +320,7 @@ impl Worker {
                         flushes.push(done);
                         break;
                     }
+                    Ok(Msg::Query(q)) => self.answer(q),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
                         closed = true;
@@ -259,6 +338,22 @@ impl Worker {
             if closed {
                 return;
             }
+        }
+    }
+
+    /// Runs a reader's query against the database as last committed.
+    fn answer(&mut self, q: Query) {
+        if self.db.is_none() {
+            self.db = Database::create(&self.path).ok().map(Arc::new);
+        }
+        match &self.db {
+            Some(db) => q(Ok(&crate::Store::view(
+                db.clone(),
+                self.cipher.clone(),
+                self.schema.clone(),
+                &self.path,
+            ))),
+            None => q(Err(StoreError::Io("the history cannot be read now".into()))),
         }
     }
 
@@ -313,7 +408,7 @@ impl Worker {
                 .ok_or_else(|| "cannot encrypt a record".to_owned())
         };
         if self.db.is_none() {
-            self.db = Some(Database::create(&self.path).map_err(|x| e(&x))?);
+            self.db = Some(Arc::new(Database::create(&self.path).map_err(|x| e(&x))?));
         }
         let Some(db) = self.db.as_ref() else {
             return Err("history database is closed".into());

@@ -4,7 +4,6 @@
 //! a while, and a JSON summary closes the run.
 
 use crate::cmd::plant::{self, AttackArgs, PLANT_STEP};
-use crate::status;
 use crate::sync::{self, SyncLoop, round1};
 use crate::wiring::{Wiring, quadtank};
 use anyhow::{Context, Result, bail};
@@ -12,7 +11,7 @@ use clap::Args;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,9 +32,11 @@ pub struct DemoArgs {
     speed: f64,
     #[command(flatten)]
     attack: AttackArgs,
-    /// Address of the status page.
+    /// Address of the API and dashboard.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    #[command(flatten)]
+    api: crate::api::ApiArgs,
     /// Seed of the plant.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -62,6 +63,7 @@ fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield
             release: 1,
             secrets: &[],
             shield_policy: None,
+            backend: None,
         })?;
         Ok(twinshield_seal::open(
             &bundle,
@@ -78,9 +80,56 @@ fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield
     Ok(opened.model)
 }
 
+/// A temporary directory for the demo's API identity and token file,
+/// removed when the demo ends.
+struct DemoDir(std::path::PathBuf);
+
+impl DemoDir {
+    fn new() -> Result<Self> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("twinshield-demo-api-{name}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(DemoDir(dir))
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The demo's API: keys drawn for this run, an admin token issued into a
+/// token file in `dir`, bound on `--listen`.
+async fn demo_api(
+    args: &DemoArgs,
+    model: &twinshield_model::Model,
+    dir: &std::path::Path,
+    feed: twinshield_api::Feed,
+) -> Result<(crate::api::BoundApi, twinshield_api::IssuedToken)> {
+    let key = || -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(k.as_mut()).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+        Ok(k)
+    };
+    let keys = crate::api::ApiKeys {
+        tokens: key()?,
+        tls: key()?,
+    };
+    let store = twinshield_api::TokenStore::new(&crate::api::token_file(dir), keys.tokens.clone());
+    let (_, token) = store.issue(twinshield_api::Role::Admin, Some(1))?;
+    let services = Arc::new(crate::api::Services::new(None, model));
+    let api = crate::api::BoundApi::bind(args.listen, &args.api, dir, &keys, feed, services).await?;
+    Ok((api, token))
+}
+
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     plant::check_speed(args.speed)?;
+    args.api.check(args.listen)?;
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 30.0 * 86400.0) {
         bail!("--seconds must be a positive number of plant seconds (at most 30 days)");
     }
@@ -99,6 +148,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         seed: args.seed,
         attack,
     })?;
+    let api_dir = DemoDir::new()?;
+    let feed = crate::api::feed_for(&model);
     crate::rt::runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -129,20 +180,20 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             stop_rx.clone(),
         ));
 
-        // The status page.
-        let board: status::Board = Arc::new(RwLock::new(json!({"state": "starting"})));
-        let page_listener = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let page_addr = page_listener.local_addr()?;
-        let page = tokio::spawn(status::serve(page_listener, board.clone(), stopped(stop_rx.clone())));
+        // The API and dashboard, with a throw-away TLS identity and an
+        // admin token for this run only.
+        let (api, token) = demo_api(args, &model, &api_dir.0, feed.clone()).await?;
+        let api_url = api.url();
+        let page = api.spawn(stop_rx.clone());
         eprintln!(
-            "twinshield demo: plant on modbus://{plant_addr}, status page http://{page_addr}/ \
+            "twinshield demo: plant on modbus://{plant_addr}, dashboard {api_url} \
              ({} plant s at {}x{})",
             args.seconds,
             args.speed,
             attack.map_or(String::new(), |a| format!(", attack `{}` at {} s", a.kind.name(), a.at)),
         );
+        eprintln!("dashboard token (admin, this run only): {}", token.expose());
+        drop(token);
 
         crate::rt::stop_on_ctrl_c(&stop_tx);
 
@@ -173,9 +224,10 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
                 client,
                 twin,
                 period: Duration::from_secs_f64(PLANT_STEP / args.speed),
-                board: Some(board),
+                feed: Some(feed),
                 attack: attack.map(|a| (a.kind.name(), a.at)),
                 recorder: None,
+                publisher: None,
             },
             clock,
             stop_rx.clone(),

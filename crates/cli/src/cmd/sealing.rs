@@ -2,7 +2,6 @@
 //! `seal`, `inspect` and `run`.
 
 use crate::recorder::{self, Recorder};
-use crate::status;
 use crate::sync::{self, SyncLoop};
 use crate::wiring::Wiring;
 use anyhow::{Context, Result, bail};
@@ -13,9 +12,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use twinshield_connect::{ClientConfig, ModbusClient};
@@ -33,7 +31,7 @@ const MAX_FILE: u64 = 64 * 1024 * 1024;
 
 /// The state directory: `--state`, else `/var/lib/twinshield` for root,
 /// else `$XDG_STATE_HOME/twinshield` (`~/.local/state/twinshield`).
-fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
@@ -188,6 +186,11 @@ pub struct SealArgs {
     /// lockdown; unnamed classes keep the release default).
     #[arg(long, value_name = "POLICY")]
     shield_policy: Option<String>,
+    /// The backend the twin publishes its alarms and state summaries to,
+    /// each request signed with the device key (`http://` only to a
+    /// loopback address).
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
 }
 
 /// `twinshield seal`.
@@ -246,6 +249,9 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    if let Some(url) = &args.backend {
+        twinshield_backend::BackendUrl::parse(url)?.ensure_supported()?;
+    }
     let bundle = twinshield_seal::seal(&SealRequest {
         model: &model,
         devices: &devices,
@@ -253,6 +259,7 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
         release,
         secrets: &secrets,
         shield_policy: shield_policy.as_deref(),
+        backend: args.backend.as_deref(),
     })?;
     write_atomic(&args.out, &bundle, 0o644)?;
     eprintln!(
@@ -322,6 +329,8 @@ pub struct RunArgs {
     /// Serve the status page here.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    api: crate::api::ApiArgs,
     /// Data directory of the encrypted history (default: `data` in the
     /// state directory).
     #[arg(long)]
@@ -370,6 +379,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     {
         bail!("--seconds must be a positive number of seconds");
     }
+    if let Some(listen) = args.listen {
+        args.api.check(listen)?;
+    }
     let addr = plant_addr(&args.plant)?;
     let bytes = read_limited(&args.file, "bundle")?;
     let trust = PublisherPub::from_text(&read_text(&args.trust, "trusted key")?)?;
@@ -415,6 +427,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         store.into_writer(WriterConfig::default())?,
         args.ack_file.clone(),
     );
+    let api_keys = args.listen.map(|_| crate::api::ApiKeys {
+        tokens: device.storage_key("api-tokens"),
+        tls: device.storage_key("api-tls"),
+    });
     recorder.audit(
         unix_now(),
         &format!(
@@ -438,7 +454,38 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     );
     // What a lockdown wipes: the device's keys and the bundle's secrets
     // (both zeroize on drop). Nothing below needs them.
+    // The bundle's backend: its outbox sits beside the history, encrypted
+    // under a key derived from the device key.
+    let outbox = match &opened.backend {
+        Some(_) => Some(
+            twinshield_backend::Outbox::open(
+                &data.join("outbox.redb"),
+                &device.storage_key("outbox"),
+            )
+            .with_context(|| format!("data directory {}", data.display()))?,
+        ),
+        None => None,
+    };
+    let key_id = device.fingerprint().key_id_hex();
     let vault = Arc::new(std::sync::Mutex::new(Some((device, opened.secrets))));
+    // Requests are signed with the device key where it is held (and wiped
+    // on lockdown), never while the shield has degraded the twin.
+    let backend = opened.backend.zip(outbox).map(|(url, outbox)| {
+        let held = Arc::clone(&vault);
+        let signer = twinshield_backend::Signer::new(key_id, move |msg| {
+            use twinshield_backend::SignRefused;
+            if crate::shield::degraded() {
+                return Err(SignRefused("the shield degraded the twin".into()));
+            }
+            let held = held
+                .lock()
+                .map_err(|_| SignRefused("device key unavailable".into()))?;
+            held.as_ref()
+                .map(|(device, _)| device.sign(msg))
+                .ok_or_else(|| SignRefused("device key wiped".into()))
+        });
+        (url, signer, outbox)
+    });
     if let Some(s) = crate::shield::get() {
         let held = Arc::clone(&vault);
         s.on_lockdown(Box::new(move || {
@@ -450,20 +497,35 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     crate::rt::runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         crate::rt::stop_on_ctrl_c(&stop_tx);
-        let board: status::Board = Arc::new(RwLock::new(json!({"state": "starting"})));
-        let page = match args.listen {
-            Some(listen) => {
-                let l = TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                eprintln!("status page http://{}/", l.local_addr()?);
-                let mut rx = stop_rx.clone();
-                Some(tokio::spawn(status::serve(l, board.clone(), async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })))
+        let feed = args.listen.map(|_| crate::api::feed_for(&model));
+        let page = match (args.listen, &api_keys, &feed) {
+            (Some(listen), Some(keys), Some(feed)) => {
+                let services = Arc::new(crate::api::Services::new(
+                    Some(recorder.store_handle()),
+                    &model,
+                ));
+                let api = crate::api::BoundApi::bind(
+                    listen,
+                    &args.api,
+                    &state,
+                    keys,
+                    feed.clone(),
+                    services,
+                )
+                .await?;
+                eprintln!(
+                    "API and dashboard {}{}",
+                    api.url(),
+                    api.fingerprint
+                        .as_deref()
+                        .map_or(String::new(), |f| format!(" (certificate sha256 {f})"))
+                );
+                Some(api.spawn(stop_rx.clone()))
             }
-            None => None,
+            _ => None,
         };
+        // The API holds what it derived from them; the keys go now.
+        drop(api_keys);
         let settings = TwinSettings {
             sample_period: args.period,
             ..TwinSettings::default()
@@ -480,6 +542,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 .is_none_or(|end| elapsed < end)
                 .then_some(epoch + elapsed)
         };
+        let publisher = match backend {
+            Some((url, signer, outbox)) => {
+                let handle = twinshield_backend::Publisher::start(&url, signer, outbox)?;
+                eprintln!("publishing alarms and summaries to {url}");
+                Some(handle)
+            }
+            None => None,
+        };
         let outcome = sync::run(
             SyncLoop {
                 model: &model,
@@ -487,9 +557,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 client,
                 twin,
                 period: Duration::from_secs_f64(args.period),
-                board: Some(board),
+                feed,
                 attack: None,
                 recorder: Some(recorder),
+                publisher: publisher.clone().map(crate::publish::Feed::new),
             },
             clock,
             stop_rx,
@@ -499,6 +570,17 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         if let Some(p) = page {
             let _ = p.await;
         }
+        let published = match &publisher {
+            Some(p) => {
+                let r = p.shutdown(Duration::from_secs(10)).await;
+                eprintln!(
+                    "backend: {} message(s) delivered, {} waiting in the outbox",
+                    r.sent, r.pending
+                );
+                Some(json!({"sent": r.sent, "pending": r.pending, "failed_attempts": r.failed_attempts, "dropped": r.dropped}))
+            }
+            None => None,
+        };
         let mut recorder = outcome.recorder;
         if let Some(r) = recorder.as_mut() {
             r.audit(
@@ -517,6 +599,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 "storage_faults": recorder.as_ref().map(Recorder::faults),
                 "alarms": outcome.alarms,
                 "data_quality_events": outcome.quality,
+                "backend": published,
                 "shield": crate::shield::status(),
             })
         );

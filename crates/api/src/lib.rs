@@ -1,0 +1,34 @@
+//! twinshield's hardened API: HTTPS (rustls, TLS 1.3 with 1.2 as the
+//! floor), bearer tokens with roles (only Argon2id hashes stored, sealed
+//! under the device key), rate limits per token and per address, strict
+//! JSON, generic refusals, security headers, the live feed (server-sent
+//! events), Prometheus metrics, the OpenAPI document and the embedded
+//! dashboard. See docs/api.md.
+//!
+//! The twin publishes into a [`Feed`]; the API asks the rest of the twin
+//! for history, audit log and shield status through [`TwinServices`]; it
+//! knows nothing of plant protocols.
+#![forbid(unsafe_code)]
+
+mod dashboard;
+mod error;
+mod feed;
+mod limit;
+pub mod openapi;
+pub mod routes;
+mod sealed;
+mod server;
+mod tls;
+mod token;
+
+pub use error::ApiError;
+pub use feed::{
+    AlarmView, AuditEntry, ChannelInfo, ChannelState, Feed, FindingView, HistoryPoint, LiveEvent,
+    SecurityView, ServiceError, StateView, TwinInfo, TwinServices,
+};
+pub use limit::RateLimit;
+pub use server::{ApiConfig, ApiListener, Transport, method_of, router};
+pub use tls::TlsIdentity;
+pub use token::{
+    IssuedToken, Principal, Role, TokenCheck, TokenRecord, TokenRefusal, TokenStore, parse_token,
+};

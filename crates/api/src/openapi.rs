@@ -1,0 +1,223 @@
+//! The OpenAPI 3.0 document, generated from the route table and the
+//! schemas of the types the handlers serialise (kept beside each other
+//! here and checked against real responses by the tests and schemathesis).
+
+use crate::routes::{Body, ROUTES};
+use serde_json::{Map, Value, json};
+
+fn number() -> Value {
+    json!({"type": "number"})
+}
+
+fn nullable_number() -> Value {
+    json!({"type": "number", "nullable": true})
+}
+
+fn schemas() -> Value {
+    json!({
+        "Error": {
+            "type": "object", "required": ["error"], "additionalProperties": false,
+            "properties": {"error": {"type": "string"}}
+        },
+        "Health": {
+            "type": "object", "required": ["status"], "additionalProperties": false,
+            "properties": {"status": {"type": "string", "enum": ["ok"]}}
+        },
+        "OpenApi": {"type": "object"},
+        "Twin": {
+            "type": "object", "required": ["name", "version", "channels"],
+            "additionalProperties": false,
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "channels": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "unit"],
+                    "additionalProperties": false,
+                    "properties": {"name": {"type": "string"}, "unit": {"type": "string"}}
+                }}
+            }
+        },
+        "State": {
+            "type": "object",
+            "required": ["time_s", "samples", "active_alarms", "channels"],
+            "additionalProperties": false,
+            "properties": {
+                "time_s": number(),
+                "samples": {"type": "integer", "minimum": 0},
+                "active_alarms": {"type": "integer", "minimum": 0},
+                "channels": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name", "unit", "measured", "estimate", "residual", "threshold"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "unit": {"type": "string"},
+                        "measured": nullable_number(),
+                        "estimate": nullable_number(),
+                        "residual": nullable_number(),
+                        "threshold": number()
+                    }
+                }}
+            }
+        },
+        "History": {
+            "type": "object", "required": ["channel", "step_s", "points"],
+            "additionalProperties": false,
+            "properties": {
+                "channel": {"type": "string"},
+                "step_s": number(),
+                "points": {"type": "array", "items": {
+                    "type": "object", "required": ["time_s", "min", "mean", "max"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "time_s": number(), "min": number(), "mean": number(), "max": number()
+                    }
+                }}
+            }
+        },
+        "Alarm": {
+            "type": "object",
+            "required": ["id", "detector", "channels", "raised_at_s", "cleared_at_s", "acknowledged"],
+            "additionalProperties": false,
+            "properties": {
+                "id": {"type": "integer", "minimum": 0},
+                "detector": {"type": "string"},
+                "channels": {"type": "array", "items": {"type": "string"}},
+                "raised_at_s": number(),
+                "cleared_at_s": nullable_number(),
+                "acknowledged": {"type": "boolean"}
+            }
+        },
+        "Alarms": {
+            "type": "object", "required": ["alarms"], "additionalProperties": false,
+            "properties": {"alarms": {"type": "array", "items": {"$ref": "#/components/schemas/Alarm"}}}
+        },
+        "Security": {
+            "type": "object", "required": ["protected", "degraded", "findings"],
+            "additionalProperties": false,
+            "properties": {
+                "protected": {"type": "boolean"},
+                "degraded": {"type": "boolean"},
+                "findings": {"type": "array", "items": {
+                    "type": "object", "required": ["class", "action", "what"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "class": {"type": "string"},
+                        "action": {"type": "string"},
+                        "what": {"type": "string"}
+                    }
+                }}
+            }
+        },
+        "Audit": {
+            "type": "object", "required": ["events"], "additionalProperties": false,
+            "properties": {"events": {"type": "array", "items": {
+                "type": "object", "required": ["time_s", "kind", "what"],
+                "additionalProperties": false,
+                "properties": {
+                    "time_s": number(), "kind": {"type": "string"}, "what": {"type": "string"}
+                }
+            }}}
+        },
+        "Ack": {"type": "object", "additionalProperties": false, "properties": {}}
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad request",
+        401 => "No valid token",
+        403 => "The token's role may not do this",
+        404 => "Not found",
+        413 => "Payload too large",
+        415 => "Unsupported media type (send application/json)",
+        429 => "Too many requests",
+        503 => "Unavailable",
+        _ => "Refused",
+    }
+}
+
+/// The whole document.
+pub fn document(version: &str) -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut responses = Map::new();
+        let ok = match r.body {
+            Body::Json(name) => json!({"description": "OK", "content": {
+                "application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}
+            }}),
+            Body::EventStream => json!({"description": "OK", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}
+            }}),
+            Body::Prometheus => json!({"description": "OK", "content": {
+                "text/plain": {"schema": {"type": "string"}}
+            }}),
+        };
+        responses.insert("200".into(), ok);
+        let mut refusals: Vec<u16> = r.refusals.to_vec();
+        refusals.push(429);
+        if let Some(role) = r.role {
+            refusals.push(401);
+            if role > crate::token::Role::Viewer {
+                refusals.push(403);
+            }
+        }
+        refusals.sort_unstable();
+        refusals.dedup();
+        for s in refusals {
+            responses.insert(
+                s.to_string(),
+                json!({"description": reason(s), "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                }}),
+            );
+        }
+        let mut params: Vec<Value> = r
+            .query
+            .iter()
+            .map(|p| {
+                json!({"name": p.name, "in": "query", "required": p.required,
+                       "schema": {"type": p.kind}})
+            })
+            .collect();
+        if r.path.contains("{id}") {
+            params.push(json!({"name": "id", "in": "path", "required": true,
+                               "schema": {"type": "integer", "minimum": 0}}));
+        }
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": format!("{}{}", r.method.name().to_lowercase(),
+                r.path.trim_start_matches("/api/v1").replace(['/', '{', '}', '.'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if r.role.is_some() {
+            op["security"] = json!([{"bearer": []}]);
+        } else {
+            op["security"] = json!([]);
+        }
+        if r.json_body {
+            op["requestBody"] = json!({"required": true, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Ack"}}
+            }});
+        }
+        let entry = paths
+            .entry(r.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[r.method.name().to_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "twinshield",
+            "version": version,
+            "description": "The hardened API of a twinshield digital twin. See docs/api.md."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}]
+    })
+}

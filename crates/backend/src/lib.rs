@@ -1,0 +1,75 @@
+//! Signed backend publishing: requests signed with the device's Ed25519
+//! key (HTTP Message Signatures, RFC 9421), an encrypted outbox with retry,
+//! and the reference receiver.
+//!
+//! No password, token or API key exists anywhere: the device signs each
+//! request with the key bound to its hardware, the receiver checks it
+//! against the device's enrolled `device.fp`. The protocol is described in
+//! `docs/backend.md`.
+//!
+//! - [`httpsig`]: the signature base, [`Signer`] and [`Verifier`];
+//! - [`Outbox`]: messages waiting, encrypted at rest, surviving restarts;
+//! - [`Publisher`]: the task that delivers the outbox with backoff;
+//! - [`Receiver`]: the reference receiver (verify, store exactly once).
+#![forbid(unsafe_code)]
+
+pub mod httpsig;
+mod message;
+mod outbox;
+mod publisher;
+mod receiver;
+pub mod sf;
+
+pub use httpsig::{
+    RequestParts, Rejection, SignRefused, SignedHeaders, Signer, Verified, Verifier,
+    content_digest,
+};
+pub use message::{MAX_BODY, MESSAGES_PATH, Message, MessageKind};
+pub use outbox::{MAX_PENDING, Outbox, OutboxError};
+pub use publisher::{
+    Backoff, BackendUrl, Publisher, PublisherConfig, PublisherHandle, PublisherReport,
+};
+pub use receiver::{MessageStore, Receiver, ReceiverEvent};
+
+/// What can go wrong when publishing or receiving.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend URL is not one this build can publish to.
+    #[error("backend URL: {0}")]
+    Url(&'static str),
+    /// `https://` backends are not supported by this build yet.
+    #[error(
+        "backend URL: https:// is not supported yet; use http:// to a loopback address (tests and local relays)"
+    )]
+    HttpsNotSupported,
+    /// The signing function refused (key gone, shield degraded).
+    #[error(transparent)]
+    Sign(#[from] SignRefused),
+    /// No randomness for a nonce.
+    #[error("no randomness available")]
+    Random,
+    /// A request component holds characters a signature base cannot carry.
+    #[error("the request cannot be signed: a component is not visible ASCII")]
+    Unsignable,
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// Enrolled devices could not be read.
+    #[error("cannot enrol devices: {0}")]
+    Enrol(String),
+    /// The backend could not be reached or the exchange failed.
+    #[error("backend unreachable: {0}")]
+    Transport(String),
+    /// The backend answered with a non-2xx status.
+    #[error("backend answered HTTP {0}")]
+    Status(u16),
+    /// The publisher's in-memory queue is full; the message was dropped.
+    #[error("the publisher's queue is full; message dropped")]
+    QueueFull,
+    /// The publisher task has stopped.
+    #[error("the publisher has stopped")]
+    Stopped,
+    /// The receiver's store failed.
+    #[error("message store: {0}")]
+    Store(String),
+}

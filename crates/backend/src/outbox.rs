@@ -1,0 +1,314 @@
+//! The outbox: messages waiting to be delivered, kept in their own redb
+//! file, each encrypted with ChaCha20-Poly1305 under a key the caller
+//! supplies (the device's storage key for `outbox`), so they survive a
+//! restart and open on this device only. A message leaves the outbox only
+//! when the backend has answered 2xx for it.
+
+use crate::message::{Message, MessageKind};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CHECK: &[u8] = b"twinshield/outbox/check/v1";
+const AAD: &[u8] = b"twinshield/outbox/v1|";
+/// Most messages kept waiting; beyond, new ones are refused.
+pub const MAX_PENDING: u64 = 100_000;
+
+/// What can go wrong with the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The file could not be read or written.
+    #[error("outbox I/O error: {0}")]
+    Io(String),
+    /// The outbox was written under another key (another device).
+    #[error("the outbox belongs to another device")]
+    WrongKey,
+    /// A stored message does not decrypt or decode.
+    #[error("outbox message {0} is corrupt")]
+    Corrupt(u64),
+    /// [`MAX_PENDING`] messages are already waiting.
+    #[error("the outbox is full ({MAX_PENDING} messages waiting)")]
+    Full,
+    /// No randomness for a nonce.
+    #[error("no randomness available")]
+    Random,
+}
+
+fn io(e: impl std::fmt::Display) -> OutboxError {
+    OutboxError::Io(e.to_string())
+}
+
+/// The encrypted, persistent queue of messages to send.
+pub struct Outbox {
+    db: Database,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+fn micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox file at `path` under `key`.
+    pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Outbox, OutboxError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let db = Database::create(path).map_err(io)?;
+        let outbox = Outbox {
+            db,
+            key: key.clone(),
+        };
+        let stored = {
+            let r = outbox.db.begin_read().map_err(io)?;
+            match r.open_table(META) {
+                Ok(t) => t.get("check").map_err(io)?.map(|v| v.value().to_vec()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(io(e)),
+            }
+        };
+        match stored {
+            Some(sealed) => {
+                if outbox.open_sealed(b"check", &sealed).as_deref().map(Vec::as_slice) != Some(CHECK) {
+                    return Err(OutboxError::WrongKey);
+                }
+            }
+            None => {
+                let sealed = outbox.seal(b"check", CHECK)?;
+                let w = outbox.db.begin_write().map_err(io)?;
+                {
+                    let mut t = w.open_table(META).map_err(io)?;
+                    t.insert("check", sealed.as_slice()).map_err(io)?;
+                    w.open_table(MESSAGES).map_err(io)?;
+                }
+                w.commit().map_err(io)?;
+            }
+        }
+        Ok(outbox)
+    }
+
+    fn cipher(&self) -> Result<ChaCha20Poly1305, OutboxError> {
+        ChaCha20Poly1305::new_from_slice(self.key.as_slice()).map_err(|_| OutboxError::Random)
+    }
+
+    fn seal(&self, label: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, OutboxError> {
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|_| OutboxError::Random)?;
+        let aad = [AAD, label].concat();
+        let ct = self
+            .cipher()?
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| OutboxError::Random)?;
+        Ok([nonce.as_slice(), &ct].concat())
+    }
+
+    fn open_sealed(&self, label: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (nonce, ct) = sealed.split_at_checked(12)?;
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        let aad = [AAD, label].concat();
+        self.cipher()
+            .ok()?
+            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// Queues a message from `device` durably (committed to disk before
+    /// this returns) and returns it with its id. Its sequence number is
+    /// above every earlier one and at least the current time in
+    /// microseconds, so ids stay unique even if the outbox file is lost.
+    pub fn enqueue(
+        &self,
+        device: &str,
+        kind: MessageKind,
+        time: f64,
+        body: serde_json::Value,
+    ) -> Result<Message, OutboxError> {
+        let w = self.db.begin_write().map_err(io)?;
+        let msg = {
+            let mut meta = w.open_table(META).map_err(io)?;
+            let mut t = w.open_table(MESSAGES).map_err(io)?;
+            if t.len().map_err(io)? >= MAX_PENDING {
+                return Err(OutboxError::Full);
+            }
+            let next = match meta.get("next")?.map(|v| v.value().to_vec()) {
+                Some(b) => <[u8; 8]>::try_from(b.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| OutboxError::Corrupt(0))?,
+                None => 0,
+            };
+            let seq = next.max(micros_now());
+            let msg = Message {
+                id: Message::id_for(device, seq),
+                device: device.to_owned(),
+                seq,
+                kind,
+                time,
+                body,
+            };
+            let plain = Zeroizing::new(serde_json::to_vec(&msg).map_err(io)?);
+            let sealed = self.seal(&seq.to_le_bytes(), &plain)?;
+            t.insert(seq, sealed.as_slice()).map_err(io)?;
+            meta.insert("next", seq.saturating_add(1).to_le_bytes().as_slice())
+                .map_err(io)?;
+            msg
+        };
+        w.commit().map_err(io)?;
+        Ok(msg)
+    }
+
+    /// The oldest waiting message, if any.
+    pub fn oldest(&self) -> Result<Option<Message>, OutboxError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = r.open_table(MESSAGES).map_err(io)?;
+        let Some((k, v)) = t.first().map_err(io)? else {
+            return Ok(None);
+        };
+        let seq = k.value();
+        self.decode(seq, v.value()).map(Some)
+    }
+
+    fn decode(&self, seq: u64, sealed: &[u8]) -> Result<Message, OutboxError> {
+        let plain = self
+            .open_sealed(&seq.to_le_bytes(), sealed)
+            .ok_or(OutboxError::Corrupt(seq))?;
+        let msg: Message = serde_json::from_slice(&plain).map_err(|_| OutboxError::Corrupt(seq))?;
+        if msg.seq != seq {
+            return Err(OutboxError::Corrupt(seq));
+        }
+        Ok(msg)
+    }
+
+    /// Every waiting message, oldest first.
+    pub fn pending(&self) -> Result<Vec<Message>, OutboxError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = r.open_table(MESSAGES).map_err(io)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            out.push(self.decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// How many messages wait.
+    pub fn len(&self) -> Result<u64, OutboxError> {
+        let r = self.db.begin_read().map_err(io)?;
+        let t = r.open_table(MESSAGES).map_err(io)?;
+        t.len().map_err(io)
+    }
+
+    /// Whether no message waits.
+    pub fn is_empty(&self) -> Result<bool, OutboxError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Removes message `seq` (delivered, or corrupt); whether it was there.
+    pub fn remove(&self, seq: u64) -> Result<bool, OutboxError> {
+        let w = self.db.begin_write().map_err(io)?;
+        let removed = {
+            let mut t = w.open_table(MESSAGES).map_err(io)?;
+            t.remove(seq).map_err(io)?.is_some()
+        };
+        w.commit().map_err(io)?;
+        Ok(removed)
+    }
+}
+
+impl From<redb::StorageError> for OutboxError {
+    fn from(e: redb::StorageError) -> Self {
+        io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "twinshield-outbox-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn messages_survive_reopening_in_order_and_leave_only_when_removed() {
+        let d = dir("reopen");
+        let key = Zeroizing::new([7u8; 32]);
+        let path = d.join("outbox.redb");
+        let (a, b) = {
+            let o = Outbox::open(&path, &key).unwrap();
+            let a = o
+                .enqueue("00aa", MessageKind::Alarm, 1.5, serde_json::json!({"x": 1}))
+                .unwrap();
+            let b = o
+                .enqueue("00aa", MessageKind::Summary, 2.5, serde_json::json!({"y": 2}))
+                .unwrap();
+            (a, b)
+        };
+        assert!(b.seq > a.seq);
+        assert_eq!(a.id, format!("00aa-{}", a.seq));
+        let o = Outbox::open(&path, &key).unwrap();
+        assert_eq!(o.pending().unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(o.oldest().unwrap(), Some(a.clone()));
+        assert!(o.remove(a.seq).unwrap());
+        assert!(!o.remove(a.seq).unwrap());
+        drop(o);
+        let o = Outbox::open(&path, &key).unwrap();
+        assert_eq!(o.pending().unwrap(), vec![b.clone()]);
+        // Sequence numbers keep growing after a reopen.
+        let c = o
+            .enqueue("00aa", MessageKind::Alarm, 3.0, serde_json::json!(null))
+            .unwrap();
+        assert!(c.seq > b.seq);
+        assert_eq!(o.len().unwrap(), 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_file_holds_no_plaintext_and_opens_under_no_other_key() {
+        let d = dir("key");
+        let path = d.join("outbox.redb");
+        let key = Zeroizing::new([1u8; 32]);
+        {
+            let o = Outbox::open(&path, &key).unwrap();
+            o.enqueue(
+                "00bb",
+                MessageKind::Alarm,
+                0.0,
+                serde_json::json!({"secret-channel": "tank-level-h1"}),
+            )
+            .unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"tank-level-h1"));
+        let other = Zeroizing::new([2u8; 32]);
+        assert!(matches!(
+            Outbox::open(&path, &other),
+            Err(OutboxError::WrongKey)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

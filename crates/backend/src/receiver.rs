@@ -1,0 +1,329 @@
+//! The reference receiver: `POST /v1/messages` verified against the
+//! enrolled devices, each accepted message stored exactly once (a retry of
+//! a message already stored is answered 200 and not stored again).
+//! Every refusal gets the same generic body; the precise reason goes to
+//! the log (and to the event callback).
+
+use crate::httpsig::{Rejection, RequestParts, Verifier};
+use crate::message::{MAX_BODY, MESSAGES_PATH, Message};
+use crate::BackendError;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The store's file name in its directory.
+const STORE_FILE: &str = "messages.jsonl";
+/// Longest stored line read back, bytes.
+const MAX_LINE: u64 = 2 * MAX_BODY as u64;
+
+/// Accepted messages: a JSON-lines file (one `{"received_at", "message"}`
+/// object per line, appended and synced before the answer) and the set of
+/// ids already stored, rebuilt from the file on open.
+#[derive(Debug)]
+pub struct MessageStore {
+    file: Option<File>,
+    path: Option<PathBuf>,
+    ids: HashSet<String>,
+}
+
+impl MessageStore {
+    /// A store in memory only (tests).
+    pub fn in_memory() -> Self {
+        MessageStore {
+            file: None,
+            path: None,
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Opens (creating) `DIR/messages.jsonl` and reads the ids stored.
+    pub fn open(dir: &Path) -> Result<Self, BackendError> {
+        let st = |e: std::io::Error| BackendError::Store(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(st)?;
+        let path = dir.join(STORE_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(st)?;
+        let mut ids = HashSet::new();
+        let mut reader = BufReader::new(&file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut line)
+                .map_err(st)?;
+            if n == 0 {
+                break;
+            }
+            let id = serde_json::from_slice::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v["message"]["id"].as_str().map(str::to_owned));
+            match id {
+                Some(id) => {
+                    ids.insert(id);
+                }
+                None => tracing::warn!(file = %path.display(), "unreadable line in the store skipped"),
+            }
+        }
+        // A line cut short by a crash: end it, so the next one starts clean.
+        let len = file.seek(SeekFrom::End(0)).map_err(st)?;
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::End(-1)).map_err(st)?;
+            file.read_exact(&mut last).map_err(st)?;
+            if last != [b'\n'] {
+                file.write_all(b"\n").map_err(st)?;
+            }
+        }
+        Ok(MessageStore {
+            file: Some(file),
+            path: Some(path),
+            ids,
+        })
+    }
+
+    /// Whether a message with `id` is stored.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// How many messages are stored.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The file, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Stores `msg` unless stored already; whether it was new. Durable
+    /// (synced) when this returns `Ok(true)`.
+    pub fn store(&mut self, msg: &Message, received_at: f64) -> Result<bool, BackendError> {
+        if self.ids.contains(&msg.id) {
+            return Ok(false);
+        }
+        if let Some(f) = self.file.as_mut() {
+            let mut line = serde_json::to_vec(&json!({"received_at": received_at, "message": msg}))
+                .map_err(|e| BackendError::Store(e.to_string()))?;
+            line.push(b'\n');
+            f.write_all(&line)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| BackendError::Store(e.to_string()))?;
+        }
+        self.ids.insert(msg.id.clone());
+        Ok(true)
+    }
+}
+
+/// What the receiver did with one request.
+#[derive(Debug)]
+pub enum ReceiverEvent<'a> {
+    /// A message was verified and stored.
+    Stored(&'a Message),
+    /// A verified message was already stored: answered 200, not stored again.
+    Duplicate(&'a Message),
+    /// The request was refused (answered 401).
+    Rejected {
+        /// Who sent it.
+        peer: SocketAddr,
+        /// Why.
+        reason: &'a Rejection,
+    },
+    /// A verified request's body is not a message of its device (400).
+    Invalid {
+        /// Who sent it.
+        peer: SocketAddr,
+        /// What is wrong.
+        reason: &'a str,
+    },
+    /// The store failed (answered 503; the device retries).
+    StoreFailed(&'a BackendError),
+}
+
+type EventFn = dyn Fn(&ReceiverEvent<'_>) + Send + Sync;
+
+/// The reference receiver.
+pub struct Receiver {
+    verifier: Verifier,
+    store: Mutex<MessageStore>,
+    on_event: Box<EventFn>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Receiver({:?})", self.verifier)
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// One header's value: absent, repeated or not visible ASCII is `None`.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut all = headers.get_all(name).iter();
+    let v = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    v.to_str().ok().map(str::trim)
+}
+
+impl Receiver {
+    /// A receiver checking with `verifier` and storing into `store`.
+    pub fn new(verifier: Verifier, store: MessageStore) -> Self {
+        Receiver {
+            verifier,
+            store: Mutex::new(store),
+            on_event: Box::new(|_| {}),
+        }
+    }
+
+    /// Calls `f` for every request handled (after logging it).
+    pub fn on_event(mut self, f: impl Fn(&ReceiverEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.on_event = Box::new(f);
+        self
+    }
+
+    /// How many messages are stored.
+    pub fn stored(&self) -> usize {
+        self.store.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Handles one request: what [`Receiver::router`] serves, without HTTP.
+    pub fn handle(
+        &self,
+        peer: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> (StatusCode, serde_json::Value) {
+        let parts = RequestParts {
+            method,
+            path,
+            signature_input: single(headers, "signature-input"),
+            signature: single(headers, "signature"),
+            content_digest: single(headers, "content-digest"),
+            body,
+        };
+        let now = i64::try_from(unix_now() as u64).unwrap_or(i64::MAX);
+        let verified = match self.verifier.verify(&parts, now) {
+            Ok(v) => v,
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "request rejected");
+                (self.on_event)(&ReceiverEvent::Rejected {
+                    peer,
+                    reason: &reason,
+                });
+                return (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+            }
+        };
+        let invalid = |reason: &str| {
+            tracing::warn!(%peer, device = %verified.keyid, reason, "invalid message");
+            (self.on_event)(&ReceiverEvent::Invalid { peer, reason });
+            (StatusCode::BAD_REQUEST, json!({"error": "bad request"}))
+        };
+        let Ok(msg) = serde_json::from_slice::<Message>(body) else {
+            return invalid("body is not a message");
+        };
+        if msg.device != verified.keyid || !msg.id_consistent() {
+            return invalid("message id does not belong to the signing device");
+        }
+        let stored = match self.store.lock() {
+            Ok(mut s) => s.store(&msg, unix_now()),
+            Err(_) => Err(BackendError::Store("store lock poisoned".into())),
+        };
+        match stored {
+            Ok(true) => {
+                tracing::info!(id = %msg.id, kind = msg.kind.name(), "message stored");
+                (self.on_event)(&ReceiverEvent::Stored(&msg));
+                (StatusCode::OK, json!({"status": "stored"}))
+            }
+            Ok(false) => {
+                tracing::info!(id = %msg.id, "duplicate message: already stored");
+                (self.on_event)(&ReceiverEvent::Duplicate(&msg));
+                (StatusCode::OK, json!({"status": "duplicate"}))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "message not stored");
+                (self.on_event)(&ReceiverEvent::StoreFailed(&e));
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "unavailable"}),
+                )
+            }
+        }
+    }
+
+    /// The receiver's routes: `POST /v1/messages`. Serve it with
+    /// connection info (`into_make_service_with_connect_info::<SocketAddr>`),
+    /// as [`Receiver::serve`] does.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(MESSAGES_PATH, post(post_message))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(self)
+    }
+
+    /// Serves the receiver on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+async fn post_message(
+    State(rx): State<Arc<Receiver>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        rx.handle(peer, method.as_str(), &path, &headers, &body)
+    })
+    .await;
+    match result {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "internal error"})),
+        )
+            .into_response(),
+    }
+}

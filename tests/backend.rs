@@ -1,0 +1,365 @@
+//! Signed backend publishing through the real binary: `twinshield run`
+//! with a bundle naming a backend, the reference receiver `twinshield
+//! backend` stopped for 60 s during an attack, every alarm arriving
+//! exactly once; and the receiver refusing unenrolled devices, bad
+//! digests, stale timestamps and replayed nonces.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use twinshield_backend::{Signer, content_digest};
+use twinshield_e2e::{Setup, plant, twinshield};
+use twinshield_seal::{DeviceIdentity, EmbeddedSecret};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A running `twinshield backend`, its output lines collected; killed
+/// (SIGKILL) on drop.
+struct Backend {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Backend {
+    fn start(dir: &Path, listen: &str) -> Backend {
+        let mut child = Command::new(twinshield())
+            .args(["backend", "--listen", listen, "--devices", "devices"])
+            .args(["--store", "store"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |r: Box<dyn Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let b = Backend {
+            child,
+            stdout,
+            stderr,
+        };
+        let started = Instant::now();
+        while !b.err().iter().any(|l| l.starts_with("backend listening on")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the backend did not start: {:?}",
+                b.err()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b
+    }
+
+    fn out(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn err(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until standard error has `n` lines starting with `prefix`.
+    fn wait_err(&self, prefix: &str, n: usize) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let lines: Vec<String> = self
+                .err()
+                .into_iter()
+                .filter(|l| l.starts_with(prefix))
+                .collect();
+            if lines.len() >= n || started.elapsed() > Duration::from_secs(10) {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every stored message of `store/messages.jsonl`.
+fn stored(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("store/messages.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].clone())
+        .collect()
+}
+
+#[test]
+fn every_alarm_arrives_exactly_once_across_a_backend_outage() {
+    let s = Setup::new("backend-outage");
+    let dir = s.path("");
+    std::fs::create_dir_all(s.path("devices")).unwrap();
+    std::fs::copy(s.path("device.fp"), s.path("devices/device.fp")).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}");
+    s.seal_with("b.bundle", "vendor.key", "device.fp", 6, &["--backend", &url]);
+    // The twin's detectors arm after 120 s of warm-up: the attack starts
+    // at 125 s of plant time, the backend is down from 123 s to 183 s.
+    let attack_at = 125.0;
+    let p = plant(&["--attack", "bias", "--at", "125", "--seconds", "900"]);
+    let plant_started = Instant::now();
+    let mut backend = Some(Backend::start(&dir, &listen));
+    let twin = Command::new(twinshield())
+        .args(["run", "b.bundle", "--trust", "vendor.pub", "--plant", &p.url])
+        .args(["--state", "state", "--seconds", "215"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleep_until = |t: f64| {
+        let at = Duration::from_secs_f64(t);
+        if let Some(left) = at.checked_sub(plant_started.elapsed()) {
+            std::thread::sleep(left);
+        }
+    };
+    sleep_until(attack_at - 2.0);
+    let before = backend.as_ref().unwrap().out();
+    drop(backend.take()); // SIGKILL
+    let down_at = unix_now();
+    sleep_until(attack_at - 2.0 + 60.0);
+    let up_at = unix_now();
+    backend = Some(Backend::start(&dir, &listen));
+    let out = twin.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = backend.take().unwrap();
+    let after = b.out();
+    drop(b);
+
+    // The twin delivered everything before it stopped.
+    assert_eq!(v["backend"]["pending"], 0, "{v}");
+    assert_eq!(v["backend"]["dropped"], 0, "{v}");
+    assert!(
+        v["backend"]["failed_attempts"].as_u64().unwrap() >= 2,
+        "no retries during the outage: {v}"
+    );
+    let alarms = v["alarms"].as_array().unwrap();
+    assert!(!alarms.is_empty(), "the attack raised no alarm: {v}");
+    assert!(
+        alarms.iter().any(|a| {
+            let t = a["raised_at_s"].as_f64().unwrap();
+            t > down_at && t < up_at
+        }),
+        "no alarm raised while the backend was down ({down_at}..{up_at}): {v}"
+    );
+
+    // Every message stored once; every alarm the twin raised exactly once.
+    let messages = stored(&dir);
+    let mut ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a message was stored twice");
+    let mut raised: HashMap<u64, usize> = HashMap::new();
+    for m in messages.iter().filter(|m| m["kind"] == "alarm") {
+        if m["body"]["event"] == "raised" {
+            *raised.entry(m["body"]["alarm"].as_u64().unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(raised.len(), alarms.len(), "{raised:?} vs {alarms:?}");
+    for a in alarms {
+        let id = a["id"].as_u64().unwrap();
+        assert_eq!(raised.get(&id), Some(&1), "alarm {id}: {raised:?}");
+    }
+    // Summaries every 10 s of plant time, before, during and after.
+    let summaries = messages.iter().filter(|m| m["kind"] == "summary").count();
+    assert!(summaries >= 20, "only {summaries} summaries");
+    // Each accepted message was printed once, before or after the outage.
+    let accepted = before
+        .iter()
+        .chain(&after)
+        .filter(|l| l.starts_with("accepted "))
+        .count();
+    assert_eq!(accepted, messages.len());
+    eprintln!(
+        "{} messages ({} alarms raised, {summaries} summaries) stored once each",
+        messages.len(),
+        alarms.len()
+    );
+}
+
+/// Posts a request by hand; returns the status and the body.
+fn post(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {resp:?}"));
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// A device identity made in this process (state directory `state`), its
+/// signer and its key id.
+fn device(dir: &Path, state: &str) -> (DeviceIdentity, String) {
+    let (id, _) = DeviceIdentity::open_or_create(&dir.join(state), &EmbeddedSecret).unwrap();
+    let kid = id.fingerprint().key_id_hex();
+    (id, kid)
+}
+
+fn message(kid: &str, seq: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": format!("{kid}-{seq}"),
+        "device": kid,
+        "seq": seq,
+        "kind": "alarm",
+        "time": unix_now(),
+        "body": {"event": "raised", "alarm": 1},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_receiver_rejects_strangers_bad_digests_stale_and_replayed_requests() {
+    let s = twinshield_e2e::Scratch::new("backend-reject");
+    let dir = s.path();
+    let (enrolled, kid) = device(dir, "enrolled");
+    let (stranger, stranger_kid) = device(dir, "stranger");
+    std::fs::create_dir_all(dir.join("devices")).unwrap();
+    std::fs::write(dir.join("devices/enrolled.fp"), enrolled.device_fp_bytes()).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let backend = Backend::start(dir, &listen);
+    let enrolled = Arc::new(enrolled);
+    let signer = {
+        let id = Arc::clone(&enrolled);
+        Signer::new(kid.clone(), move |m| Ok(id.sign(m)))
+    };
+    let now = unix_now() as i64;
+    let send = |h: &twinshield_backend::SignedHeaders, body: &[u8]| {
+        post(
+            &listen,
+            &[
+                ("Content-Digest", &h.content_digest),
+                ("Signature-Input", &h.signature_input),
+                ("Signature", &h.signature),
+            ],
+            body,
+        )
+    };
+    let unauthorized = (401, r#"{"error":"unauthorized"}"#.to_owned());
+
+    // A well-signed request is accepted and stored.
+    let first = message(&kid, 1);
+    let good = signer.sign_request("POST", "/v1/messages", &first, now).unwrap();
+    assert_eq!(send(&good, &first).0, 200);
+
+    // 1. A device that is not enrolled, signing correctly with its own key.
+    let other = Signer::new(stranger_kid.clone(), move |m| Ok(stranger.sign(m)));
+    let b = message(&stranger_kid, 1);
+    let h = other.sign_request("POST", "/v1/messages", &b, now).unwrap();
+    assert_eq!(send(&h, &b), unauthorized);
+    // 2. A bad digest: the body was changed after signing.
+    let b = message(&kid, 2);
+    let h = signer.sign_request("POST", "/v1/messages", &b, now).unwrap();
+    let tampered = String::from_utf8(b).unwrap().replace("raised", "killed");
+    assert_eq!(send(&h, tampered.as_bytes()), unauthorized);
+    // 3. A stale timestamp: signed ten minutes ago.
+    let b = message(&kid, 3);
+    let h = signer
+        .sign_request("POST", "/v1/messages", &b, now - 600)
+        .unwrap();
+    assert_eq!(send(&h, &b), unauthorized);
+    // 4. A replayed nonce: the accepted request, sent again as captured.
+    assert_eq!(send(&good, &first), unauthorized);
+    // 5. A forged signature claiming the enrolled device.
+    let b = message(&kid, 5);
+    let mut h = signer.sign_request("POST", "/v1/messages", &b, now).unwrap();
+    h.signature = format!("sig1=:{}:", "A".repeat(86) + "==");
+    assert_eq!(send(&h, &b), unauthorized);
+    // 6. No signature at all.
+    assert_eq!(
+        post(&listen, &[("Content-Digest", &content_digest(&b))], &b),
+        unauthorized
+    );
+
+    let lines = backend.wait_err("rejected request from 127.0.0.1:", 6);
+    assert_eq!(lines.len(), 6, "{:?}", backend.err());
+    for (line, reason) in lines.iter().zip([
+        format!("unknown device {stranger_kid}"),
+        "content digest does not match the body".to_owned(),
+        "stale signature: created -600 s from the receiver's clock".to_owned(),
+        "replayed nonce".to_owned(),
+        "signature does not verify".to_owned(),
+        "missing or repeated header Signature-Input".to_owned(),
+    ]) {
+        assert!(line.ends_with(&reason), "{line} does not end with {reason}");
+    }
+    // A retry of the accepted message (fresh nonce, same id) is answered
+    // 200 and not stored again.
+    let body = message(&kid, 1);
+    let retry = signer.sign_request("POST", "/v1/messages", &body, now).unwrap();
+    let (status, answer) = send(&retry, &body);
+    assert_eq!((status, answer.as_str()), (200, r#"{"status":"duplicate"}"#));
+    let messages = stored(dir);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["id"], format!("{kid}-1"));
+    let out = backend.out();
+    assert_eq!(
+        out.iter().filter(|l| l.starts_with("accepted ")).count(),
+        1,
+        "{out:?}"
+    );
+    // Nothing about a rejection reaches the client but the generic body.
+    assert!(backend.err().iter().all(|l| !l.contains("panicked")));
+}
