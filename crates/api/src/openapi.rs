@@ -24,6 +24,13 @@ fn schemas() -> Value {
             "properties": {"status": {"type": "string", "enum": ["ok"]}}
         },
         "OpenApi": {"type": "object"},
+        "Whoami": {
+            "type": "object", "required": ["token_id", "role"], "additionalProperties": false,
+            "properties": {
+                "token_id": {"type": "string"},
+                "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}
+            }
+        },
         "Twin": {
             "type": "object", "required": ["name", "version", "channels"],
             "additionalProperties": false,

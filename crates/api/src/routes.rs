@@ -91,6 +91,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: Method::Get,
+        path: "/api/v1/whoami",
+        role: Some(Role::Viewer),
+        summary: "The calling token's id and role (what the dashboard may offer)",
+        body: Body::Json("Whoami"),
+        query: NONE,
+        json_body: false,
+        refusals: &[],
+    },
+    Route {
+        method: Method::Get,
         path: "/api/v1/twin",
         role: Some(Role::Viewer),
         summary: "The twin's public metadata: name, version, channels and units",

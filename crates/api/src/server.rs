@@ -241,6 +241,15 @@ async fn openapi_doc(State(app): State<App>) -> Response {
     json_bytes(app.openapi.clone())
 }
 
+async fn whoami(principal: Option<axum::Extension<Principal>>) -> Response {
+    match principal {
+        Some(axum::Extension(p)) => {
+            Json(json!({"token_id": p.token_id, "role": p.role.name()})).into_response()
+        }
+        None => refuse(StatusCode::UNAUTHORIZED),
+    }
+}
+
 async fn twin(State(app): State<App>) -> Response {
     Json(app.feed.info().clone()).into_response()
 }
@@ -358,8 +367,13 @@ async fn audit(
     }
 }
 
-async fn live(State(app): State<App>) -> Response {
+async fn live(State(app): State<App>, principal: Option<axum::Extension<Principal>>) -> Response {
+    let Some(axum::Extension(who)) = principal else {
+        return refuse(StatusCode::UNAUTHORIZED);
+    };
     struct Live {
+        tokens: Arc<TokenCheck>,
+        token_id: String,
         feed: Feed,
         alarms: tokio::sync::broadcast::Receiver<LiveEvent>,
         tick: tokio::time::Interval,
@@ -367,6 +381,8 @@ async fn live(State(app): State<App>) -> Response {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let start = Live {
+        tokens: app.tokens.clone(),
+        token_id: who.token_id,
         alarms: app.feed.subscribe(),
         feed: app.feed.clone(),
         tick,
@@ -384,6 +400,10 @@ async fn live(State(app): State<App>) -> Response {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             },
             _ = s.tick.tick() => {
+                // A revoked or expired token loses its stream too.
+                if !s.tokens.still_valid(&s.token_id) {
+                    return None;
+                }
                 let snap = s.feed.state();
                 Event::default()
                     .event("state")
@@ -481,6 +501,7 @@ pub fn router(
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi_doc))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/twin", get(twin))
         .route("/api/v1/state", get(state))
         .route("/api/v1/history", get(history))

@@ -380,6 +380,16 @@ impl TokenCheck {
         }
     }
 
+    /// Whether the token `id`, checked earlier, still stands (not revoked,
+    /// not expired): long-lived streams ask this as they go.
+    pub fn still_valid(&self, id: &str) -> bool {
+        self.refresh();
+        let now = now_unix();
+        self.snapshot
+            .read()
+            .is_ok_and(|s| s.records.get(id).is_some_and(|r| !r.expired_at(now)))
+    }
+
     /// Checks a presented token.
     pub fn check(&self, presented: &str) -> Result<Principal, TokenRefusal> {
         let (id, secret) = parse_token(presented)?;

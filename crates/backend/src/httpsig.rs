@@ -591,6 +591,7 @@ fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> subtle::Choice {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     use super::*;
 
     const DEVICE: &str = "0123456789abcdef";

@@ -392,6 +392,7 @@ pub fn serialize_inner_list(items: &[Item], params: &[(String, Bare)]) -> String
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     use super::*;
 
     #[test]

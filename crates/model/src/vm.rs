@@ -95,9 +95,9 @@ impl Machine {
             rs.copy_from_slice(states);
         }
         for ins in &prog.code {
-            let a: f64 = regs[usize::from(ins.a)];
-            let b: f64 = regs[usize::from(ins.b)];
-            let c: f64 = regs[usize::from(ins.c)];
+            let a = regs[usize::from(ins.a)];
+            let b = regs[usize::from(ins.b)];
+            let c = regs[usize::from(ins.c)];
             regs[usize::from(ins.dst)] = ins.op.apply(a, b, c);
         }
         for (o, &r) in out.iter_mut().zip(&prog.results) {

@@ -7,19 +7,53 @@
 //!   a crate that uses it depends on `twinshield-shield` too.
 //! - `obf_bytes!(b"bytes")`: the same for byte strings (labels, markers).
 //! - `build_seed!()`: the seed these macros were keyed with, as a `u64`.
-//! - `#[protect]` on a function: every integer literal in its body becomes
-//!   a mixed boolean-arithmetic expression over a value the optimiser cannot
-//!   see through (`(a ^ b) + ((a & b) << 1)` with `a` behind `black_box`,
-//!   `a + b` the literal), and the body starts with an opaque predicate (a
-//!   number-theoretic invariant, `x * x + x` is even, over a black-boxed
-//!   seed-drawn `x`) guarding a bogus path. Different seeds give different
-//!   splits and predicates at every site.
+//! - `#[protect]` on a function:
+//!   - every integer literal in its body becomes a mixed boolean-arithmetic
+//!     expression over a value the optimiser cannot see through
+//!     (`(a ^ b) + ((a & b) << 1)` with `a` behind `black_box`, `a + b` the
+//!     literal);
+//!   - the body starts with an opaque predicate (a number-theoretic
+//!     invariant, `x * x + x` is even, over a black-boxed seed-drawn `x`)
+//!     guarding a bogus path;
+//!   - its control flow is flattened: in every block, runs of statements
+//!     become the arms of a dispatcher, `loop { match decode(state) { .. } }`,
+//!     whose state is encoded under a key read through `black_box` once per
+//!     call (`decode(s) = ((s ^ key) * m).rotate_left(r)`), so the
+//!     optimiser sees neither the order of the arms nor the exit. Labels,
+//!     multipliers, rotations and the order of the arms come from the seed.
 //!
-//!   The subset it handles: any non-`async`, non-`const` function; literals
-//!   in patterns, array lengths, nested items and macro arguments are left
-//!   as they are (they must stay constants, or the macro cannot see them).
-//!   `async fn` and `const fn` get a compile error. Control-flow flattening
-//!   is not done yet.
+//!   Different seeds give different splits, predicates and encodings at
+//!   every site.
+//!
+//!   The subset it handles: any non-`async`, non-`const` function with a
+//!   body (free function or method). Literals in patterns, array lengths,
+//!   const blocks, types, nested items and macro arguments are left as they
+//!   are (they must stay constants, or the macro cannot see them).
+//!   Flattening keeps in straight-line code, in their order and scope,
+//!   what a dispatcher loop cannot hold soundly: `let` statements (their
+//!   bindings must stay visible to the rest of the block), items, statement
+//!   macros, the last statement of a block that is not a loop body, and
+//!   statements that may move a binding from outside them that is not
+//!   known to be `Copy`, that name a binding declared without initialiser
+//!   (`let x;`), that contain a macro with `break` or `continue` in it, or
+//!   that would keep a borrow alive over the dispatcher's back edge that
+//!   another statement of the run conflicts with (a name-based
+//!   over-approximation). Unlabelled `break` and `continue` get their
+//!   loop's label (a fresh `'__ts_l<n>` when it has none), so they keep
+//!   their target; `return` and `?` need nothing. Const contexts, async
+//!   blocks and nested items are not flattened.
+//!
+//!   Why it cannot change behaviour: evaluation order, the scope and drop
+//!   order of every binding and temporary, and the target of every jump are
+//!   kept; the name analysis (no types in a macro) decides only what is
+//!   flattened, and where it misjudges, rustc's borrow checker rejects the
+//!   expansion: a compile error, never a different program.
+//!
+//!   Refused with a compile error naming the construct: `async fn`, `const
+//!   fn`, arguments to the attribute, a declaration without body, and
+//!   identifiers or labels starting with `__ts` (reserved for the
+//!   expansion). The feature `passthrough` (for cost measurements only)
+//!   turns the attribute into a no-op after the same checks.
 //!
 //! The seed is `TWINSHIELD_SEED` at build time, or a random one; the same
 //! seed gives the same expansion (reproducible builds), another seed other
