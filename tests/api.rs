@@ -387,3 +387,55 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_listed_client_certificate_stands_in_for_a_token_with_its_role() {
+    let setup = Setup::new("api-mtls");
+    std::fs::create_dir_all(setup.path("clients")).unwrap();
+    // A first run makes the server's identity; the clients' certificates
+    // are made against it, and the list (read at start-up) names one of
+    // them as operator for the second run.
+    let (boot, _plant) = start_with(&setup, &[]);
+    let cert = setup.path("state/api/tls.crt");
+    let operator =
+        Client::https_with_new_client_cert(&boot.api, &cert, &setup.path("clients/operator.pem"));
+    let unlisted =
+        Client::https_with_new_client_cert(&boot.api, &cert, &setup.path("clients/stranger.pem"));
+    drop(boot);
+    std::fs::write(
+        setup.path("clients/list"),
+        "# role certificate\noperator operator.pem\n",
+    )
+    .unwrap();
+    let (twin, _plant) = start_with(&setup, &["--client-certs", "clients/list"]);
+    let operator = operator.at(&twin.api);
+    let unlisted = unlisted.at(&twin.api);
+    let r = operator.get("/api/v1/whoami", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["role"], "operator");
+    let r = operator.get("/api/v1/security", None);
+    assert_eq!(r.status, 403, "operator, not admin: {r:?}");
+    // An unlisted certificate gets no HTTP answer at all.
+    let r = unlisted.send("GET", "/api/v1/whoami", None, &[], None);
+    assert!(r.is_err(), "{r:?}");
+    // No certificate: tokens as ever.
+    let plain = Client::https(&twin.api, &cert, rustls::DEFAULT_VERSIONS);
+    assert_eq!(plain.get("/api/v1/whoami", None).status, 401);
+    let viewer = token(&setup, "viewer");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        plain.get("/api/v1/whoami", Some(&viewer)).json()["role"],
+        "viewer"
+    );
+}
+
+fn start_with(setup: &Setup, extra: &[&str]) -> (RunningTwin, twinshield_e2e::Plant) {
+    let plant = plant(&["--speed", "1"]);
+    let mut args = vec![
+        "run", "q.bundle", "--trust", "vendor.pub", "--plant", &plant.url, "--state", "state",
+        "--seconds", "60", "--listen", "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let twin = RunningTwin::start(setup.dir.path(), &args, "API and dashboard");
+    (twin, plant)
+}

@@ -75,7 +75,11 @@ impl Backend {
             stderr,
         };
         let started = Instant::now();
-        while !b.err().iter().any(|l| l.starts_with("backend listening on")) {
+        while !b
+            .err()
+            .iter()
+            .any(|l| l.starts_with("backend listening on"))
+        {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "the backend did not start: {:?}",
@@ -135,7 +139,13 @@ fn every_alarm_arrives_exactly_once_across_a_backend_outage() {
     std::fs::copy(s.path("device.fp"), s.path("devices/device.fp")).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let url = format!("http://{listen}");
-    s.seal_with("b.bundle", "vendor.key", "device.fp", 6, &["--backend", &url]);
+    s.seal_with(
+        "b.bundle",
+        "vendor.key",
+        "device.fp",
+        6,
+        &["--backend", &url],
+    );
     // The twin's detectors arm after 120 s of warm-up: the attack starts
     // at 125 s of plant time, the backend is down from 123 s to 183 s.
     let attack_at = 125.0;
@@ -143,7 +153,14 @@ fn every_alarm_arrives_exactly_once_across_a_backend_outage() {
     let plant_started = Instant::now();
     let mut backend = Some(Backend::start(&dir, &listen));
     let twin = Command::new(twinshield())
-        .args(["run", "b.bundle", "--trust", "vendor.pub", "--plant", &p.url])
+        .args([
+            "run",
+            "b.bundle",
+            "--trust",
+            "vendor.pub",
+            "--plant",
+            &p.url,
+        ])
         .args(["--state", "state", "--seconds", "215"])
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -199,7 +216,9 @@ fn every_alarm_arrives_exactly_once_across_a_backend_outage() {
     let mut raised: HashMap<u64, usize> = HashMap::new();
     for m in messages.iter().filter(|m| m["kind"] == "alarm") {
         if m["body"]["event"] == "raised" {
-            *raised.entry(m["body"]["alarm"].as_u64().unwrap()).or_default() += 1;
+            *raised
+                .entry(m["body"]["alarm"].as_u64().unwrap())
+                .or_default() += 1;
         }
     }
     assert_eq!(raised.len(), alarms.len(), "{raised:?} vs {alarms:?}");
@@ -301,7 +320,9 @@ fn the_receiver_rejects_strangers_bad_digests_stale_and_replayed_requests() {
 
     // A well-signed request is accepted and stored.
     let first = message(&kid, 1);
-    let good = signer.sign_request("POST", "/v1/messages", &first, now).unwrap();
+    let good = signer
+        .sign_request("POST", "/v1/messages", &first, now)
+        .unwrap();
     assert_eq!(send(&good, &first).0, 200);
 
     // 1. A device that is not enrolled, signing correctly with its own key.
@@ -311,7 +332,9 @@ fn the_receiver_rejects_strangers_bad_digests_stale_and_replayed_requests() {
     assert_eq!(send(&h, &b), unauthorized);
     // 2. A bad digest: the body was changed after signing.
     let b = message(&kid, 2);
-    let h = signer.sign_request("POST", "/v1/messages", &b, now).unwrap();
+    let h = signer
+        .sign_request("POST", "/v1/messages", &b, now)
+        .unwrap();
     let tampered = String::from_utf8(b).unwrap().replace("raised", "killed");
     assert_eq!(send(&h, tampered.as_bytes()), unauthorized);
     // 3. A stale timestamp: signed ten minutes ago.
@@ -324,7 +347,9 @@ fn the_receiver_rejects_strangers_bad_digests_stale_and_replayed_requests() {
     assert_eq!(send(&good, &first), unauthorized);
     // 5. A forged signature claiming the enrolled device.
     let b = message(&kid, 5);
-    let mut h = signer.sign_request("POST", "/v1/messages", &b, now).unwrap();
+    let mut h = signer
+        .sign_request("POST", "/v1/messages", &b, now)
+        .unwrap();
     h.signature = format!("sig1=:{}:", "A".repeat(86) + "==");
     assert_eq!(send(&h, &b), unauthorized);
     // 6. No signature at all.
@@ -348,9 +373,14 @@ fn the_receiver_rejects_strangers_bad_digests_stale_and_replayed_requests() {
     // A retry of the accepted message (fresh nonce, same id) is answered
     // 200 and not stored again.
     let body = message(&kid, 1);
-    let retry = signer.sign_request("POST", "/v1/messages", &body, now).unwrap();
+    let retry = signer
+        .sign_request("POST", "/v1/messages", &body, now)
+        .unwrap();
     let (status, answer) = send(&retry, &body);
-    assert_eq!((status, answer.as_str()), (200, r#"{"status":"duplicate"}"#));
+    assert_eq!(
+        (status, answer.as_str()),
+        (200, r#"{"status":"duplicate"}"#)
+    );
     let messages = stored(dir);
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["id"], format!("{kid}-1"));

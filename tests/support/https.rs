@@ -161,6 +161,42 @@ impl Client {
         }
     }
 
+    /// As [`Client::https`] (TLS 1.3), presenting a client certificate:
+    /// makes a self-signed one, writes its PEM to `cert_out`, and returns
+    /// the client.
+    pub fn https_with_new_client_cert(addr: &str, cert_pem: &Path, cert_out: &Path) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["operator.example".to_owned()])
+            .expect("client certificate");
+        std::fs::write(cert_out, made.cert.pem()).expect("write client certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(Pinned {
+            cert: pem_cert(cert_pem),
+            provider: provider.clone(),
+        });
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()),
+        );
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            .expect("protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(vec![made.cert.der().clone()], key)
+            .expect("client auth");
+        Client {
+            addr: addr.to_owned(),
+            tls: Some(Arc::new(cfg)),
+        }
+    }
+
+    /// The same client (TLS settings and certificates) for another address.
+    pub fn at(&self, addr: &str) -> Client {
+        Client {
+            addr: addr.to_owned(),
+            tls: self.tls.clone(),
+        }
+    }
+
     /// A client of `http://addr`.
     pub fn http(addr: &str) -> Self {
         Client {

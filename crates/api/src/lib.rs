@@ -28,7 +28,7 @@ pub use feed::{
 };
 pub use limit::RateLimit;
 pub use server::{ApiConfig, ApiListener, Transport, method_of, router};
-pub use tls::TlsIdentity;
+pub use tls::{ClientCerts, TlsIdentity};
 pub use token::{
     IssuedToken, Principal, Role, TokenCheck, TokenRecord, TokenRefusal, TokenStore, parse_token,
 };

@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::feed::{Feed, HistoryPoint, LiveEvent, TwinServices};
 use crate::limit::RateLimit;
 use crate::routes;
+use crate::tls::ClientCerts;
 use crate::token::{Principal, TokenCheck, TokenRefusal};
 use axum::Router;
 use axum::body::Body;
@@ -57,6 +58,10 @@ impl Default for ApiConfig {
 /// The address a request came from.
 #[derive(Debug, Clone, Copy)]
 struct ClientAddr(SocketAddr);
+
+/// Who the connection's client certificate speaks for (mutual TLS).
+#[derive(Debug, Clone)]
+struct CertPrincipal(Principal);
 
 /// Marks a refusal built here, so the envelope leaves its body alone.
 #[derive(Debug, Clone, Copy)]
@@ -199,7 +204,14 @@ async fn access(
     let Some(need) = route.role else {
         return next.run(req).await;
     };
-    let principal = match bearer(req.headers()).and_then(|t| app.tokens.check(t)) {
+    let cert = req.extensions().get::<CertPrincipal>().map(|c| c.0.clone());
+    let checked = match (bearer(req.headers()), cert) {
+        // A listed client certificate stands in for a token; a token, when
+        // one is sent as well, decides.
+        (Err(TokenRefusal::Missing), Some(p)) => Ok(p),
+        (presented, _) => presented.and_then(|t| app.tokens.check(t)),
+    };
+    let principal = match checked {
         Ok(p) => p,
         Err(why) => {
             app.services.audit(
@@ -531,8 +543,9 @@ pub fn router(
 
 /// How connections are secured.
 pub enum Transport {
-    /// HTTPS with this rustls configuration.
-    Tls(Arc<rustls::ServerConfig>),
+    /// HTTPS with this rustls configuration; with client certificates
+    /// mapped to roles when the configuration asks for them.
+    Tls(Arc<rustls::ServerConfig>, Option<Arc<ClientCerts>>),
     /// Plain HTTP: only on a loopback address.
     PlainLoopback,
 }
@@ -541,14 +554,15 @@ pub enum Transport {
 pub struct ApiListener {
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    clients: Option<Arc<ClientCerts>>,
 }
 
 impl ApiListener {
     /// Binds `addr`; plain HTTP is refused unless `addr` is loopback.
     pub async fn bind(addr: SocketAddr, transport: Transport) -> Result<Self, ApiError> {
-        let tls = match transport {
-            Transport::Tls(cfg) => Some(tokio_rustls::TlsAcceptor::from(cfg)),
-            Transport::PlainLoopback if addr.ip().is_loopback() => None,
+        let (tls, clients) = match transport {
+            Transport::Tls(cfg, clients) => (Some(tokio_rustls::TlsAcceptor::from(cfg)), clients),
+            Transport::PlainLoopback if addr.ip().is_loopback() => (None, None),
             Transport::PlainLoopback => return Err(ApiError::PlainHttpNotLoopback(addr)),
         };
         let listener = TcpListener::bind(addr)
@@ -557,7 +571,11 @@ impl ApiListener {
                 addr,
                 reason: e.to_string(),
             })?;
-        Ok(ApiListener { listener, tls })
+        Ok(ApiListener {
+            listener,
+            tls,
+            clients,
+        })
     }
 
     /// The address bound (its port, when 0 was asked).
@@ -597,13 +615,19 @@ impl ApiListener {
             let _ = stream.set_nodelay(true);
             let router = router.clone();
             let tls = self.tls.clone();
+            let clients = self.clients.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ClientAddr(addr));
-                    router.clone().oneshot(req)
-                });
+                let service = move |cert: Option<Principal>| {
+                    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ClientAddr(addr));
+                        if let Some(p) = &cert {
+                            req.extensions_mut().insert(CertPrincipal(p.clone()));
+                        }
+                        router.clone().oneshot(req)
+                    })
+                };
                 match tls {
                     Some(acceptor) => {
                         let Ok(Ok(stream)) =
@@ -611,9 +635,23 @@ impl ApiListener {
                         else {
                             return;
                         };
-                        connection(stream, svc, header_timeout, stop).await;
+                        let cert = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| {
+                                let role = clients.as_ref()?.role_of(c.as_ref())?;
+                                let fp = crate::tls::sha256(c.as_ref());
+                                let id: String = fp[..4].iter().map(|b| format!("{b:02x}")).collect();
+                                Some(Principal {
+                                    token_id: format!("cert-{id}"),
+                                    role,
+                                })
+                            });
+                        connection(stream, service(cert), header_timeout, stop).await;
                     }
-                    None => connection(stream, svc, header_timeout, stop).await,
+                    None => connection(stream, service(None), header_timeout, stop).await,
                 }
             });
         }

@@ -5,7 +5,12 @@
 
 use crate::error::ApiError;
 use crate::sealed;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use crate::token::Role;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
@@ -79,12 +84,7 @@ impl TlsIdentity {
     pub fn fingerprint(&self) -> String {
         self.chain
             .first()
-            .map(|c| {
-                Sha256::digest(c.as_ref())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            })
+            .map(|c| sha256(c.as_ref()).iter().map(|b| format!("{b:02x}")).collect())
             .unwrap_or_default()
     }
 
@@ -93,18 +93,150 @@ impl TlsIdentity {
         self.chain.first().map(|c| c.as_ref())
     }
 
-    /// A rustls server configuration: TLS 1.3 and 1.2 only, HTTP/1.1.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ApiError> {
+    /// A rustls server configuration: TLS 1.3 and 1.2 only, HTTP/1.1;
+    /// with `clients`, a client may present one of those certificates
+    /// instead of a token (mutual TLS; optional, tokens still work).
+    pub fn server_config(
+        &self,
+        clients: Option<Arc<ClientCerts>>,
+    ) -> Result<Arc<rustls::ServerConfig>, ApiError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.to_vec()));
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| ApiError::Tls(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| ApiError::Tls(e.to_string()))?;
+        let builder = match clients {
+            Some(c) => builder.with_client_cert_verifier(Arc::new(PinnedClients {
+                certs: c,
+                provider,
+            })),
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder
             .with_single_cert(self.chain.clone(), key)
             .map_err(|e| ApiError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
+    }
+}
+
+/// Client certificates admitted in place of a token, each mapped to a
+/// role (mutual TLS). Pinned by SHA-256, like SSH's authorized keys: no
+/// certificate authority is trusted wholesale.
+#[derive(Debug, Default)]
+pub struct ClientCerts {
+    roles: HashMap<[u8; 32], Role>,
+}
+
+impl ClientCerts {
+    /// Reads a list of `ROLE PATH` lines (`#` comments, blank lines
+    /// allowed); each PATH is a PEM certificate, relative paths from the
+    /// list's directory.
+    pub fn from_file(list: &Path) -> Result<Self, ApiError> {
+        let text = std::fs::read_to_string(list)
+            .map_err(|e| ApiError::Io(format!("{}: {e}", list.display())))?;
+        let base = list.parent().unwrap_or(Path::new("."));
+        let mut roles = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| ApiError::Tls(format!("{} line {}: {why}", list.display(), n + 1));
+            let (role, path) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| bad("expected `ROLE PATH`"))?;
+            let role: Role = role.parse().map_err(|_| bad("unknown role"))?;
+            let pem = std::fs::read(base.join(path.trim()))
+                .map_err(|e| bad(&format!("{}: {e}", path.trim())))?;
+            for cert in certs_from_pem(&pem)? {
+                roles.insert(sha256(cert.as_ref()), role);
+            }
+        }
+        if roles.is_empty() {
+            return Err(ApiError::Tls(format!("{}: no certificates", list.display())));
+        }
+        Ok(ClientCerts { roles })
+    }
+
+    /// The role of a presented certificate, if it is listed.
+    pub fn role_of(&self, der: &[u8]) -> Option<Role> {
+        self.roles.get(&sha256(der)).copied()
+    }
+}
+
+/// SHA-256 of some bytes.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Accepts exactly the listed client certificates and checks the
+/// handshake signatures made with them.
+#[derive(Debug)]
+struct PinnedClients {
+    certs: Arc<ClientCerts>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ClientCertVerifier for PinnedClients {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.certs.role_of(end_entity.as_ref()) {
+            Some(_) => Ok(ClientCertVerified::assertion()),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -158,7 +290,7 @@ mod tests {
         let a = TlsIdentity::load_or_create(dir.path(), &key, &names).unwrap();
         let b = TlsIdentity::load_or_create(dir.path(), &key, &names).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
-        a.server_config().unwrap();
+        a.server_config(None).unwrap();
         let sealed = std::fs::read(dir.path().join(KEY_FILE)).unwrap();
         assert!(!sealed.windows(16).any(|w| a.key.windows(16).any(|k| k == w)));
         let other = Zeroizing::new([4u8; 32]);

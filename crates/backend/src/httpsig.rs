@@ -349,7 +349,11 @@ pub fn parse_signature_headers(
     if !nonce_ok {
         return Err(bad(SI, "nonce is not 16 bytes of base64url"));
     }
-    if keyid.len() != 16 || !keyid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if keyid.len() != 16
+        || !keyid
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(bad(SI, "keyid is not 16 lowercase hex digits"));
     }
     let wanted: BTreeSet<&str> = COMPONENTS.into_iter().collect();
@@ -505,8 +509,8 @@ impl Verifier {
             }
             let bytes = std::fs::read(&path)
                 .map_err(|e| enrol(format!("cannot read {}: {e}", path.display())))?;
-            let fp = DeviceFp::decode(&bytes)
-                .map_err(|e| enrol(format!("{}: {e}", path.display())))?;
+            let fp =
+                DeviceFp::decode(&bytes).map_err(|e| enrol(format!("{}: {e}", path.display())))?;
             tracing::info!(device = %fp.key_id_hex(), file = %path.display(), "device enrolled");
             fps.push(fp);
         }
@@ -563,19 +567,20 @@ impl Verifier {
                 (c.as_str(), v)
             })
             .collect();
-        let base = signature_base(&values, &parsed.signature_params).ok_or(
-            Rejection::Malformed {
+        let base =
+            signature_base(&values, &parsed.signature_params).ok_or(Rejection::Malformed {
                 header: "Content-Digest",
                 reason: "not visible ASCII",
-            },
-        )?;
+            })?;
         key.verify_strict(base.as_bytes(), &Signature::from_bytes(&parsed.signature))
             .map_err(|_| Rejection::BadSignature)?;
         let expiry = parsed.params.created.saturating_add(WINDOW_S);
-        self.nonces
-            .lock()
-            .map_err(|_| Rejection::Busy)?
-            .insert(&parsed.params.keyid, &parsed.params.nonce, expiry, now)?;
+        self.nonces.lock().map_err(|_| Rejection::Busy)?.insert(
+            &parsed.params.keyid,
+            &parsed.params.nonce,
+            expiry,
+            now,
+        )?;
         Ok(Verified {
             keyid: parsed.params.keyid,
             created: parsed.params.created,
@@ -694,7 +699,11 @@ mod tests {
         let p = params(NOW, 0);
         let cd = content_digest(BODY);
         let base = signature_base(
-            &[("@method", "POST"), ("@path", PATH), ("content-digest", &cd)],
+            &[
+                ("@method", "POST"),
+                ("@path", PATH),
+                ("content-digest", &cd),
+            ],
             &p.serialize(),
         )
         .unwrap();
@@ -716,7 +725,10 @@ mod tests {
     #[test]
     fn a_signed_request_verifies_within_the_window_and_once() {
         let v = verifier();
-        for (i, created) in [NOW, NOW - WINDOW_S, NOW + WINDOW_S].into_iter().enumerate() {
+        for (i, created) in [NOW, NOW - WINDOW_S, NOW + WINDOW_S]
+            .into_iter()
+            .enumerate()
+        {
             let got = verify(&v, &signed(created, i as u8), BODY).unwrap();
             assert_eq!(got.keyid, DEVICE);
             assert_eq!(got.created, created);
@@ -760,24 +772,48 @@ mod tests {
         // Malformed structured fields.
         let r = verify(&v, &with(&|h| h.signature_input = "sig1=(".into()), BODY);
         assert!(
-            matches!(r, Err(Rejection::Malformed { header: "Signature-Input", .. })),
+            matches!(
+                r,
+                Err(Rejection::Malformed {
+                    header: "Signature-Input",
+                    ..
+                })
+            ),
             "{r:?}"
         );
         let r = verify(&v, &with(&|h| h.signature = "sig1=:AAAA:".into()), BODY);
         assert!(
-            matches!(r, Err(Rejection::Malformed { header: "Signature", reason: "not 64 bytes" })),
-            "{r:?}"
-        );
-        let r = verify(&v, &with(&|h| h.signature = h.signature.replace("sig1", "sig2")), BODY);
-        assert!(matches!(r, Err(Rejection::Malformed { .. })), "{r:?}");
-        let r = verify(&v, &with(&|h| h.content_digest = "md5=:AAAA:".into()), BODY);
-        assert!(
-            matches!(r, Err(Rejection::Malformed { header: "Content-Digest", .. })),
+            matches!(
+                r,
+                Err(Rejection::Malformed {
+                    header: "Signature",
+                    reason: "not 64 bytes"
+                })
+            ),
             "{r:?}"
         );
         let r = verify(
             &v,
-            &with(&|h| h.signature_input = h.signature_input.replace("keyid=\"0123", "keyid=\"XY23")),
+            &with(&|h| h.signature = h.signature.replace("sig1", "sig2")),
+            BODY,
+        );
+        assert!(matches!(r, Err(Rejection::Malformed { .. })), "{r:?}");
+        let r = verify(&v, &with(&|h| h.content_digest = "md5=:AAAA:".into()), BODY);
+        assert!(
+            matches!(
+                r,
+                Err(Rejection::Malformed {
+                    header: "Content-Digest",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let r = verify(
+            &v,
+            &with(&|h| {
+                h.signature_input = h.signature_input.replace("keyid=\"0123", "keyid=\"XY23")
+            }),
             BODY,
         );
         assert!(matches!(r, Err(Rejection::Malformed { .. })), "{r:?}");
@@ -846,7 +882,10 @@ mod tests {
         assert_eq!(r, Err(Rejection::BadSignature));
         let other_body = b"{}";
         let swapped = with(&|h| h.content_digest = content_digest(other_body));
-        assert_eq!(verify(&v, &swapped, other_body), Err(Rejection::BadSignature));
+        assert_eq!(
+            verify(&v, &swapped, other_body),
+            Err(Rejection::BadSignature)
+        );
         // None of the failures above used up the nonce: the good request
         // still verifies once, and its replay is refused.
         assert!(verify(&v, &good, BODY).is_ok());
@@ -862,8 +901,16 @@ mod tests {
             Err(Rejection::Replay)
         );
         // Another device may use the same nonce.
-        assert!(cache.insert("ffffffffffffffff", "n", NOW + WINDOW_S, NOW).is_ok());
-        assert!(cache.insert(DEVICE, "n", NOW + 200, NOW + WINDOW_S + 1).is_ok());
+        assert!(
+            cache
+                .insert("ffffffffffffffff", "n", NOW + WINDOW_S, NOW)
+                .is_ok()
+        );
+        assert!(
+            cache
+                .insert(DEVICE, "n", NOW + 200, NOW + WINDOW_S + 1)
+                .is_ok()
+        );
         assert_eq!(cache.seen.len(), 1);
     }
 }

@@ -21,13 +21,12 @@ mod receiver;
 pub mod sf;
 
 pub use httpsig::{
-    RequestParts, Rejection, SignRefused, SignedHeaders, Signer, Verified, Verifier,
-    content_digest,
+    Rejection, RequestParts, SignRefused, SignedHeaders, Signer, Verified, Verifier, content_digest,
 };
 pub use message::{MAX_BODY, MESSAGES_PATH, Message, MessageKind};
 pub use outbox::{MAX_PENDING, Outbox, OutboxError};
 pub use publisher::{
-    Backoff, BackendUrl, Publisher, PublisherConfig, PublisherHandle, PublisherReport,
+    BackendUrl, Backoff, Publisher, PublisherConfig, PublisherHandle, PublisherReport,
 };
 pub use receiver::{MessageStore, Receiver, ReceiverEvent};
 

@@ -82,7 +82,12 @@ impl Outbox {
         };
         match stored {
             Some(sealed) => {
-                if outbox.open_sealed(b"check", &sealed).as_deref().map(Vec::as_slice) != Some(CHECK) {
+                if outbox
+                    .open_sealed(b"check", &sealed)
+                    .as_deref()
+                    .map(Vec::as_slice)
+                    != Some(CHECK)
+                {
                     return Err(OutboxError::WrongKey);
                 }
             }
@@ -245,10 +250,8 @@ mod tests {
     use super::*;
 
     fn dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "twinshield-outbox-{name}-{}",
-            std::process::id()
-        ));
+        let d =
+            std::env::temp_dir().join(format!("twinshield-outbox-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
@@ -264,7 +267,12 @@ mod tests {
                 .enqueue("00aa", MessageKind::Alarm, 1.5, serde_json::json!({"x": 1}))
                 .unwrap();
             let b = o
-                .enqueue("00aa", MessageKind::Summary, 2.5, serde_json::json!({"y": 2}))
+                .enqueue(
+                    "00aa",
+                    MessageKind::Summary,
+                    2.5,
+                    serde_json::json!({"y": 2}),
+                )
                 .unwrap();
             (a, b)
         };

@@ -44,7 +44,9 @@ impl BackendUrl {
             return Err(Url("must be visible ASCII without spaces"));
         }
         if url.contains('@') {
-            return Err(Url("must not hold user information (no credentials in URLs)"));
+            return Err(Url(
+                "must not hold user information (no credentials in URLs)",
+            ));
         }
         if url.contains('?') || url.contains('#') {
             return Err(Url("must not hold a query or fragment"));
@@ -75,10 +77,7 @@ impl BackendUrl {
             (h.to_owned(), port)
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    p.parse::<u16>().map_err(|_| Url("bad port"))?,
-                ),
+                Some((h, p)) => (h.to_owned(), p.parse::<u16>().map_err(|_| Url("bad port"))?),
                 None => (authority.to_owned(), default_port),
             }
         };
@@ -135,7 +134,11 @@ impl Backoff {
     /// Backoff from `min` doubling up to `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
         let max = max.max(min);
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay before the next retry (and doubles the one after).
@@ -298,7 +301,11 @@ impl Publisher {
     /// Starts delivering to `url` (the backend's base URL; messages go to
     /// `…/v1/messages`) with the default configuration. Must be called
     /// inside a Tokio runtime.
-    pub fn start(url: &str, signer: Signer, outbox: Outbox) -> Result<PublisherHandle, BackendError> {
+    pub fn start(
+        url: &str,
+        signer: Signer,
+        outbox: Outbox,
+    ) -> Result<PublisherHandle, BackendError> {
         Self::start_with(url, signer, outbox, PublisherConfig::default())
     }
 
@@ -472,7 +479,11 @@ impl Task {
             self.stats.pending.store(n, Ordering::Relaxed);
         }
         let report = self.stats.report();
-        tracing::info!(sent = report.sent, pending = report.pending, "publisher stopped");
+        tracing::info!(
+            sent = report.sent,
+            pending = report.pending,
+            "publisher stopped"
+        );
         // Closed before the reply: a stopped publisher refuses messages, and
         // its outbox file is free for the next one.
         self.rx.close();
@@ -540,7 +551,10 @@ mod tests {
     fn backoff_doubles_from_half_a_second_and_stays_at_ten() {
         let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         let got: Vec<u64> = (0..8).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(got, vec![500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+        assert_eq!(
+            got,
+            vec![500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]
+        );
         for _ in 0..100 {
             let d = b.next_delay();
             assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(10));

@@ -4,9 +4,9 @@
 //! Every refusal gets the same generic body; the precise reason goes to
 //! the log (and to the event callback).
 
+use crate::BackendError;
 use crate::httpsig::{Rejection, RequestParts, Verifier};
 use crate::message::{MAX_BODY, MESSAGES_PATH, Message};
-use crate::BackendError;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -76,7 +76,9 @@ impl MessageStore {
                 Some(id) => {
                     ids.insert(id);
                 }
-                None => tracing::warn!(file = %path.display(), "unreadable line in the store skipped"),
+                None => {
+                    tracing::warn!(file = %path.display(), "unreadable line in the store skipped")
+                }
             }
         }
         // A line cut short by a crash: end it, so the next one starts clean.

@@ -101,15 +101,26 @@ async fn messages_are_delivered_signed_and_stored_once() {
         fast(),
     )
     .unwrap();
-    h.alarm(serde_json::json!({"event": "raised", "id": 1})).unwrap();
+    h.alarm(serde_json::json!({"event": "raised", "id": 1}))
+        .unwrap();
     h.summary(serde_json::json!({"samples": 10})).unwrap();
     let report = h.shutdown(Duration::from_secs(5)).await;
-    assert_eq!((report.sent, report.pending, report.dropped), (2, 0, 0), "{report:?}");
+    assert_eq!(
+        (report.sent, report.pending, report.dropped),
+        (2, 0, 0),
+        "{report:?}"
+    );
     assert_eq!(rx.stored(), 2);
     let ids = stored_ids(&d.join("store"));
     assert_eq!(ids.len(), 2);
     assert!(ids.iter().all(|i| i.starts_with(DEVICE)));
-    assert!(events.lock().unwrap().iter().all(|e| e.starts_with("stored")));
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.starts_with("stored"))
+    );
     // Stopped publishers refuse new messages.
     assert!(h.alarm(serde_json::json!({})).is_err());
     let _ = stop.send(());
@@ -136,7 +147,8 @@ async fn messages_wait_while_the_receiver_is_down_and_arrive_once_it_is_back() {
     )
     .unwrap();
     for i in 0..5 {
-        h.alarm(serde_json::json!({"event": "raised", "id": i})).unwrap();
+        h.alarm(serde_json::json!({"event": "raised", "id": i}))
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let r = h.report();
@@ -155,7 +167,8 @@ async fn messages_wait_while_the_receiver_is_down_and_arrive_once_it_is_back() {
         fast(),
     )
     .unwrap();
-    h.alarm(serde_json::json!({"event": "raised", "id": 5})).unwrap();
+    h.alarm(serde_json::json!({"event": "raised", "id": 5}))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, rx, _, stop) = receiver(&addr, &d.join("store")).await;
     let r = h.shutdown(Duration::from_secs(5)).await;
@@ -193,7 +206,10 @@ async fn a_refusing_signer_keeps_messages_in_the_outbox() {
     assert_eq!((r.sent, r.pending), (0, 1), "{r:?}");
     assert!(r.failed_attempts >= 1);
     assert_eq!(rx.stored(), 0);
-    assert!(events.lock().unwrap().is_empty(), "nothing may reach the receiver");
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "nothing may reach the receiver"
+    );
     let _ = stop.send(());
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -204,8 +220,14 @@ fn request(msg: &Message, created: i64) -> (HeaderMap, Vec<u8>) {
         .sign_request("POST", "/v1/messages", &body, created)
         .unwrap();
     let mut headers = HeaderMap::new();
-    headers.insert("content-digest", HeaderValue::from_str(&h.content_digest).unwrap());
-    headers.insert("signature-input", HeaderValue::from_str(&h.signature_input).unwrap());
+    headers.insert(
+        "content-digest",
+        HeaderValue::from_str(&h.content_digest).unwrap(),
+    );
+    headers.insert(
+        "signature-input",
+        HeaderValue::from_str(&h.signature_input).unwrap(),
+    );
     headers.insert("signature", HeaderValue::from_str(&h.signature).unwrap());
     (headers, body)
 }
@@ -231,7 +253,10 @@ fn a_retried_message_is_answered_200_and_stored_once_even_after_a_restart() {
     };
     let rx = Receiver::new(verifier(), MessageStore::open(&d).unwrap());
     let (h1, b1) = request(&msg, now());
-    assert_eq!(rx.handle(peer, "POST", "/v1/messages", &h1, &b1).0, StatusCode::OK);
+    assert_eq!(
+        rx.handle(peer, "POST", "/v1/messages", &h1, &b1).0,
+        StatusCode::OK
+    );
     // The retry after a lost response: fresh nonce and signature, same id.
     let (h2, b2) = request(&msg, now());
     let (status, body) = rx.handle(peer, "POST", "/v1/messages", &h2, &b2);
@@ -247,7 +272,10 @@ fn a_retried_message_is_answered_200_and_stored_once_even_after_a_restart() {
     let rx = Receiver::new(verifier(), MessageStore::open(&d).unwrap());
     let (h3, b3) = request(&msg, now());
     let (status, body) = rx.handle(peer, "POST", "/v1/messages", &h3, &b3);
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("duplicate")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
     assert_eq!(stored_ids(&d), vec![msg.id.clone()]);
     let _ = std::fs::remove_dir_all(&d);
 }

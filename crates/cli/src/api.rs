@@ -31,6 +31,10 @@ pub struct ApiArgs {
     /// Private key (PKCS#8 PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Client certificates admitted in place of tokens (mutual TLS): a
+    /// file of `ROLE CERT.pem` lines.
+    #[arg(long, value_name = "FILE")]
+    pub client_certs: Option<PathBuf>,
     /// Sustained requests per second allowed per token and per client
     /// address (bursts of twice it).
     #[arg(long, default_value_t = 50.0, value_name = "N")]
@@ -44,8 +48,11 @@ impl ApiArgs {
         if self.insecure_http && !listen.ip().is_loopback() {
             bail!("--insecure-http serves plain HTTP on loopback addresses only, not {listen}");
         }
-        if self.insecure_http && self.tls_cert.is_some() {
-            bail!("--insecure-http and --tls-cert do not go together");
+        if self.insecure_http && (self.tls_cert.is_some() || self.client_certs.is_some()) {
+            bail!("--insecure-http goes with neither --tls-cert nor --client-certs");
+        }
+        if let Some(list) = &self.client_certs {
+            twinshield_api::ClientCerts::from_file(list)?;
         }
         self.config().map(|_| ())
     }
@@ -294,9 +301,16 @@ impl BoundApi {
                 }
             };
             let fp = identity.fingerprint();
-            (Transport::Tls(identity.server_config()?), Some(fp))
+            let clients = match &args.client_certs {
+                Some(list) => Some(Arc::new(twinshield_api::ClientCerts::from_file(list)?)),
+                None => None,
+            };
+            (
+                Transport::Tls(identity.server_config(clients.clone())?, clients),
+                Some(fp),
+            )
         };
-        let https = matches!(transport, Transport::Tls(_));
+        let https = matches!(transport, Transport::Tls(..));
         let listener = ApiListener::bind(listen, transport).await?;
         let addr = listener
             .local_addr()

@@ -1046,6 +1046,7 @@ impl VisitMut for Nested<'_, '_> {
     fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
     fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
     fn visit_type_mut(&mut self, _: &mut Type) {}
+    fn visit_generic_argument_mut(&mut self, _: &mut syn::GenericArgument) {}
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 

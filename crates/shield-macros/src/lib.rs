@@ -185,9 +185,11 @@ impl VisitMut for Literals<'_> {
         self.visit_expr_mut(&mut e.expr);
     }
 
-    // Nor const blocks, nor types (array lengths, const generics).
+    // Nor const blocks, nor types (array lengths), nor generic arguments
+    // (const generics).
     fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
     fn visit_type_mut(&mut self, _: &mut syn::Type) {}
+    fn visit_generic_argument_mut(&mut self, _: &mut syn::GenericArgument) {}
 
     // Nested items (consts, statics, fns) are not this function's body.
     fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
@@ -340,6 +342,24 @@ mod tests {
         assert_eq!(arms(&out), 8, "{out}");
         assert!(out.contains("'__ts_l0 : for"), "{out}");
         assert!(out.contains("break '__ts_l0"), "{out}");
+    }
+
+    #[test]
+    fn constants_stay_constant() {
+        let out = expand(
+            quote! {
+                fn f(r: R) -> [u8; 4] {
+                    r.array::<64>();
+                    g::<{ 3 }>();
+                    let _: [u8; 2] = [0; 2];
+                    [1; 4]
+                }
+            },
+            1,
+        );
+        for kept in ["array :: < 64 >", "g :: < { 3 } >", "[u8 ; 2]", "; 2]", "; 4]"] {
+            assert!(out.contains(kept), "{kept} in {out}");
+        }
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! `#[protect]` keeps what a function computes: every function here exists
 //! twice, protected (MBA literals, opaque predicate, flattened control
 //! flow) and plain, from the same tokens, and the tests compare them on
-//! fixed and random inputs.
+//! fixed and random inputs. The bodies have the shapes the flattening
+//! must handle, some of which clippy would write otherwise.
+
+#![allow(
+    clippy::single_char_add_str,
+    clippy::redundant_closure_call,
+    clippy::needless_late_init,
+    clippy::needless_return
+)]
 
 use proptest::prelude::*;
 use twinshield_shield_macros::protect;

@@ -36,7 +36,12 @@ pub fn run(args: &BackendArgs) -> Result<ExitCode> {
     let already = store.len();
     let receiver = Arc::new(Receiver::new(verifier, store).on_event(|e| match e {
         ReceiverEvent::Stored(m) => {
-            println!("accepted {} {} from device {}", m.kind.name(), m.id, m.device);
+            println!(
+                "accepted {} {} from device {}",
+                m.kind.name(),
+                m.id,
+                m.device
+            );
         }
         ReceiverEvent::Duplicate(m) => {
             println!("duplicate {} {} (already stored)", m.kind.name(), m.id);
