@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use twinshield_api::routes::{ROUTES, Route};
 use twinshield_api::Role;
+use twinshield_api::routes::{ROUTES, Route};
 use twinshield_e2e::https::{Client, Reply, RunningTwin};
 use twinshield_e2e::{Setup, plant};
 
@@ -108,7 +108,11 @@ fn assert_security_headers(r: &Reply, what: &str) {
         "{what}: {csp}"
     );
     assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
     assert!(
         r.header("strict-transport-security").is_some(),
         "{what}: HSTS"
@@ -158,9 +162,10 @@ fn every_endpoint_admits_exactly_the_roles_it_should() {
     assert_eq!(audit.status, 200, "{audit:?}");
     let events = audit.json()["events"].as_array().unwrap().clone();
     assert!(
-        events
-            .iter()
-            .any(|e| e["what"].as_str().unwrap().starts_with("authentication failed: no token")),
+        events.iter().any(|e| e["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("authentication failed: no token")),
         "{events:?}"
     );
 }
@@ -205,7 +210,11 @@ fn the_state_is_live_and_shows_no_model_internals() {
         "{live:?}"
     );
     let states = live.body.matches("event: state").count();
-    assert!(states >= 3, "5 Hz state events, got {states} in 1.5 s: {}", live.body);
+    assert!(
+        states >= 3,
+        "5 Hz state events, got {states} in 1.5 s: {}",
+        live.body
+    );
     // History of the stored samples, downsampled.
     let now = second["time_s"].as_f64().unwrap();
     let path = format!(
@@ -220,7 +229,11 @@ fn the_state_is_live_and_shows_no_model_internals() {
     // Metrics in Prometheus text.
     let m = api.client.get("/api/v1/metrics", Some(&api.viewer));
     assert!(m.body.contains("twinshield_samples_total "), "{}", m.body);
-    assert!(m.body.contains("twinshield_residual{channel=\""), "{}", m.body);
+    assert!(
+        m.body.contains("twinshield_residual{channel=\""),
+        "{}",
+        m.body
+    );
 }
 
 #[test]
@@ -229,18 +242,86 @@ fn hostile_requests_get_a_generic_4xx_and_change_nothing() {
     let c = &api.client;
     let op = Some(api.operator.as_str());
     let json = [("Content-Type", "application/json")];
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Option<String>, u16)> = vec![
-        ("GET", "/api/v1/history?channel=y1&from=0&to=10&step=1&x=1".into(), vec![], None, 400),
-        ("GET", "/api/v1/history?channel=y1&from=10&to=0&step=1".into(), vec![], None, 400),
-        ("GET", "/api/v1/history?channel=y1&from=0&to=1e9&step=1".into(), vec![], None, 400),
-        ("GET", "/api/v1/history?channel=y1&from=NaN&to=1&step=1".into(), vec![], None, 400),
-        ("GET", "/api/v1/history?channel=nope&from=0&to=1&step=1".into(), vec![], None, 404),
+    // method, path, headers, body, the status it must get
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        Option<String>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/api/v1/history?channel=y1&from=0&to=10&step=1&x=1".into(),
+            vec![],
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/history?channel=y1&from=10&to=0&step=1".into(),
+            vec![],
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/history?channel=y1&from=0&to=1e9&step=1".into(),
+            vec![],
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/history?channel=y1&from=NaN&to=1&step=1".into(),
+            vec![],
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/history?channel=nope&from=0&to=1&step=1".into(),
+            vec![],
+            None,
+            404,
+        ),
         ("GET", "/api/v1/history".into(), vec![], None, 400),
-        ("POST", "/api/v1/alarms/1/ack".into(), json.to_vec(), Some(r#"{"x":1}"#.into()), 400),
-        ("POST", "/api/v1/alarms/1/ack".into(), json.to_vec(), Some("{".into()), 400),
-        ("POST", "/api/v1/alarms/x/ack".into(), json.to_vec(), Some("{}".into()), 400),
-        ("POST", "/api/v1/alarms/1/ack".into(), vec![("Content-Type", "text/plain")], Some("{}".into()), 415),
-        ("POST", "/api/v1/alarms/1/ack".into(), json.to_vec(), Some(format!("{{\"a\":\"{}\"}}", "x".repeat(8000))), 413),
+        (
+            "POST",
+            "/api/v1/alarms/1/ack".into(),
+            json.to_vec(),
+            Some(r#"{"x":1}"#.into()),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/alarms/1/ack".into(),
+            json.to_vec(),
+            Some("{".into()),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/alarms/x/ack".into(),
+            json.to_vec(),
+            Some("{}".into()),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/alarms/1/ack".into(),
+            vec![("Content-Type", "text/plain")],
+            Some("{}".into()),
+            415,
+        ),
+        (
+            "POST",
+            "/api/v1/alarms/1/ack".into(),
+            json.to_vec(),
+            Some(format!("{{\"a\":\"{}\"}}", "x".repeat(8000))),
+            413,
+        ),
         ("DELETE", "/api/v1/state".into(), vec![], None, 405),
         ("GET", "/api/v1/../../etc/passwd".into(), vec![], None, 404),
         ("GET", "/api/v2/state".into(), vec![], None, 404),
@@ -257,20 +338,34 @@ fn hostile_requests_get_a_generic_4xx_and_change_nothing() {
         .unwrap();
     assert_eq!(r.status, 431, "{r:?}");
     // Bad tokens of every shape: 401, and the audit log grows.
-    for bad in ["tsk_", "Basic abc", "tsk_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &api.viewer[..api.viewer.len() - 1]] {
+    for bad in [
+        "tsk_",
+        "Basic abc",
+        "tsk_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &api.viewer[..api.viewer.len() - 1],
+    ] {
         let r = c
-            .send("GET", "/api/v1/state", None, &[("Authorization", &format!("Bearer {bad}"))], None)
+            .send(
+                "GET",
+                "/api/v1/state",
+                None,
+                &[("Authorization", &format!("Bearer {bad}"))],
+                None,
+            )
             .unwrap();
         assert_generic(&r, 401, bad);
     }
     // Nothing was acknowledged or written by any of it.
     let alarms = c.get("/api/v1/alarms", Some(&api.viewer)).json();
-    assert!(alarms["alarms"].as_array().unwrap().iter().all(|a| a["acknowledged"] == false));
-    let audit = c.get("/api/v1/audit", Some(&api.admin)).json();
     assert!(
-        !audit.to_string().contains("acknowledged by"),
-        "{audit}"
+        alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["acknowledged"] == false)
     );
+    let audit = c.get("/api/v1/audit", Some(&api.admin)).json();
+    assert!(!audit.to_string().contains("acknowledged by"), "{audit}");
 }
 
 #[test]
@@ -313,18 +408,30 @@ fn the_default_rate_limit_answers_a_flood_with_429() {
 #[test]
 fn tokens_are_shown_once_stored_as_hashes_and_revoked_at_once() {
     let api = start("api-tokens", &["--rate-limit", "100000"]);
-    let list = api.setup.ok(&["token", "list", "--json", "--state", "state"]);
+    let list = api
+        .setup
+        .ok(&["token", "list", "--json", "--state", "state"]);
     let listed: Value = serde_json::from_str(list.stdout.trim()).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     for t in [&api.viewer, &api.operator, &api.admin] {
-        assert!(!list.stdout.contains(&t[13..]), "the list never shows a secret");
+        assert!(
+            !list.stdout.contains(&t[13..]),
+            "the list never shows a secret"
+        );
         // No file in the state directory holds a token's secret.
         for f in walk(&api.setup.path("state")) {
             let bytes = std::fs::read(&f).unwrap();
-            assert!(!twinshield_e2e::contains(&bytes, t[13..].as_bytes()), "{}", f.display());
+            assert!(
+                !twinshield_e2e::contains(&bytes, &t.as_bytes()[13..]),
+                "{}",
+                f.display()
+            );
         }
     }
-    assert_eq!(api.client.get("/api/v1/state", Some(&api.viewer)).status, 200);
+    assert_eq!(
+        api.client.get("/api/v1/state", Some(&api.viewer)).status,
+        200
+    );
     let id = &api.viewer[4..12];
     let r = api.setup.ok(&["token", "revoke", id, "--state", "state"]);
     assert!(r.stderr.contains("revoked"), "{r:?}");
@@ -334,14 +441,22 @@ fn tokens_are_shown_once_stored_as_hashes_and_revoked_at_once() {
         if s == 401 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(2), "still {s} after revoke");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "still {s} after revoke"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(api.client.get("/api/v1/state", Some(&api.operator)).status, 200);
+    assert_eq!(
+        api.client.get("/api/v1/state", Some(&api.operator)).status,
+        200
+    );
     let again = api.setup.run(&["token", "revoke", id, "--state", "state"]);
     assert_eq!(again.code, Some(1), "{again:?}");
     assert_eq!(again.stderr.lines().count(), 1, "{again:?}");
-    let bad_role = api.setup.run(&["token", "new", "--role", "root", "--state", "state"]);
+    let bad_role = api
+        .setup
+        .run(&["token", "new", "--role", "root", "--state", "state"]);
     assert_ne!(bad_role.code, Some(0));
     assert_eq!(bad_role.stderr.lines().count(), 1, "{bad_role:?}");
 }
@@ -351,8 +466,19 @@ fn plain_http_only_on_loopback_and_only_when_asked() {
     let setup = Setup::new("api-plain");
     let before = walk(&setup.path("state")).len();
     let r = setup.run(&[
-        "run", "q.bundle", "--trust", "vendor.pub", "--plant", "modbus://127.0.0.1:9",
-        "--state", "state", "--seconds", "1", "--listen", "0.0.0.0:0", "--insecure-http",
+        "run",
+        "q.bundle",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        "modbus://127.0.0.1:9",
+        "--state",
+        "state",
+        "--seconds",
+        "1",
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-http",
     ]);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
@@ -362,12 +488,27 @@ fn plain_http_only_on_loopback_and_only_when_asked() {
     let twin = RunningTwin::start(
         setup.dir.path(),
         &[
-            "run", "q.bundle", "--trust", "vendor.pub", "--plant", &plant.url, "--state", "state",
-            "--seconds", "30", "--listen", "127.0.0.1:0", "--insecure-http",
+            "run",
+            "q.bundle",
+            "--trust",
+            "vendor.pub",
+            "--plant",
+            &plant.url,
+            "--state",
+            "state",
+            "--seconds",
+            "30",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
         ],
         "API and dashboard",
     );
-    assert!(twin.banner.contains("API and dashboard http://"), "{}", twin.banner);
+    assert!(
+        twin.banner.contains("API and dashboard http://"),
+        "{}",
+        twin.banner
+    );
     let r = Client::http(&twin.api).get("/api/v1/health", None);
     assert_eq!(r.status, 200);
     assert!(r.header("strict-transport-security").is_none());
@@ -432,8 +573,18 @@ fn a_listed_client_certificate_stands_in_for_a_token_with_its_role() {
 fn start_with(setup: &Setup, extra: &[&str]) -> (RunningTwin, twinshield_e2e::Plant) {
     let plant = plant(&["--speed", "1"]);
     let mut args = vec![
-        "run", "q.bundle", "--trust", "vendor.pub", "--plant", &plant.url, "--state", "state",
-        "--seconds", "60", "--listen", "127.0.0.1:0",
+        "run",
+        "q.bundle",
+        "--trust",
+        "vendor.pub",
+        "--plant",
+        &plant.url,
+        "--state",
+        "state",
+        "--seconds",
+        "60",
+        "--listen",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
     let twin = RunningTwin::start(setup.dir.path(), &args, "API and dashboard");

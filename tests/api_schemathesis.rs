@@ -10,13 +10,19 @@ use std::process::Command;
 use twinshield_e2e::https::RunningTwin;
 use twinshield_e2e::{Setup, plant};
 
-fn schemathesis(dir: &std::path::Path, api: &str, token: Option<&str>, checks: &str) -> (bool, String) {
+fn schemathesis(
+    dir: &std::path::Path,
+    api: &str,
+    token: Option<&str>,
+    checks: &str,
+) -> (bool, String) {
     let url = format!("https://{api}");
     let schema = format!("{url}/api/v1/openapi.json");
     let header = token.map(|t| format!("Authorization: Bearer {t}"));
     let mut cmd = Command::new("st");
     // schemathesis keeps its example database in the working directory.
-    cmd.current_dir(dir).args(["run", &schema, "--url", &url, "--tls-verify", "false"])
+    cmd.current_dir(dir)
+        .args(["run", &schema, "--url", &url, "--tls-verify", "false"])
         .args(["--checks", checks])
         .args(["--exclude-path", "/api/v1/live"])
         .args(["--max-examples", "25", "--workers", "1", "--seed", "1"])
@@ -48,8 +54,20 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
     let twin = RunningTwin::start(
         setup.dir.path(),
         &[
-            "run", "q.bundle", "--trust", "vendor.pub", "--plant", &plant.url, "--state",
-            "state", "--seconds", "600", "--listen", "127.0.0.1:0", "--rate-limit", "100000",
+            "run",
+            "q.bundle",
+            "--trust",
+            "vendor.pub",
+            "--plant",
+            &plant.url,
+            "--state",
+            "state",
+            "--seconds",
+            "600",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "100000",
         ],
         "API and dashboard",
     );

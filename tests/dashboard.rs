@@ -49,7 +49,11 @@ fn the_dashboard_shows_live_charts_and_acknowledges_the_demo_attack() {
         demo.banner
     );
     assert!(
-        stdout.lines().last().unwrap_or_default().starts_with("dashboard_e2e: ok"),
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("dashboard_e2e: ok"),
         "{stdout}"
     );
     let png = std::fs::read(&shot).expect("the screenshot");

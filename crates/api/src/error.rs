@@ -10,7 +10,9 @@ pub enum ApiError {
     Io(String),
     /// The token file does not open under this device's key (copied from
     /// another device, or edited).
-    #[error("the token file {0} does not open on this device (copied or edited); move it away and issue new tokens")]
+    #[error(
+        "the token file {0} does not open on this device (copied or edited); move it away and issue new tokens"
+    )]
     TokenFile(String),
     /// Not one of viewer, operator, admin.
     #[error("unknown role `{0}` (expected viewer, operator or admin)")]
@@ -25,7 +27,9 @@ pub enum ApiError {
     #[error("TLS: {0}")]
     Tls(String),
     /// The sealed TLS key does not open on this device.
-    #[error("the TLS key {0} does not open on this device (copied or edited); move it and its certificate away to get new ones")]
+    #[error(
+        "the TLS key {0} does not open on this device (copied or edited); move it and its certificate away to get new ones"
+    )]
     TlsKeySealed(String),
     /// Plain HTTP was asked for on an address other than loopback.
     #[error("plain HTTP is served only on a loopback address, not {0}")]

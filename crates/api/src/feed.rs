@@ -254,12 +254,14 @@ impl Feed {
             .state
             .read()
             .map(|s| s.clone())
-            .unwrap_or_else(|_| snapshot(StateView {
-                time_s: 0.0,
-                samples: 0,
-                active_alarms: 0,
-                channels: Vec::new(),
-            }))
+            .unwrap_or_else(|_| {
+                snapshot(StateView {
+                    time_s: 0.0,
+                    samples: 0,
+                    active_alarms: 0,
+                    channels: Vec::new(),
+                })
+            })
     }
 
     /// Plant time of the latest state (what audit entries are stamped

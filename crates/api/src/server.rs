@@ -132,7 +132,10 @@ async fn envelope(State(app): State<App>, req: Request, next: Next) -> Response 
         r = refuse(status);
     }
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -299,7 +302,13 @@ async fn history(
     if !ok {
         return refuse(StatusCode::BAD_REQUEST);
     }
-    let Some(channel) = app.feed.info().channels.iter().position(|c| c.name == p.channel) else {
+    let Some(channel) = app
+        .feed
+        .info()
+        .channels
+        .iter()
+        .position(|c| c.name == p.channel)
+    else {
         return refuse(StatusCode::NOT_FOUND);
     };
     let points = (span / p.step).ceil().max(1.0) as usize;
@@ -419,7 +428,7 @@ async fn live(State(app): State<App>, principal: Option<axum::Extension<Principa
                 let snap = s.feed.state();
                 Event::default()
                     .event("state")
-                    .data(String::from_utf8_lossy(&snap.json).into_owned())
+                    .data(String::from_utf8_lossy(&snap.json))
             }
         };
         Some((Ok::<_, Infallible>(event), s))
@@ -620,13 +629,15 @@ impl ApiListener {
             tokio::spawn(async move {
                 let _slot = slot;
                 let service = move |cert: Option<Principal>| {
-                    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(ClientAddr(addr));
-                        if let Some(p) = &cert {
-                            req.extensions_mut().insert(CertPrincipal(p.clone()));
-                        }
-                        router.clone().oneshot(req)
-                    })
+                    hyper::service::service_fn(
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(ClientAddr(addr));
+                            if let Some(p) = &cert {
+                                req.extensions_mut().insert(CertPrincipal(p.clone()));
+                            }
+                            router.clone().oneshot(req)
+                        },
+                    )
                 };
                 match tls {
                     Some(acceptor) => {
@@ -643,7 +654,8 @@ impl ApiListener {
                             .and_then(|c| {
                                 let role = clients.as_ref()?.role_of(c.as_ref())?;
                                 let fp = crate::tls::sha256(c.as_ref());
-                                let id: String = fp[..4].iter().map(|b| format!("{b:02x}")).collect();
+                                let id: String =
+                                    fp[..4].iter().map(|b| format!("{b:02x}")).collect();
                                 Some(Principal {
                                     token_id: format!("cert-{id}"),
                                     role,

@@ -10,8 +10,8 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use std::collections::HashMap;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -84,7 +84,12 @@ impl TlsIdentity {
     pub fn fingerprint(&self) -> String {
         self.chain
             .first()
-            .map(|c| sha256(c.as_ref()).iter().map(|b| format!("{b:02x}")).collect())
+            .map(|c| {
+                sha256(c.as_ref())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -106,10 +111,9 @@ impl TlsIdentity {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| ApiError::Tls(e.to_string()))?;
         let builder = match clients {
-            Some(c) => builder.with_client_cert_verifier(Arc::new(PinnedClients {
-                certs: c,
-                provider,
-            })),
+            Some(c) => {
+                builder.with_client_cert_verifier(Arc::new(PinnedClients { certs: c, provider }))
+            }
             None => builder.with_no_client_auth(),
         };
         let mut cfg = builder
@@ -142,7 +146,8 @@ impl ClientCerts {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why: &str| ApiError::Tls(format!("{} line {}: {why}", list.display(), n + 1));
+            let bad =
+                |why: &str| ApiError::Tls(format!("{} line {}: {why}", list.display(), n + 1));
             let (role, path) = line
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| bad("expected `ROLE PATH`"))?;
@@ -154,7 +159,10 @@ impl ClientCerts {
             }
         }
         if roles.is_empty() {
-            return Err(ApiError::Tls(format!("{}: no certificates", list.display())));
+            return Err(ApiError::Tls(format!(
+                "{}: no certificates",
+                list.display()
+            )));
         }
         Ok(ClientCerts { roles })
     }
@@ -292,7 +300,11 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         a.server_config(None).unwrap();
         let sealed = std::fs::read(dir.path().join(KEY_FILE)).unwrap();
-        assert!(!sealed.windows(16).any(|w| a.key.windows(16).any(|k| k == w)));
+        assert!(
+            !sealed
+                .windows(16)
+                .any(|w| a.key.windows(16).any(|k| k == w))
+        );
         let other = Zeroizing::new([4u8; 32]);
         assert!(matches!(
             TlsIdentity::load_or_create(dir.path(), &other, &names),

@@ -9,7 +9,8 @@
 
 use crate::error::ApiError;
 use crate::sealed;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -239,9 +240,8 @@ impl TokenStore {
         let secret = Zeroizing::new(URL_SAFE_NO_PAD.encode(secret_bytes.as_ref()));
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(rand_err)?;
-        let salt = SaltString::encode_b64(&salt).map_err(|_| ApiError::Io("salt".into()))?;
         let hash = argon2()
-            .hash_password(secret.as_bytes(), &salt)
+            .hash_password_with_salt(secret.as_bytes(), &salt)
             .map_err(|_| ApiError::Io("cannot hash the token".into()))?
             .to_string();
         let created = now_unix();
@@ -277,7 +277,9 @@ impl TokenStore {
     }
 
     fn modified(&self) -> Option<SystemTime> {
-        std::fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
     }
 }
 
@@ -461,7 +463,10 @@ mod tests {
         let (_, secret) = parse_token(token.expose()).unwrap();
         let file = std::fs::read(dir.path().join("tokens")).unwrap();
         assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()));
-        assert!(!file.windows(8).any(|w| w == rec.id.as_bytes()), "the file is sealed");
+        assert!(
+            !file.windows(8).any(|w| w == rec.id.as_bytes()),
+            "the file is sealed"
+        );
     }
 
     #[test]
@@ -474,7 +479,11 @@ mod tests {
         wrong.push(if last == 'A' { 'B' } else { 'A' });
         assert_eq!(check.check(&wrong), Err(TokenRefusal::WrongSecret));
         check.check(token.expose()).unwrap();
-        assert_eq!(check.check(&wrong), Err(TokenRefusal::WrongSecret), "cached path too");
+        assert_eq!(
+            check.check(&wrong),
+            Err(TokenRefusal::WrongSecret),
+            "cached path too"
+        );
         let other_id = token.expose().replacen(&rec.id, "00000000", 1);
         let expect = if rec.id == "00000000" {
             TokenRefusal::WrongSecret
@@ -482,7 +491,13 @@ mod tests {
             TokenRefusal::Unknown
         };
         assert_eq!(check.check(&other_id), Err(expect));
-        for bad in ["", "tsk_", "Bearer x", "tsk_0000000g_x", &token.expose()[1..]] {
+        for bad in [
+            "",
+            "tsk_",
+            "Bearer x",
+            "tsk_0000000g_x",
+            &token.expose()[1..],
+        ] {
             assert_eq!(check.check(bad), Err(TokenRefusal::Malformed), "{bad}");
         }
     }
@@ -512,7 +527,10 @@ mod tests {
         let n = bytes.len();
         bytes[n - 1] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(store(dir.path()).list(), Err(ApiError::TokenFile(_))));
+        assert!(matches!(
+            store(dir.path()).list(),
+            Err(ApiError::TokenFile(_))
+        ));
         assert!(TokenCheck::new(store(dir.path())).is_err());
     }
 

@@ -315,7 +315,8 @@ impl BoundApi {
         let addr = listener
             .local_addr()
             .context("the API's listening address")?;
-        let router = twinshield_api::router(feed, services, Arc::new(tokens), https, config.clone());
+        let router =
+            twinshield_api::router(feed, services, Arc::new(tokens), https, config.clone());
         Ok(BoundApi {
             listener,
             router,

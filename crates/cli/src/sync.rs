@@ -239,9 +239,7 @@ fn state_view(model: &Model, twin: &Twin, t: f64) -> twinshield_api::StateView {
             let measured = latest.and_then(|r| r.outputs.get(i)).copied();
             let residual = latest.and_then(|r| r.residual.get(i)).copied();
             let sigma = match (residual, z.get(i)) {
-                (Some(r), Some(&zi)) if zi.abs() > 1e-9 && (r / zi).is_finite() => {
-                    (r / zi).abs()
-                }
+                (Some(r), Some(&zi)) if zi.abs() > 1e-9 && (r / zi).is_finite() => (r / zi).abs(),
                 _ => o.noise,
             };
             twinshield_api::ChannelState {

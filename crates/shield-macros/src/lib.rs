@@ -357,7 +357,13 @@ mod tests {
             },
             1,
         );
-        for kept in ["array :: < 64 >", "g :: < { 3 } >", "[u8 ; 2]", "; 2]", "; 4]"] {
+        for kept in [
+            "array :: < 64 >",
+            "g :: < { 3 } >",
+            "[u8 ; 2]",
+            "; 2]",
+            "; 4]",
+        ] {
             assert!(out.contains(kept), "{kept} in {out}");
         }
     }

@@ -122,7 +122,8 @@ async fn demo_api(
     let store = twinshield_api::TokenStore::new(&crate::api::token_file(dir), keys.tokens.clone());
     let (_, token) = store.issue(twinshield_api::Role::Admin, Some(1))?;
     let services = Arc::new(crate::api::Services::new(None, model));
-    let api = crate::api::BoundApi::bind(args.listen, &args.api, dir, &keys, feed, services).await?;
+    let api =
+        crate::api::BoundApi::bind(args.listen, &args.api, dir, &keys, feed, services).await?;
     Ok((api, token))
 }
 
