@@ -1,5 +1,5 @@
 //! This process's shield: started once in `main`, reached from the places
-//! that check (the bundle path, the sync loop, the status page), and the
+//! that check (the bundle path, the sync loop, every API request), and the
 //! one place that turns findings into messages and exits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +56,7 @@ pub fn check_before_key_use() {
     }
 }
 
-/// The shield's state for status pages and summaries.
+/// The shield's state for run and demo summaries.
 pub fn status() -> serde_json::Value {
     let Some(s) = get() else {
         return serde_json::Value::Null;
