@@ -19,7 +19,8 @@ fn demo_detects_the_default_bias_attack_over_modbus_tcp() {
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(
         r.stderr.contains("dashboard https://127.0.0.1:")
-            && r.stderr.contains("dashboard token (admin, this run only): tsk_"),
+            && r.stderr
+                .contains("dashboard token (admin, this run only): tsk_"),
         "{}",
         r.stderr
     );

@@ -416,6 +416,37 @@ fn the_bundles_policy_decides_between_report_degrade_and_lockdown() {
         "it keeps monitoring: {v}"
     );
     assert_eq!(v["stored_samples"], 0, "it stores nothing: {v}");
+    // Degraded, its API refuses every write (an acknowledgement) with a
+    // generic 503, and says so to an admin.
+    let operator = s.ok(&["token", "new", "--role", "admin", "--state", "state"]);
+    let operator = operator.stdout.trim();
+    let mut args = run_args("degrade.bundle", &p.url, "30").to_vec();
+    args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    let twin = twinshield_e2e::https::RunningTwin::start_env(
+        s.dir.path(),
+        &args,
+        &[("LD_PRELOAD", so)],
+        "API and dashboard",
+    );
+    let api = twinshield_e2e::https::Client::https(
+        &twin.api,
+        &s.path("state/api/tls.crt"),
+        rustls::DEFAULT_VERSIONS,
+    );
+    let r = api
+        .send(
+            "POST",
+            "/api/v1/alarms/1/ack",
+            Some(operator),
+            &[("Content-Type", "application/json")],
+            Some("{}"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, r#"{"error":"unavailable"}"#);
+    let sec = api.get("/api/v1/security", Some(operator)).json();
+    assert_eq!(sec["degraded"], true, "{sec}");
+    drop(twin);
 
     s.seal_with(
         "report.bundle",

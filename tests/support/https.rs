@@ -341,8 +341,14 @@ impl RunningTwin {
     /// Starts the binary with `args` in `dir` and waits (at most 60 s) for
     /// a line containing `until`, having seen its API address.
     pub fn start(dir: &Path, args: &[&str], until: &str) -> Self {
+        Self::start_env(dir, args, &[], until)
+    }
+
+    /// As [`RunningTwin::start`], with `env` set for the process.
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)], until: &str) -> Self {
         let mut child = Command::new(crate::twinshield())
             .current_dir(dir)
+            .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
