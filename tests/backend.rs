@@ -1,8 +1,10 @@
 //! Signed backend publishing through the real binary: `twinshield run`
 //! with a bundle naming a backend, the reference receiver `twinshield
 //! backend` stopped for 60 s during an attack, every alarm arriving
-//! exactly once; and the receiver refusing unenrolled devices, bad
-//! digests, stale timestamps and replayed nonces.
+//! exactly once; publishing over HTTPS to a receiver whose certificate a
+//! test CA signed (trusted with `run --backend-ca`, refused without); and
+//! the receiver refusing unenrolled devices, bad digests, stale timestamps
+//! and replayed nonces.
 
 #![allow(
     clippy::expect_used,
@@ -20,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use twinshield_backend::{Signer, content_digest};
-use twinshield_e2e::{Setup, plant, twinshield};
+use twinshield_e2e::{Setup, plant, run_args, twinshield};
 use twinshield_seal::{DeviceIdentity, EmbeddedSecret};
 
 fn free_port() -> u16 {
@@ -48,9 +50,15 @@ struct Backend {
 
 impl Backend {
     fn start(dir: &Path, listen: &str) -> Backend {
+        Backend::start_with(dir, listen, &[])
+    }
+
+    /// As [`Backend::start`], with `extra` arguments (`--tls-cert ...`).
+    fn start_with(dir: &Path, listen: &str, extra: &[&str]) -> Backend {
         let mut child = Command::new(twinshield())
             .args(["backend", "--listen", listen, "--devices", "devices"])
             .args(["--store", "store"])
+            .args(extra)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -392,4 +400,168 @@ fn the_receiver_rejects_strangers_bad_digests_stale_and_replayed_requests() {
     );
     // Nothing about a rejection reaches the client but the generic body.
     assert!(backend.err().iter().all(|l| !l.contains("panicked")));
+}
+
+/// A CA named `name` and a leaf for `localhost` and `127.0.0.1` it signed,
+/// written as `PREFIX-ca.pem`, `PREFIX-cert.pem` and `PREFIX-key.pem`.
+fn test_ca(dir: &Path, prefix: &str, name: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&leaf_key, &Issuer::new(ca, ca_key))
+        .unwrap();
+    std::fs::write(dir.join(format!("{prefix}-ca.pem")), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-cert.pem")), leaf.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{prefix}-key.pem")),
+        leaf_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+/// `twinshield run` of `bundle` for `seconds` with `extra` arguments and
+/// the system trust store replaced by `SSL_CERT_FILE=store`; its exit
+/// status, JSON summary and standard error.
+fn run_twin(
+    dir: &Path,
+    plant: &str,
+    seconds: &str,
+    extra: &[&str],
+    store: &str,
+) -> (bool, Value, String) {
+    let out = Command::new(twinshield())
+        .args(run_args("tls.bundle", plant, seconds))
+        .args(extra)
+        .env("SSL_CERT_FILE", dir.join(store))
+        .env_remove("SSL_CERT_DIR")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), v, stderr)
+}
+
+#[test]
+fn messages_reach_an_https_backend_only_when_its_certificate_is_trusted() {
+    let s = Setup::new("backend-tls");
+    let dir = s.path("");
+    std::fs::create_dir_all(s.path("devices")).unwrap();
+    std::fs::copy(s.path("device.fp"), s.path("devices/device.fp")).unwrap();
+    // The backend's certificate is signed by `backend-ca.pem`; the
+    // "system" trust store (SSL_CERT_FILE) holds an unrelated CA only.
+    test_ca(&dir, "backend", "twinshield test backend CA");
+    test_ca(&dir, "system", "twinshield test system CA");
+    std::fs::write(s.path("empty.pem"), "").unwrap();
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    s.seal_with(
+        "tls.bundle",
+        "vendor.key",
+        "device.fp",
+        7,
+        &["--backend", &url],
+    );
+
+    // Plain HTTP off loopback is refused with one line, before binding.
+    let refused = Command::new(twinshield())
+        .args(["backend", "--listen", "0.0.0.0:9", "--devices", "devices"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: plain HTTP is served only on a loopback address"),
+        "{err}"
+    );
+
+    let backend = Backend::start_with(
+        &dir,
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--tls-cert",
+            "backend-cert.pem",
+            "--tls-key",
+            "backend-key.pem",
+        ],
+    );
+    assert!(
+        backend.err()[0].starts_with(&format!("backend listening on https://127.0.0.1:{port}")),
+        "{:?}",
+        backend.err()
+    );
+    let p = plant(&["--seconds", "300"]);
+
+    // No trust root at all (an empty system store, no --backend-ca): the
+    // twin does not start, and says what to do.
+    let (ok, _, err) = run_twin(&dir, &p.url, "1", &[], "empty.pem");
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("no trust roots for the https:// backend") && err.contains("--backend-ca"),
+        "{err}"
+    );
+
+    // Not trusted (only the unrelated CA): nothing is accepted, the
+    // messages stay in the outbox.
+    let (ok, v, err) = run_twin(&dir, &p.url, "2", &[], "system-ca.pem");
+    assert!(ok, "{err}");
+    let untrusted_pending = v["backend"]["pending"].as_u64().unwrap();
+    assert!(untrusted_pending >= 1, "{v}");
+    assert_eq!(v["backend"]["sent"], 0, "{v}");
+    assert!(
+        v["backend"]["failed_attempts"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(stored(&dir).is_empty());
+    assert!(backend.out().is_empty(), "{:?}", backend.out());
+
+    // Trusted with --backend-ca: the waiting messages and the new ones
+    // arrive, signed, each stored once.
+    let (ok, v, err) = run_twin(
+        &dir,
+        &p.url,
+        "12",
+        &["--backend-ca", "backend-ca.pem"],
+        "system-ca.pem",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(v["backend"]["pending"], 0, "{v}");
+    assert_eq!(v["backend"]["failed_attempts"], 0, "{v}");
+    let sent = v["backend"]["sent"].as_u64().unwrap();
+    // The earlier run's messages, and a summary every 10 s of 12 s.
+    assert!(sent >= untrusted_pending + 2, "{v}");
+    let messages = stored(&dir);
+    assert_eq!(messages.len() as u64, sent, "{messages:?}");
+    let mut ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), messages.len(), "a message was stored twice");
+    assert!(
+        messages.iter().any(|m| m["kind"] == "summary"),
+        "{messages:?}"
+    );
+    // Each printed once by the receiver (its output may lag a little).
+    let started = Instant::now();
+    let accepted = loop {
+        let n = backend
+            .out()
+            .iter()
+            .filter(|l| l.starts_with("accepted "))
+            .count();
+        if n >= messages.len() || started.elapsed() > Duration::from_secs(5) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(accepted, messages.len(), "{:?}", backend.out());
 }

@@ -222,3 +222,9 @@ pub fn find(method: &str, path: &str) -> Option<&'static Route> {
         .iter()
         .find(|r| r.path == path && r.method.name() == method)
 }
+
+/// Whether some method of `path` needs a token (so every method of it
+/// does: refusals never tell an anonymous client which methods exist).
+pub fn needs_token(path: &str) -> bool {
+    ROUTES.iter().any(|r| r.path == path && r.role.is_some())
+}

@@ -8,7 +8,7 @@ use crate::feed::{Feed, HistoryPoint, LiveEvent, TwinServices};
 use crate::limit::RateLimit;
 use crate::routes;
 use crate::tls::ClientCerts;
-use crate::token::{Principal, TokenCheck, TokenRefusal};
+use crate::token::{Principal, Role, TokenCheck, TokenRefusal};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -199,13 +199,20 @@ async fn access(
     if !app.by_addr.allow(&ip) {
         return refuse(StatusCode::TOO_MANY_REQUESTS);
     }
-    let route = matched.and_then(|m| routes::find(req.method().as_str(), m.as_str()));
-    let Some(route) = route else {
+    let matched = matched.map(|m| m.as_str().to_owned());
+    let route = matched
+        .as_deref()
+        .and_then(|m| routes::find(req.method().as_str(), m));
+    let (need, path) = match (route, matched.as_deref()) {
+        (Some(r), _) => match r.role {
+            Some(need) => (need, r.path),
+            None => return next.run(req).await,
+        },
+        // Another method on an API path that needs a token: a client
+        // without one learns nothing, not even which methods exist.
+        (None, Some(m)) if routes::needs_token(m) => (Role::Viewer, "(other method)"),
         // Dashboard assets and unknown paths: no token involved.
-        return next.run(req).await;
-    };
-    let Some(need) = route.role else {
-        return next.run(req).await;
+        _ => return next.run(req).await,
     };
     let cert = req.extensions().get::<CertPrincipal>().map(|c| c.0.clone());
     let checked = match (bearer(req.headers()), cert) {
@@ -222,10 +229,10 @@ async fn access(
                 &format!(
                     "authentication failed: {why} ({} {} from {ip})",
                     req.method(),
-                    route.path
+                    path
                 ),
             );
-            tracing::info!(%why, %ip, path = route.path, "authentication failed");
+            tracing::info!(%why, %ip, path, "authentication failed");
             return refuse(StatusCode::UNAUTHORIZED);
         }
     };
@@ -632,6 +639,10 @@ impl ApiListener {
                     hyper::service::service_fn(
                         move |mut req: hyper::Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(ClientAddr(addr));
+                            // For routers served here that read the peer
+                            // with axum's `ConnectInfo` (the backend receiver).
+                            req.extensions_mut()
+                                .insert(axum::extract::ConnectInfo(addr));
                             if let Some(p) = &cert {
                                 req.extensions_mut().insert(CertPrincipal(p.clone()));
                             }

@@ -9,7 +9,8 @@
 //!
 //! - [`httpsig`]: the signature base, [`Signer`] and [`Verifier`];
 //! - [`Outbox`]: messages waiting, encrypted at rest, surviving restarts;
-//! - [`Publisher`]: the task that delivers the outbox with backoff;
+//! - [`Publisher`]: the task that delivers the outbox with backoff, over
+//!   HTTPS ([`BackendTls`]) or plain HTTP to a loopback address;
 //! - [`Receiver`]: the reference receiver (verify, store exactly once).
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod outbox;
 mod publisher;
 mod receiver;
 pub mod sf;
+mod tls;
 
 pub use httpsig::{
     Rejection, RequestParts, SignRefused, SignedHeaders, Signer, Verified, Verifier, content_digest,
@@ -29,6 +31,7 @@ pub use publisher::{
     BackendUrl, Backoff, Publisher, PublisherConfig, PublisherHandle, PublisherReport,
 };
 pub use receiver::{MessageStore, Receiver, ReceiverEvent};
+pub use tls::BackendTls;
 
 /// What can go wrong when publishing or receiving.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +39,13 @@ pub enum BackendError {
     /// The backend URL is not one this build can publish to.
     #[error("backend URL: {0}")]
     Url(&'static str),
-    /// `https://` backends are not supported by this build yet.
-    #[error(
-        "backend URL: https:// is not supported yet; use http:// to a loopback address (tests and local relays)"
-    )]
-    HttpsNotSupported,
+    /// An `https://` backend, but nothing to trust its certificate with.
+    #[error("no trust roots for the https:// backend: {0}")]
+    NoTrustRoots(String),
+    /// The TLS client could not be configured (an extra CA certificate
+    /// that is not PEM or cannot be a trust root).
+    #[error("backend TLS: {0}")]
+    Tls(String),
     /// The signing function refused (key gone, shield degraded).
     #[error(transparent)]
     Sign(#[from] SignRefused),

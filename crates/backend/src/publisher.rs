@@ -5,10 +5,11 @@
 
 use crate::message::{MESSAGES_PATH, Message, MessageKind};
 use crate::outbox::{Outbox, OutboxError};
-use crate::{BackendError, Signer};
+use crate::{BackendError, BackendTls, Signer};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +22,8 @@ const MAX_URL: usize = 2048;
 /// Largest response body read (and discarded), bytes.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// A parsed backend URL: `http://` to a loopback address, or `https://`
-/// (refused by [`Publisher::start`] in this build). No user information,
-/// query or fragment.
+/// A parsed backend URL: `https://` to any host, or `http://` to a
+/// loopback address only. No user information, query or fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendUrl {
     https: bool,
@@ -108,12 +108,14 @@ impl BackendUrl {
         })
     }
 
-    /// Whether this build can publish to it (`http://` to loopback).
-    pub fn ensure_supported(&self) -> Result<(), BackendError> {
-        if self.https {
-            return Err(BackendError::HttpsNotSupported);
-        }
-        Ok(())
+    /// Whether it is `https://`.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The host: a DNS name or an IP address (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The path messages are posted to.
@@ -165,6 +167,10 @@ pub struct PublisherConfig {
     pub request_timeout: Duration,
     /// Messages held in memory on their way into the outbox.
     pub queue: usize,
+    /// The TLS client for an `https://` backend; `None`: the system's
+    /// trust roots only, loaded when the publisher starts. Unused for
+    /// `http://`.
+    pub tls: Option<BackendTls>,
 }
 
 impl Default for PublisherConfig {
@@ -174,6 +180,7 @@ impl Default for PublisherConfig {
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             queue: 1024,
+            tls: None,
         }
     }
 }
@@ -197,6 +204,7 @@ struct Stats {
     pending: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -276,6 +284,11 @@ impl PublisherHandle {
         self.stats.report()
     }
 
+    /// Why the latest failed delivery attempt failed, if one did.
+    pub fn last_error(&self) -> Option<String> {
+        self.stats.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
     /// Stops the task: everything queued is committed to the outbox, then
     /// delivery goes on for at most `flush_for` (or until the outbox is
     /// empty). What is left waits in the outbox for the next start.
@@ -317,11 +330,21 @@ impl Publisher {
         config: PublisherConfig,
     ) -> Result<PublisherHandle, BackendError> {
         let url = BackendUrl::parse(url)?;
-        url.ensure_supported()?;
+        // The TLS client is built here, once, not per request.
+        let link = if url.https {
+            let tls = match config.tls.clone() {
+                Some(tls) => tls,
+                None => BackendTls::new(true, None)?,
+            };
+            Some((tls, BackendTls::server_name(&url.host)?))
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(Stats::default());
         let task = Task {
             url,
+            link,
             signer: Arc::new(signer),
             outbox: Arc::new(outbox),
             config,
@@ -333,8 +356,13 @@ impl Publisher {
     }
 }
 
+/// How an `https://` backend is reached: the TLS client and the name its
+/// certificate must carry.
+type Link = (BackendTls, ServerName<'static>);
+
 struct Task {
     url: BackendUrl,
+    link: Option<Link>,
     signer: Arc<Signer>,
     outbox: Arc<Outbox>,
     config: PublisherConfig,
@@ -451,7 +479,15 @@ impl Task {
                 continue;
             }
             let Some(msg) = next else { continue };
-            match send(&self.url, &self.signer, &msg, self.config.request_timeout).await {
+            let sent = send(
+                &self.url,
+                self.link.as_ref(),
+                &self.signer,
+                &msg,
+                self.config.request_timeout,
+            )
+            .await;
+            match sent {
                 Ok(status) => {
                     let seq = msg.seq;
                     if let Err(e) = blocking(&self.outbox, move |o| o.remove(seq)).await {
@@ -469,6 +505,9 @@ impl Task {
                 }
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = self.stats.last_error.lock() {
+                        *last = Some(e.to_string());
+                    }
                     let delay = backoff.next_delay();
                     tracing::warn!(id = %msg.id, error = %e, retry_in_s = delay.as_secs_f64(), "delivery failed");
                     retry_at = Some(Instant::now() + delay);
@@ -494,9 +533,11 @@ impl Task {
     }
 }
 
-/// Posts one message, signed now; `Ok(status)` on a 2xx answer.
+/// Posts one message, signed now, over TLS when `link` is given;
+/// `Ok(status)` on a 2xx answer.
 async fn send(
     url: &BackendUrl,
+    link: Option<&Link>,
     signer: &Signer,
     msg: &Message,
     timeout: Duration,
@@ -510,28 +551,25 @@ async fn send(
     )
     .unwrap_or(i64::MAX);
     let headers = signer.sign_request("POST", &url.path, &body, created)?;
+    let req = hyper::Request::post(url.path.as_str())
+        .header(hyper::header::HOST, url.authority.as_str())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("content-digest", headers.content_digest)
+        .header("signature-input", headers.signature_input)
+        .header("signature", headers.signature)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| BackendError::Transport(e.to_string()))?;
     let exchange = async {
-        let transport = |e: &dyn std::fmt::Display| BackendError::Transport(e.to_string());
         let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
             .await
-            .map_err(|e| transport(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| transport(&e))?;
-        let conn = tokio::spawn(conn);
-        let req = hyper::Request::post(url.path.as_str())
-            .header(hyper::header::HOST, url.authority.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header("content-digest", headers.content_digest)
-            .header("signature-input", headers.signature_input)
-            .header("signature", headers.signature)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| transport(&e))?;
-        let resp = sender.send_request(req).await.map_err(|e| transport(&e))?;
-        let status = resp.status();
-        let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
-        conn.abort();
-        Ok::<u16, BackendError>(status.as_u16())
+            .map_err(|e| BackendError::Transport(e.to_string()))?;
+        match link {
+            Some((tls, name)) => {
+                let stream = tls.connect(name.clone(), stream).await?;
+                post(stream, req).await
+            }
+            None => post(stream, req).await,
+        }
     };
     let status = tokio::time::timeout(timeout, exchange)
         .await
@@ -541,6 +579,23 @@ async fn send(
     } else {
         Err(BackendError::Status(status))
     }
+}
+
+/// One HTTP/1.1 exchange over `io` (a TCP or TLS stream); the status.
+async fn post<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<u16, BackendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let transport = |e: &dyn std::fmt::Display| BackendError::Transport(e.to_string());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| transport(&e))?;
+    let conn = tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| transport(&e))?;
+    let status = resp.status();
+    let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
+    conn.abort();
+    Ok(status.as_u16())
 }
 
 #[cfg(test)]
@@ -567,15 +622,17 @@ mod tests {
     fn urls_are_http_to_loopback_or_https_without_credentials() {
         let u = BackendUrl::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(u.path(), "/v1/messages");
-        assert!(u.ensure_supported().is_ok());
+        assert!(!u.is_https());
         let u = BackendUrl::parse("http://[::1]:9/ingest/").unwrap();
         assert_eq!(u.path(), "/ingest/v1/messages");
         assert!(BackendUrl::parse("http://localhost/").is_ok());
         let https = BackendUrl::parse("https://historian.example.com/twin").unwrap();
-        assert!(matches!(
-            https.ensure_supported(),
-            Err(BackendError::HttpsNotSupported)
-        ));
+        assert!(https.is_https());
+        assert_eq!(https.host(), "historian.example.com");
+        assert_eq!(https.path(), "/twin/v1/messages");
+        let https = BackendUrl::parse("https://[2001:db8::1]:8443").unwrap();
+        assert_eq!((https.host(), https.port), ("2001:db8::1", 8443));
+        assert!(BackendUrl::parse("https://10.0.0.5").is_ok());
         for bad in [
             "http://10.0.0.5:80",
             "http://historian.example.com",
@@ -588,6 +645,11 @@ mod tests {
             "http://",
             "http://bad_host!/",
             "http://127.0.0.1/ space",
+            "https://user:pw@historian.example.com",
+            "https://historian.example.com/?token=1",
+            "https://historian.example.com#x",
+            "https://historian.example.com:0",
+            "https://bad_host!/",
         ] {
             assert!(BackendUrl::parse(bad).is_err(), "accepted {bad}");
         }

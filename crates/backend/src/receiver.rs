@@ -282,8 +282,10 @@ impl Receiver {
     }
 
     /// The receiver's routes: `POST /v1/messages`. Serve it with
-    /// connection info (`into_make_service_with_connect_info::<SocketAddr>`),
-    /// as [`Receiver::serve`] does.
+    /// connection info (`into_make_service_with_connect_info::<SocketAddr>`,
+    /// as [`Receiver::serve`] does, or a server that puts axum's
+    /// `ConnectInfo<SocketAddr>` in each request's extensions, as
+    /// `twinshield backend`'s HTTPS listener does).
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route(MESSAGES_PATH, post(post_message))

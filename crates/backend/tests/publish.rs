@@ -41,6 +41,7 @@ fn fast() -> PublisherConfig {
         backoff_max: Duration::from_millis(100),
         request_timeout: Duration::from_secs(2),
         queue: 64,
+        tls: None,
     }
 }
 
@@ -155,6 +156,12 @@ async fn messages_wait_while_the_receiver_is_down_and_arrive_once_it_is_back() {
     assert_eq!(r.sent, 0);
     assert!(r.failed_attempts >= 2, "{r:?}");
     assert_eq!(r.pending, 5);
+    assert!(
+        h.last_error()
+            .is_some_and(|e| e.starts_with("backend unreachable")),
+        "{:?}",
+        h.last_error()
+    );
     // A restart of the twin: the outbox is reopened, nothing is lost.
     let r = h.shutdown(Duration::from_millis(50)).await;
     assert_eq!((r.sent, r.pending), (0, 5), "{r:?}");
@@ -205,6 +212,8 @@ async fn a_refusing_signer_keeps_messages_in_the_outbox() {
     let r = h.shutdown(Duration::from_millis(300)).await;
     assert_eq!((r.sent, r.pending), (0, 1), "{r:?}");
     assert!(r.failed_attempts >= 1);
+    let why = h.last_error().unwrap_or_default();
+    assert!(why.contains("shield degraded"), "{why}");
     assert_eq!(rx.stored(), 0);
     assert!(
         events.lock().unwrap().is_empty(),

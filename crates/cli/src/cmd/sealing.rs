@@ -187,8 +187,8 @@ pub struct SealArgs {
     #[arg(long, value_name = "POLICY")]
     shield_policy: Option<String>,
     /// The backend the twin publishes its alarms and state summaries to,
-    /// each request signed with the device key (`http://` only to a
-    /// loopback address).
+    /// each request signed with the device key: `https://`, or `http://`
+    /// to a loopback address only.
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
 }
@@ -250,7 +250,7 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
         None => None,
     };
     if let Some(url) = &args.backend {
-        twinshield_backend::BackendUrl::parse(url)?.ensure_supported()?;
+        twinshield_backend::BackendUrl::parse(url)?;
     }
     let bundle = twinshield_seal::seal(&SealRequest {
         model: &model,
@@ -348,6 +348,47 @@ pub struct RunArgs {
     /// Seconds between polls of the plant.
     #[arg(long, default_value_t = 0.1)]
     period: f64,
+    /// Also trust these certificates (PEM) for an `https://` backend: its
+    /// private CA, or its own certificate, pinned. The system's trust
+    /// store is used as well.
+    #[arg(long, value_name = "FILE")]
+    backend_ca: Option<PathBuf>,
+}
+
+/// The TLS client for the bundle's backend when it is `https://` (the
+/// system's trust roots and `--backend-ca`), built once before the twin
+/// starts; `None` for `http://` or no backend.
+fn backend_tls(
+    url: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<Option<twinshield_backend::BackendTls>> {
+    let https = match url {
+        Some(u) => twinshield_backend::BackendUrl::parse(u)?.is_https(),
+        None => false,
+    };
+    if !https {
+        if let Some(ca) = ca {
+            eprintln!(
+                "warning: --backend-ca {} is not used: the bundle names no https:// backend",
+                ca.display()
+            );
+        }
+        return Ok(None);
+    }
+    let extra = match ca {
+        Some(p) => Some(read_limited(p, "backend CA certificate")?),
+        None => None,
+    };
+    match twinshield_backend::BackendTls::new(true, extra.as_deref()) {
+        Ok(tls) => Ok(Some(tls)),
+        Err(e @ twinshield_backend::BackendError::NoTrustRoots(_)) => {
+            bail!("{e}; give the backend's CA certificate (or its own) with --backend-ca FILE")
+        }
+        Err(e) => match ca {
+            Some(p) => Err(anyhow::Error::new(e).context(format!("--backend-ca {}", p.display()))),
+            None => Err(e.into()),
+        },
+    }
 }
 
 fn plant_addr(url: &str) -> Result<SocketAddr> {
@@ -395,6 +436,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             .context("the bundle's shield policy")?,
         None => Policy::release_default(),
     };
+    let tls = backend_tls(opened.backend.as_deref(), args.backend_ca.as_deref())?;
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let model = opened.model;
     let wiring = Wiring::new(&model)?;
@@ -544,7 +586,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         };
         let publisher = match backend {
             Some((url, signer, outbox)) => {
-                let handle = twinshield_backend::Publisher::start(&url, signer, outbox)?;
+                let config = twinshield_backend::PublisherConfig {
+                    tls,
+                    ..twinshield_backend::PublisherConfig::default()
+                };
+                let handle =
+                    twinshield_backend::Publisher::start_with(&url, signer, outbox, config)?;
                 eprintln!("publishing alarms and summaries to {url}");
                 Some(handle)
             }
@@ -574,8 +621,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             Some(p) => {
                 let r = p.shutdown(Duration::from_secs(10)).await;
                 eprintln!(
-                    "backend: {} message(s) delivered, {} waiting in the outbox",
-                    r.sent, r.pending
+                    "backend: {} message(s) delivered, {} waiting in the outbox{}",
+                    r.sent,
+                    r.pending,
+                    p.last_error()
+                        .filter(|_| r.failed_attempts > 0)
+                        .map_or(String::new(), |e| format!(
+                            "; {} failed attempt(s), the last: {e}",
+                            r.failed_attempts
+                        ))
                 );
                 Some(json!({"sent": r.sent, "pending": r.pending, "failed_attempts": r.failed_attempts, "dropped": r.dropped}))
             }
