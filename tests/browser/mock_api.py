@@ -220,6 +220,9 @@ class Handler(BaseHTTPRequestHandler):
         need = 3 if path in ("/api/v1/security", "/api/v1/audit") else 1
         if not self.authorise(need):
             return None
+        if path == "/api/v1/whoami":
+            names = {1: "viewer", 2: "operator", 3: "admin"}
+            return self.send_json(200, {"token_id": "mock0000", "role": names[self.role()]})
         if path == "/api/v1/twin":
             return self.send_json(200, {"name": "quadtank", "version": "0.1.0",
                                         "channels": [{"name": n, "unit": u} for n, u in CHANNELS]})

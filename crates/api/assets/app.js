@@ -144,6 +144,14 @@
     sessionStorage.setItem(TOKEN_KEY, token);
     $('#token').value = '';
     clearMessage();
+    // Offer acknowledging only to roles that may (the server decides
+    // anyway: a 403 still turns the buttons off).
+    try {
+      const me = await api('/whoami');
+      S.canAck = me.role === 'operator' || me.role === 'admin';
+    } catch (e) {
+      if (gen !== S.gen) return;
+    }
     startDashboard(twin);
   }
 
