@@ -33,7 +33,11 @@
 //!   `Copy` (see [`Ctx`]: only places, comparison operands, references and
 //!   receivers of well-known non-consuming methods count as non-moving),
 //! - contains a macro whose tokens hold `break` or `continue` (they cannot
-//!   be re-targeted).
+//!   be re-targeted),
+//! - names a binding that may borrow from another binding the run names
+//!   (the borrow would stay alive over the dispatcher's back edge): such a
+//!   statement starts a dispatcher of its own, or stays out if it names
+//!   both itself.
 //!
 //! Unlabelled `break`/`continue` that target a loop of the function are
 //! given that loop's label (a fresh `'__ts_lN` when it has none) before the
