@@ -219,7 +219,18 @@ async fn access(
         // A listed client certificate stands in for a token; a token, when
         // one is sent as well, decides.
         (Err(TokenRefusal::Missing), Some(p)) => Ok(p),
-        (presented, _) => presented.and_then(|t| app.tokens.check(t)),
+        (Err(e), _) => Err(e),
+        (Ok(token), _) => match app.tokens.check_cached(token) {
+            Some(done) => done,
+            None => {
+                // Argon2id takes tens of milliseconds: not on an async worker.
+                let tokens = app.tokens.clone();
+                let token = zeroize::Zeroizing::new(token.to_owned());
+                tokio::task::spawn_blocking(move || tokens.check(&token))
+                    .await
+                    .unwrap_or(Err(TokenRefusal::Unknown))
+            }
+        },
     };
     let principal = match checked {
         Ok(p) => p,

@@ -126,6 +126,9 @@ pub enum TokenRefusal {
     /// The token has expired.
     #[error("expired token")]
     Expired,
+    /// A wrong secret for this id less than a second ago: not checked.
+    #[error("wrong secret too recently for this token id")]
+    Throttled,
 }
 
 const PREFIX: &str = "tsk_";
@@ -312,6 +315,8 @@ pub struct TokenCheck {
     store: TokenStore,
     snapshot: RwLock<Snapshot>,
     verified: Mutex<HashMap<String, Verified>>,
+    /// When each id last failed its Argon2id check.
+    failed: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for TokenCheck {
@@ -334,6 +339,7 @@ impl TokenCheck {
             }),
             store,
             verified: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -392,25 +398,54 @@ impl TokenCheck {
             .is_ok_and(|s| s.records.get(id).is_some_and(|r| !r.expired_at(now)))
     }
 
-    /// Checks a presented token.
-    pub fn check(&self, presented: &str) -> Result<Principal, TokenRefusal> {
-        let (id, secret) = parse_token(presented)?;
+    /// Checks a presented token as far as it can without hashing: `None`
+    /// when only the Argon2id check can decide (a token not verified since
+    /// start-up), which [`TokenCheck::check`] does; call that off the
+    /// async workers, it takes tens of milliseconds.
+    pub fn check_cached(&self, presented: &str) -> Option<Result<Principal, TokenRefusal>> {
+        let (id, secret) = match parse_token(presented) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
         self.refresh();
         let now = now_unix();
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         if let Ok(v) = self.verified.lock()
             && let Some(known) = v.get(id)
         {
-            if bool::from(known.digest.ct_eq(&digest)) {
-                if known.expires.is_some_and(|e| now >= e) {
-                    return Err(TokenRefusal::Expired);
-                }
-                return Ok(Principal {
-                    token_id: id.to_owned(),
-                    role: known.role,
-                });
+            if !bool::from(known.digest.ct_eq(&digest)) {
+                return Some(Err(TokenRefusal::WrongSecret));
             }
-            return Err(TokenRefusal::WrongSecret);
+            if known.expires.is_some_and(|e| now >= e) {
+                return Some(Err(TokenRefusal::Expired));
+            }
+            return Some(Ok(Principal {
+                token_id: id.to_owned(),
+                role: known.role,
+            }));
+        }
+        let known = self
+            .snapshot
+            .read()
+            .is_ok_and(|s| s.records.contains_key(id));
+        if !known {
+            return Some(Err(TokenRefusal::Unknown));
+        }
+        None
+    }
+
+    /// Checks a presented token, with the Argon2id check when needed. A
+    /// wrong secret for an id makes that id's next Argon2id check wait a
+    /// second (refused until then), so guessing cannot keep the CPU busy.
+    pub fn check(&self, presented: &str) -> Result<Principal, TokenRefusal> {
+        if let Some(done) = self.check_cached(presented) {
+            return done;
+        }
+        let (id, secret) = parse_token(presented)?;
+        if let Ok(f) = self.failed.lock()
+            && f.get(id).is_some_and(|at| at.elapsed() < FAILED_PAUSE)
+        {
+            return Err(TokenRefusal::Throttled);
         }
         let record = self
             .snapshot
@@ -419,17 +454,23 @@ impl TokenCheck {
             .and_then(|s| s.records.get(id).cloned())
             .ok_or(TokenRefusal::Unknown)?;
         let hash = PasswordHash::new(&record.hash).map_err(|_| TokenRefusal::Unknown)?;
-        argon2()
-            .verify_password(secret.as_bytes(), &hash)
-            .map_err(|_| TokenRefusal::WrongSecret)?;
-        if record.expired_at(now) {
+        if argon2().verify_password(secret.as_bytes(), &hash).is_err() {
+            if let Ok(mut f) = self.failed.lock() {
+                if f.len() >= 10_000 {
+                    f.retain(|_, at| at.elapsed() < FAILED_PAUSE);
+                }
+                f.insert(id.to_owned(), Instant::now());
+            }
+            return Err(TokenRefusal::WrongSecret);
+        }
+        if record.expired_at(now_unix()) {
             return Err(TokenRefusal::Expired);
         }
         if let Ok(mut v) = self.verified.lock() {
             v.insert(
                 id.to_owned(),
                 Verified {
-                    digest,
+                    digest: Sha256::digest(secret.as_bytes()).into(),
                     role: record.role,
                     expires: record.expires,
                 },
@@ -441,6 +482,9 @@ impl TokenCheck {
         })
     }
 }
+
+/// How long an id waits for its next Argon2id check after a wrong secret.
+const FAILED_PAUSE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -477,12 +521,12 @@ mod tests {
         let mut wrong = token.expose().to_owned();
         let last = wrong.pop().unwrap();
         wrong.push(if last == 'A' { 'B' } else { 'A' });
-        assert_eq!(check.check(&wrong), Err(TokenRefusal::WrongSecret));
+        // The right secret first: the wrong one is then refused by digest.
         check.check(token.expose()).unwrap();
         assert_eq!(
             check.check(&wrong),
             Err(TokenRefusal::WrongSecret),
-            "cached path too"
+            "cached path"
         );
         let other_id = token.expose().replacen(&rec.id, "00000000", 1);
         let expect = if rec.id == "00000000" {
@@ -500,6 +544,27 @@ mod tests {
         ] {
             assert_eq!(check.check(bad), Err(TokenRefusal::Malformed), "{bad}");
         }
+    }
+
+    #[test]
+    fn guessing_a_secret_pauses_its_id_and_never_admits_a_wrong_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, token) = store(dir.path()).issue(Role::Viewer, None).unwrap();
+        let check = TokenCheck::new(store(dir.path())).unwrap();
+        let mut wrong = token.expose().to_owned();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(check.check_cached(&wrong), None, "only Argon2id can tell");
+        assert_eq!(check.check(&wrong), Err(TokenRefusal::WrongSecret));
+        assert_eq!(check.check(&wrong), Err(TokenRefusal::Throttled));
+        assert_eq!(check.check(token.expose()), Err(TokenRefusal::Throttled));
+        std::thread::sleep(FAILED_PAUSE + Duration::from_millis(50));
+        assert_eq!(check.check(token.expose()).unwrap().role, Role::Viewer);
+        assert!(
+            check
+                .check_cached(token.expose())
+                .is_some_and(|r| r.is_ok())
+        );
     }
 
     #[test]
