@@ -58,4 +58,22 @@ fn the_dashboard_shows_live_charts_and_acknowledges_the_demo_attack() {
     );
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    // What the demo opens on a desktop: the address with `#token=`, logged
+    // in at once, the token wiped from the address bar.
+    let out = Command::new("python3")
+        .arg(root().join("tests/browser/dashboard_e2e.py"))
+        .args(["--url", &format!("https://{}/", demo.api)])
+        .arg("--token-file")
+        .arg(&token_file)
+        .args(["--fragment-login", "--no-alarm"])
+        .arg("--screenshot")
+        .arg(dir.path().join("fragment.png"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the browser driver: {e}"));
+    assert!(
+        out.status.success(),
+        "fragment login:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

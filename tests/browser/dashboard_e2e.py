@@ -6,7 +6,7 @@ Interface (stable; the Rust e2e test and .ci/run rely on it):
     python3 tests/browser/dashboard_e2e.py --url BASE (--token TOKEN |
         --token-file FILE) --screenshot OUT.png [--attack-wait SECONDS]
         [--ready-file FILE] [--chromium PATH] [--chromedriver PATH]
-        [--verbose]
+        [--fragment-login] [--no-alarm] [--verbose]
 
   --url          the dashboard's address, e.g. https://127.0.0.1:8443/
                  (self-signed certificates are accepted).
@@ -19,6 +19,10 @@ Interface (stable; the Rust e2e test and .ci/run rely on it):
   --ready-file   created (empty) once the page is logged in and its charts
                  update: the caller may start the attack then. "READY" is
                  also printed on stderr at that point.
+  --fragment-login  log in by opening URL#token=TOKEN (what `twinshield
+                 demo` opens on a desktop) instead of typing into the form;
+                 the token must then be gone from the address bar.
+  --no-alarm     stop after the live checks (no alarm is waited for).
   --screenshot   where to write the PNG (written on success and, when the
                  browser still answers, on failure).
   --chromium / --chromedriver  default /usr/bin/chromium and chromedriver
@@ -208,19 +212,20 @@ def check_console(wd):
 
 
 def run(wd, args, token):
+    url = args.url + ("#token=" + token if args.fragment_login else "")
     try:
-        wd.s("POST", "/url", {"url": args.url}, timeout=45)
+        wd.s("POST", "/url", {"url": url}, timeout=45)
     except WebDriverError as e:
         raise Fail("cannot load %s: %s" % (args.url, str(e).split(": ")[-1])) from None
     snap = lambda: wd.js(SNAPSHOT_JS)  # noqa: E731
     s = snap()
     if not s["href"].startswith(("http://", "https://")):
         raise Fail("cannot load %s (browser shows %s)" % (args.url, s["href"]))
-    wait_for("the login form (#token) did not appear at %s" % args.url, 20, lambda: snap()["login"])
-
-    log("logging in")
-    wd.s("POST", "/element/%s/value" % wd.find("#token"), {"text": token})
-    wd.s("POST", "/element/%s/click" % wd.find("#login-button"))
+    if not args.fragment_login:
+        wait_for("the login form (#token) did not appear at %s" % args.url, 20, lambda: snap()["login"])
+        log("logging in")
+        wd.s("POST", "/element/%s/value" % wd.find("#token"), {"text": token})
+        wd.s("POST", "/element/%s/click" % wd.find("#login-button"))
 
     def logged_in():
         s = snap()
@@ -228,6 +233,8 @@ def run(wd, args, token):
             raise Fail("login refused: " + s["loginError"])
         return s["dashboard"]
     wait_for("the dashboard did not open after login", 20, logged_in)
+    if args.fragment_login and "token" in snap()["href"]:
+        raise Fail("the token stayed in the address bar after a #token= login")
 
     def charts_drawn():
         s = snap()
@@ -249,6 +256,9 @@ def run(wd, args, token):
         with open(args.ready_file, "w", encoding="utf-8"):
             pass
     print("READY", file=sys.stderr, flush=True)
+    if args.no_alarm:
+        check_console(wd)
+        return "%d channels, live" % len(channels)
 
     log("waiting up to %g s for an alarm" % args.attack_wait)
     seen_without_button = {}
@@ -316,6 +326,10 @@ def main():
     ap.add_argument("--chromedriver", default=os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
                     or "/usr/bin/chromedriver")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--fragment-login", action="store_true",
+                    help="log in through URL#token=... (what `twinshield demo` opens) instead of the form")
+    ap.add_argument("--no-alarm", action="store_true",
+                    help="stop after the live checks (no alarm expected)")
     args = ap.parse_args()
     VERBOSE = args.verbose
 

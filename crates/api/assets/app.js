@@ -864,7 +864,11 @@
     $('#message-close').addEventListener('click', clearMessage);
     window.addEventListener('resize', () => { S.dirty = true; });
     requestAnimationFrame(frame);
-    const saved = sessionStorage.getItem(TOKEN_KEY);
+    // `#token=...` (what `twinshield demo` opens): used once, then wiped
+    // from the address bar; a fragment never reaches the server.
+    const m = /^#token=(tsk_[0-9a-f]{8}_[A-Za-z0-9_-]{43})$/.exec(window.location.hash);
+    if (m) history.replaceState(null, '', window.location.pathname);
+    const saved = m ? m[1] : sessionStorage.getItem(TOKEN_KEY);
     if (saved) login(saved); else $('#token').focus();
   }
 

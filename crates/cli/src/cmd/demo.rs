@@ -127,6 +127,26 @@ async fn demo_api(
     Ok((api, token))
 }
 
+/// Opens the dashboard, logged in, in the desktop's browser when there is
+/// a desktop (a display and `xdg-open`); on a headless machine the address
+/// and token printed above are the way in.
+fn open_in_browser(url: &str) {
+    let desktop = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+        || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    if !desktop {
+        return;
+    }
+    let opened = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if opened.is_ok() {
+        eprintln!("twinshield demo: dashboard opened in the browser");
+    }
+}
+
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     plant::check_speed(args.speed)?;
@@ -194,6 +214,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             attack.map_or(String::new(), |a| format!(", attack `{}` at {} s", a.kind.name(), a.at)),
         );
         eprintln!("dashboard token (admin, this run only): {}", token.expose());
+        open_in_browser(&format!("{api_url}#token={}", token.expose()));
         drop(token);
 
         crate::rt::stop_on_ctrl_c(&stop_tx);
