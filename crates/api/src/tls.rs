@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::sealed;
 use crate::token::Role;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -73,11 +74,12 @@ impl TlsIdentity {
         let io = |p: &Path, e: std::io::Error| ApiError::Io(format!("{}: {e}", p.display()));
         let chain = certs_from_pem(&std::fs::read(cert).map_err(|e| io(cert, e))?)?;
         let pem = Zeroizing::new(std::fs::read(key).map_err(|e| io(key, e))?);
-        let der = pem_blocks(&pem, "PRIVATE KEY")
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::Tls(format!("{}: no PKCS#8 private key", key.display())))?;
-        Ok(TlsIdentity { chain, key: der })
+        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem)
+            .map_err(|_| ApiError::Tls(format!("{}: no PKCS#8 private key", key.display())))?;
+        Ok(TlsIdentity {
+            chain,
+            key: Zeroizing::new(der.secret_pkcs8_der().to_vec()),
+        })
     }
 
     /// SHA-256 of the leaf certificate, hex: what a client pins.
@@ -249,46 +251,39 @@ impl ClientCertVerifier for PinnedClients {
 }
 
 fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ApiError> {
-    let certs: Vec<_> = pem_blocks(pem, "CERTIFICATE")
-        .into_iter()
-        .map(|d| CertificateDer::from(d.to_vec()))
-        .collect();
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Tls(format!("not a PEM certificate file: {e}")))?;
     if certs.is_empty() {
         return Err(ApiError::Tls("no certificate in the PEM file".into()));
     }
     Ok(certs)
 }
 
-/// The base64 bodies of every `-----BEGIN <label>-----` block.
-fn pem_blocks(pem: &[u8], label: &str) -> Vec<Zeroizing<Vec<u8>>> {
-    use base64::Engine;
-    let text = String::from_utf8_lossy(pem);
-    let (begin, end) = (
-        format!("-----BEGIN {label}-----"),
-        format!("-----END {label}-----"),
-    );
-    let mut out = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(&begin) {
-        let after = &rest[start + begin.len()..];
-        let Some(stop) = after.find(&end) else { break };
-        let b64: Zeroizing<String> = Zeroizing::new(
-            after[..stop]
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect(),
-        );
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) {
-            out.push(Zeroizing::new(der));
-        }
-        rest = &after[stop + end.len()..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operator_identity_loads_from_pem_files_and_junk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["twin.example".to_owned()]).unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let id = TlsIdentity::from_pem_files(&cert, &key).unwrap();
+        assert_eq!(id.leaf_der(), Some(made.cert.der().as_ref()));
+        id.server_config(None).unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        assert!(matches!(
+            TlsIdentity::from_pem_files(&cert, &key),
+            Err(ApiError::Tls(_))
+        ));
+        assert!(matches!(
+            TlsIdentity::from_pem_files(&key, &key),
+            Err(ApiError::Tls(_))
+        ));
+    }
 
     #[test]
     fn a_self_signed_identity_is_made_once_and_opens_only_under_its_key() {
