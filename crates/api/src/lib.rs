@@ -27,7 +27,7 @@ pub use feed::{
     SecurityView, ServiceError, StateView, TwinInfo, TwinServices,
 };
 pub use limit::RateLimit;
-pub use server::{ApiConfig, ApiListener, Transport, method_of, router};
+pub use server::{ApiConfig, ApiListener, Transport, router};
 pub use tls::{ClientCerts, TlsIdentity};
 pub use token::{
     IssuedToken, Principal, Role, TokenCheck, TokenRecord, TokenRefusal, TokenStore, parse_token,

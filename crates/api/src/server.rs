@@ -717,11 +717,3 @@ where
         }
     }
 }
-
-/// Methods the router knows, for tests of the route table.
-pub fn method_of(route: &routes::Route) -> Method {
-    match route.method {
-        routes::Method::Get => Method::GET,
-        routes::Method::Post => Method::POST,
-    }
-}

@@ -11,16 +11,17 @@ use twinshield_runtime::{AlarmEvent, Twin};
 /// Plant seconds between state summaries.
 pub const SUMMARY_EVERY_S: f64 = 10.0;
 
-/// What the sync loop feeds the publisher through.
-pub struct Feed {
+/// The sync loop's link to the backend publisher: alarms as they come,
+/// a state summary every [`SUMMARY_EVERY_S`] plant seconds.
+pub struct BackendLink {
     handle: PublisherHandle,
     last_summary: f64,
 }
 
-impl Feed {
-    /// A feed into `handle`.
+impl BackendLink {
+    /// A link into `handle`.
     pub fn new(handle: PublisherHandle) -> Self {
-        Feed {
+        BackendLink {
             handle,
             last_summary: f64::NEG_INFINITY,
         }

@@ -54,7 +54,7 @@ pub struct SyncLoop<'a> {
     /// Where to record history, if anywhere.
     pub recorder: Option<Recorder>,
     /// Where to publish alarms and summaries (the bundle's backend), if anywhere.
-    pub publisher: Option<crate::publish::Feed>,
+    pub publisher: Option<crate::publish::BackendLink>,
 }
 
 /// What a sync loop leaves behind.

@@ -607,7 +607,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 feed,
                 attack: None,
                 recorder: Some(recorder),
-                publisher: publisher.clone().map(crate::publish::Feed::new),
+                publisher: publisher.clone().map(crate::publish::BackendLink::new),
             },
             clock,
             stop_rx,
