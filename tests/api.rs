@@ -8,8 +8,8 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use twinshield_api::Role;
 use twinshield_api::routes::{ROUTES, Route};
+use twinshield_e2e::Setup;
 use twinshield_e2e::https::{Client, Reply, RunningTwin};
-use twinshield_e2e::{Setup, plant};
 
 /// A twin with its API, and a token per role.
 struct Api {
@@ -35,23 +35,7 @@ fn start(name: &str, extra: &[&str]) -> Api {
     let viewer = token(&setup, "viewer");
     let operator = token(&setup, "operator");
     let admin = token(&setup, "admin");
-    let plant = plant(&["--speed", "1"]);
-    let mut args = vec![
-        "run",
-        "q.bundle",
-        "--trust",
-        "vendor.pub",
-        "--plant",
-        &plant.url,
-        "--state",
-        "state",
-        "--seconds",
-        "120",
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let twin = RunningTwin::start(setup.dir.path(), &args, "API and dashboard");
+    let (twin, plant) = RunningTwin::api(&setup, "120", extra);
     let client = Client::https(
         &twin.api,
         &setup.path("state/api/tls.crt"),
@@ -465,45 +449,14 @@ fn tokens_are_shown_once_stored_as_hashes_and_revoked_at_once() {
 fn plain_http_only_on_loopback_and_only_when_asked() {
     let setup = Setup::new("api-plain");
     let before = walk(&setup.path("state")).len();
-    let r = setup.run(&[
-        "run",
-        "q.bundle",
-        "--trust",
-        "vendor.pub",
-        "--plant",
-        "modbus://127.0.0.1:9",
-        "--state",
-        "state",
-        "--seconds",
-        "1",
-        "--listen",
-        "0.0.0.0:0",
-        "--insecure-http",
-    ]);
+    let mut args = twinshield_e2e::run_args("q.bundle", "modbus://127.0.0.1:9", "1").to_vec();
+    args.extend_from_slice(&["--listen", "0.0.0.0:0", "--insecure-http"]);
+    let r = setup.run(&args);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
     assert!(r.stderr.contains("loopback"), "{r:?}");
     assert_eq!(walk(&setup.path("state")).len(), before, "nothing changed");
-    let plant = plant(&["--speed", "1"]);
-    let twin = RunningTwin::start(
-        setup.dir.path(),
-        &[
-            "run",
-            "q.bundle",
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            &plant.url,
-            "--state",
-            "state",
-            "--seconds",
-            "30",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-        ],
-        "API and dashboard",
-    );
+    let (twin, _plant) = RunningTwin::api(&setup, "30", &["--insecure-http"]);
     assert!(
         twin.banner.contains("API and dashboard http://"),
         "{}",
@@ -536,7 +489,7 @@ fn a_listed_client_certificate_stands_in_for_a_token_with_its_role() {
     // A first run makes the server's identity; the clients' certificates
     // are made against it, and the list (read at start-up) names one of
     // them as operator for the second run.
-    let (boot, _plant) = start_with(&setup, &[]);
+    let (boot, _plant) = RunningTwin::api(&setup, "60", &[]);
     let cert = setup.path("state/api/tls.crt");
     let operator =
         Client::https_with_new_client_cert(&boot.api, &cert, &setup.path("clients/operator.pem"));
@@ -548,7 +501,7 @@ fn a_listed_client_certificate_stands_in_for_a_token_with_its_role() {
         "# role certificate\noperator operator.pem\n",
     )
     .unwrap();
-    let (twin, _plant) = start_with(&setup, &["--client-certs", "clients/list"]);
+    let (twin, _plant) = RunningTwin::api(&setup, "60", &["--client-certs", "clients/list"]);
     let operator = operator.at(&twin.api);
     let unlisted = unlisted.at(&twin.api);
     let r = operator.get("/api/v1/whoami", None);
@@ -568,25 +521,4 @@ fn a_listed_client_certificate_stands_in_for_a_token_with_its_role() {
         plain.get("/api/v1/whoami", Some(&viewer)).json()["role"],
         "viewer"
     );
-}
-
-fn start_with(setup: &Setup, extra: &[&str]) -> (RunningTwin, twinshield_e2e::Plant) {
-    let plant = plant(&["--speed", "1"]);
-    let mut args = vec![
-        "run",
-        "q.bundle",
-        "--trust",
-        "vendor.pub",
-        "--plant",
-        &plant.url,
-        "--state",
-        "state",
-        "--seconds",
-        "60",
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let twin = RunningTwin::start(setup.dir.path(), &args, "API and dashboard");
-    (twin, plant)
 }

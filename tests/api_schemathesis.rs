@@ -8,8 +8,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::process::Command;
+use twinshield_e2e::Setup;
 use twinshield_e2e::https::RunningTwin;
-use twinshield_e2e::{Setup, plant};
 
 fn schemathesis(
     dir: &std::path::Path,
@@ -56,27 +56,7 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
         .stdout
         .trim()
         .to_owned();
-    let plant = plant(&["--speed", "1"]);
-    let twin = RunningTwin::start(
-        setup.dir.path(),
-        &[
-            "run",
-            "q.bundle",
-            "--trust",
-            "vendor.pub",
-            "--plant",
-            &plant.url,
-            "--state",
-            "state",
-            "--seconds",
-            "600",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "100000",
-        ],
-        "API and dashboard",
-    );
+    let (twin, _plant) = RunningTwin::api(&setup, "600", &["--rate-limit", "100000"]);
     let (ok, out) = schemathesis(
         setup.dir.path(),
         &twin.api,

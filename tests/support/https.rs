@@ -369,6 +369,18 @@ impl RunningTwin {
         }
     }
 
+    /// `run` of a [`crate::Setup`]'s `q.bundle` for `seconds` with its API
+    /// on a free loopback port (and `extra` arguments), against a plant of
+    /// its own started here; returns both once the API is up.
+    pub fn api(setup: &crate::Setup, seconds: &str, extra: &[&str]) -> (Self, crate::Plant) {
+        let plant = crate::plant(&["--speed", "1"]);
+        let mut args = crate::run_args("q.bundle", &plant.url, seconds).to_vec();
+        args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+        args.extend_from_slice(extra);
+        let twin = Self::start(setup.dir.path(), &args, "API and dashboard");
+        (twin, plant)
+    }
+
     /// Waits (at most `limit`) for the process to end; its exit code.
     pub fn wait(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
