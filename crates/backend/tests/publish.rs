@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use twinshield_backend::{
-    Message, MessageKind, MessageStore, Outbox, Publisher, PublisherConfig, Receiver,
-    ReceiverEvent, SignRefused, Signer, Verifier,
+    Message, MessageKind, MessageStore, Outbox, Publisher, PublisherConfig, PublisherHandle,
+    Receiver, ReceiverEvent, SignRefused, Signer, Verifier,
 };
 use zeroize::Zeroizing;
 
@@ -33,6 +33,17 @@ fn scratch(name: &str) -> PathBuf {
 
 fn verifier() -> Verifier {
     Verifier::from_keys([(DEVICE.to_owned(), key().verifying_key().to_bytes())]).unwrap()
+}
+
+/// The test device's publisher to `http://addr` through `outbox`.
+fn device_publisher(addr: impl std::fmt::Display, outbox: Outbox) -> PublisherHandle {
+    Publisher::start_with(
+        &format!("http://{addr}"),
+        Signer::from_signing_key(DEVICE, key()),
+        outbox,
+        fast(),
+    )
+    .unwrap()
 }
 
 fn fast() -> PublisherConfig {
@@ -95,13 +106,7 @@ async fn messages_are_delivered_signed_and_stored_once() {
     let d = scratch("deliver");
     let (addr, rx, events, stop) = receiver("127.0.0.1:0", &d.join("store")).await;
     let outbox = Outbox::open(&d.join("outbox.redb"), &Zeroizing::new([3; 32])).unwrap();
-    let h = Publisher::start_with(
-        &format!("http://{addr}"),
-        Signer::from_signing_key(DEVICE, key()),
-        outbox,
-        fast(),
-    )
-    .unwrap();
+    let h = device_publisher(addr, outbox);
     h.alarm(serde_json::json!({"event": "raised", "id": 1}))
         .unwrap();
     h.summary(serde_json::json!({"samples": 10})).unwrap();
@@ -140,13 +145,7 @@ async fn messages_wait_while_the_receiver_is_down_and_arrive_once_it_is_back() {
     let addr = format!("127.0.0.1:{port}");
     let outbox_path = d.join("outbox.redb");
     let key32 = Zeroizing::new([4; 32]);
-    let h = Publisher::start_with(
-        &format!("http://{addr}"),
-        Signer::from_signing_key(DEVICE, key()),
-        Outbox::open(&outbox_path, &key32).unwrap(),
-        fast(),
-    )
-    .unwrap();
+    let h = device_publisher(&addr, Outbox::open(&outbox_path, &key32).unwrap());
     for i in 0..5 {
         h.alarm(serde_json::json!({"event": "raised", "id": i}))
             .unwrap();
@@ -167,13 +166,7 @@ async fn messages_wait_while_the_receiver_is_down_and_arrive_once_it_is_back() {
     assert_eq!((r.sent, r.pending), (0, 5), "{r:?}");
     let outbox = Outbox::open(&outbox_path, &key32).unwrap();
     assert_eq!(outbox.len().unwrap(), 5);
-    let h = Publisher::start_with(
-        &format!("http://{addr}"),
-        Signer::from_signing_key(DEVICE, key()),
-        outbox,
-        fast(),
-    )
-    .unwrap();
+    let h = device_publisher(&addr, outbox);
     h.alarm(serde_json::json!({"event": "raised", "id": 5}))
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
