@@ -6,6 +6,7 @@
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
+use twinshield_shield_macros::diversify;
 
 /// One channel's public metadata.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -186,6 +187,7 @@ pub struct Feed {
     inner: Arc<FeedInner>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Feed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Feed({})", self.inner.info.name)
@@ -195,6 +197,7 @@ impl std::fmt::Debug for Feed {
 /// Most alarms the feed keeps (the history keeps them all).
 const ALARMS_KEPT: usize = 1000;
 
+#[diversify]
 fn snapshot(view: StateView) -> Arc<StateSnapshot> {
     let json = serde_json::to_vec(&view).unwrap_or_else(|_| b"{}".to_vec());
     Arc::new(StateSnapshot {
@@ -203,6 +206,7 @@ fn snapshot(view: StateView) -> Arc<StateSnapshot> {
     })
 }
 
+#[diversify]
 impl Feed {
     /// A feed for a twin with `info`; the state is empty until the first
     /// [`Feed::publish_state`].

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
+use twinshield_shield_macros::diversify;
 
 /// Buckets kept before idle ones are dropped (bounds memory under a flood
 /// of addresses).
@@ -23,6 +24,7 @@ pub struct RateLimit {
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
+#[diversify]
 impl RateLimit {
     /// A limiter allowing `rate` requests per second per key, in bursts of
     /// up to `burst`.

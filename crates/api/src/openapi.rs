@@ -4,15 +4,19 @@
 
 use crate::routes::{Body, ROUTES};
 use serde_json::{Map, Value, json};
+use twinshield_shield_macros::diversify;
 
+#[diversify]
 fn number() -> Value {
     json!({"type": "number"})
 }
 
+#[diversify]
 fn nullable_number() -> Value {
     json!({"type": "number", "nullable": true})
 }
 
+#[diversify]
 fn schemas() -> Value {
     json!({
         "Error": {
@@ -130,6 +134,7 @@ fn schemas() -> Value {
     })
 }
 
+#[diversify]
 fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad request",
@@ -145,6 +150,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The whole document.
+#[diversify]
 pub fn document(version: &str) -> Value {
     let mut paths = Map::new();
     for r in ROUTES {

@@ -2,6 +2,7 @@
 //! the OpenAPI document are both built from, so they cannot disagree.
 
 use crate::token::Role;
+use twinshield_shield_macros::diversify;
 
 /// HTTP method of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +13,7 @@ pub enum Method {
     Post,
 }
 
+#[diversify]
 impl Method {
     /// The method's name.
     pub fn name(self) -> &'static str {
@@ -217,6 +219,7 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// The route `method path` (path as the router matched it), if any.
+#[diversify]
 pub fn find(method: &str, path: &str) -> Option<&'static Route> {
     ROUTES
         .iter()
@@ -225,6 +228,7 @@ pub fn find(method: &str, path: &str) -> Option<&'static Route> {
 
 /// Whether some method of `path` needs a token (so every method of it
 /// does: refusals never tell an anonymous client which methods exist).
+#[diversify]
 pub fn needs_token(path: &str) -> bool {
     ROUTES.iter().any(|r| r.path == path && r.role.is_some())
 }

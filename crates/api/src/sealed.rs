@@ -5,13 +5,16 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use std::path::Path;
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
+#[diversify]
 fn cipher(key: &[u8; 32]) -> Option<ChaCha20Poly1305> {
     ChaCha20Poly1305::new_from_slice(key).ok()
 }
 
 /// Seals `plain` under `key`, tagged with `magic`.
+#[diversify]
 pub(crate) fn seal(key: &[u8; 32], magic: &[u8; 8], plain: &[u8]) -> Option<Vec<u8>> {
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).ok()?;
@@ -33,6 +36,7 @@ pub(crate) fn seal(key: &[u8; 32], magic: &[u8; 8], plain: &[u8]) -> Option<Vec<
 
 /// Opens what [`seal`] made; `None` if the magic, the key or any byte is
 /// wrong.
+#[diversify]
 pub(crate) fn open(key: &[u8; 32], magic: &[u8; 8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let body = sealed.strip_prefix(magic.as_slice())?;
     let (nonce, ct) = body.split_at_checked(12)?;
@@ -51,6 +55,7 @@ pub(crate) fn open(key: &[u8; 32], magic: &[u8; 8], sealed: &[u8]) -> Option<Zer
 
 /// Writes `bytes` to `path` readable by the owner only, through a
 /// temporary file and a rename: a crash leaves the old file or the new.
+#[diversify]
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {

@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
+use twinshield_shield_macros::diversify;
 
 /// How the API is served.
 #[derive(Debug, Clone)]
@@ -43,6 +44,7 @@ pub struct ApiConfig {
     pub max_connections: usize,
 }
 
+#[diversify]
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -80,6 +82,7 @@ struct App {
 }
 
 /// A generic refusal: the status and one word of reason, never detail.
+#[diversify]
 fn refuse(status: StatusCode) -> Response {
     let reason = match status {
         StatusCode::BAD_REQUEST => "bad request",
@@ -120,6 +123,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// Outermost layer: deadline, generic bodies for every refusal (axum's own
 /// rejections included), security headers on every response.
+#[diversify]
 async fn envelope(State(app): State<App>, req: Request, next: Next) -> Response {
     let mut r = match tokio::time::timeout(app.config.request_timeout, next.run(req)).await {
         Ok(r) => r,
@@ -159,6 +163,7 @@ async fn envelope(State(app): State<App>, req: Request, next: Next) -> Response 
     r
 }
 
+#[diversify]
 fn header_bytes(req: &Request) -> usize {
     req.uri().to_string().len()
         + req
@@ -168,6 +173,7 @@ fn header_bytes(req: &Request) -> usize {
             .sum::<usize>()
 }
 
+#[diversify]
 fn bearer(headers: &HeaderMap) -> Result<&str, TokenRefusal> {
     let v = headers
         .get(header::AUTHORIZATION)
@@ -184,6 +190,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, TokenRefusal> {
 
 /// Per-route layer: size of headers, per-address rate limit, the token and
 /// its role (from the route table), per-token rate limit.
+#[diversify]
 async fn access(
     State(app): State<App>,
     matched: Option<MatchedPath>,
@@ -257,10 +264,12 @@ async fn access(
     next.run(req).await
 }
 
+#[diversify]
 async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
+#[diversify]
 fn json_bytes(bytes: Arc<[u8]>) -> Response {
     let mut r = Response::new(Body::from(bytes.to_vec()));
     r.headers_mut().insert(
@@ -270,10 +279,12 @@ fn json_bytes(bytes: Arc<[u8]>) -> Response {
     r
 }
 
+#[diversify]
 async fn openapi_doc(State(app): State<App>) -> Response {
     json_bytes(app.openapi.clone())
 }
 
+#[diversify]
 async fn whoami(principal: Option<axum::Extension<Principal>>) -> Response {
     match principal {
         Some(axum::Extension(p)) => {
@@ -283,10 +294,12 @@ async fn whoami(principal: Option<axum::Extension<Principal>>) -> Response {
     }
 }
 
+#[diversify]
 async fn twin(State(app): State<App>) -> Response {
     Json(app.feed.info().clone()).into_response()
 }
 
+#[diversify]
 async fn state(State(app): State<App>) -> Response {
     json_bytes(app.feed.state().json.clone())
 }
@@ -303,6 +316,7 @@ struct HistoryParams {
 /// Most buckets one history request may ask for.
 const MAX_POINTS: f64 = 10_000.0;
 
+#[diversify]
 async fn history(
     State(app): State<App>,
     params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
@@ -343,6 +357,7 @@ async fn history(
     Json(json!({"channel": p.channel, "step_s": p.step, "points": points})).into_response()
 }
 
+#[diversify]
 async fn alarms(State(app): State<App>) -> Response {
     Json(json!({ "alarms": app.feed.alarms() })).into_response()
 }
@@ -352,6 +367,7 @@ async fn alarms(State(app): State<App>) -> Response {
 #[serde(deny_unknown_fields)]
 struct AckBody {}
 
+#[diversify]
 async fn acknowledge(
     State(app): State<App>,
     principal: Option<axum::Extension<Principal>>,
@@ -381,6 +397,7 @@ async fn acknowledge(
     Json(alarm).into_response()
 }
 
+#[diversify]
 async fn security(State(app): State<App>) -> Response {
     Json(app.services.security()).into_response()
 }
@@ -391,6 +408,7 @@ struct AuditParams {
     limit: Option<u32>,
 }
 
+#[diversify]
 async fn audit(
     State(app): State<App>,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
@@ -406,6 +424,7 @@ async fn audit(
     }
 }
 
+#[diversify]
 async fn live(State(app): State<App>, principal: Option<axum::Extension<Principal>>) -> Response {
     let Some(axum::Extension(who)) = principal else {
         return refuse(StatusCode::UNAUTHORIZED);
@@ -456,6 +475,7 @@ async fn live(State(app): State<App>, principal: Option<axum::Extension<Principa
         .into_response()
 }
 
+#[diversify]
 async fn metrics(State(app): State<App>) -> Response {
     use std::fmt::Write;
     let snap = app.feed.state();
@@ -503,6 +523,7 @@ async fn metrics(State(app): State<App>) -> Response {
     r
 }
 
+#[diversify]
 fn asset(body: &'static str, kind: &'static str) -> Response {
     let mut r = Response::new(Body::from(body));
     r.headers_mut()
@@ -510,12 +531,14 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
     r
 }
 
+#[diversify]
 async fn fallback() -> Response {
     refuse(StatusCode::NOT_FOUND)
 }
 
 /// The API's router over `feed` and `services`, checking tokens with
 /// `tokens`. `https` adds HSTS.
+#[diversify]
 pub fn router(
     feed: Feed,
     services: Arc<dyn TwinServices>,
@@ -584,6 +607,7 @@ pub struct ApiListener {
     clients: Option<Arc<ClientCerts>>,
 }
 
+#[diversify]
 impl ApiListener {
     /// Binds `addr`; plain HTTP is refused unless `addr` is loopback.
     pub async fn bind(addr: SocketAddr, transport: Transport) -> Result<Self, ApiError> {
@@ -692,6 +716,7 @@ impl ApiListener {
     }
 }
 
+#[diversify]
 async fn connection<I, S>(io: I, svc: S, header_timeout: Duration, mut stop: watch::Receiver<bool>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 const CERT_FILE: &str = "tls.crt";
@@ -27,12 +28,14 @@ pub struct TlsIdentity {
     key: Zeroizing<Vec<u8>>,
 }
 
+#[diversify]
 impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TlsIdentity(sha256 {})", self.fingerprint())
     }
 }
 
+#[diversify]
 impl TlsIdentity {
     /// The identity in `dir`, or a new self-signed one for `names`
     /// (DNS names or IP addresses) stored there. A sealed key that does not
@@ -134,6 +137,7 @@ pub struct ClientCerts {
     roles: HashMap<[u8; 32], Role>,
 }
 
+#[diversify]
 impl ClientCerts {
     /// Reads a list of `ROLE PATH` lines (`#` comments, blank lines
     /// allowed); each PATH is a PEM certificate, relative paths from the
@@ -176,6 +180,7 @@ impl ClientCerts {
 }
 
 /// SHA-256 of some bytes.
+#[diversify]
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -188,6 +193,7 @@ struct PinnedClients {
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
+#[diversify]
 impl ClientCertVerifier for PinnedClients {
     fn offer_client_auth(&self) -> bool {
         true
@@ -250,6 +256,7 @@ impl ClientCertVerifier for PinnedClients {
     }
 }
 
+#[diversify]
 fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ApiError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
+use twinshield_shield_macros::diversify;
 use zeroize::{Zeroize, Zeroizing};
 
 /// What a token may do; each role includes the ones below it.
@@ -35,6 +36,7 @@ pub enum Role {
     Admin,
 }
 
+#[diversify]
 impl Role {
     /// The role's name as the command line and the API spell it.
     pub fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Role {
     }
 }
 
+#[diversify]
 impl std::str::FromStr for Role {
     type Err = ApiError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -74,6 +77,7 @@ pub struct TokenRecord {
     hash: String,
 }
 
+#[diversify]
 impl TokenRecord {
     /// Whether the token has expired at `now` (seconds since the epoch).
     pub fn expired_at(&self, now: u64) -> bool {
@@ -85,6 +89,7 @@ impl TokenRecord {
 /// by `Debug`.
 pub struct IssuedToken(Zeroizing<String>);
 
+#[diversify]
 impl IssuedToken {
     /// The whole token, to hand to its owner.
     pub fn expose(&self) -> &str {
@@ -92,6 +97,7 @@ impl IssuedToken {
     }
 }
 
+#[diversify]
 impl std::fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IssuedToken(..)")
@@ -134,12 +140,14 @@ pub enum TokenRefusal {
 const PREFIX: &str = "tsk_";
 const FILE_MAGIC: &[u8; 8] = b"TSTOKEN1";
 
+#[diversify]
 fn argon2() -> Argon2<'static> {
     // OWASP's Argon2id minimum: 19 MiB, 2 passes, 1 lane.
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+#[diversify]
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -148,6 +156,7 @@ fn now_unix() -> u64 {
 
 /// Splits `tsk_<id>_<secret>` into its id and secret, refusing anything
 /// else (lengths and alphabets are exact).
+#[diversify]
 pub fn parse_token(token: &str) -> Result<(&str, &str), TokenRefusal> {
     let rest = token.strip_prefix(PREFIX).ok_or(TokenRefusal::Malformed)?;
     let (id, secret) = rest.split_once('_').ok_or(TokenRefusal::Malformed)?;
@@ -175,12 +184,14 @@ pub struct TokenStore {
     key: Zeroizing<[u8; 32]>,
 }
 
+#[diversify]
 impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TokenStore({})", self.path.display())
     }
 }
 
+#[diversify]
 impl TokenStore {
     /// The token file at `path`, sealed under `key`. Nothing is read or
     /// written until asked.
@@ -293,6 +304,7 @@ struct Verified {
     expires: Option<u64>,
 }
 
+#[diversify]
 impl Drop for Verified {
     fn drop(&mut self) {
         self.digest.zeroize();
@@ -319,12 +331,14 @@ pub struct TokenCheck {
     failed: Mutex<HashMap<String, Instant>>,
 }
 
+#[diversify]
 impl std::fmt::Debug for TokenCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TokenCheck({:?})", self.store)
     }
 }
 
+#[diversify]
 impl TokenCheck {
     /// A checker over `store`; fails if the file exists but cannot be
     /// opened (another device's file, or edited).

@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use twinshield_seal::DeviceFp;
+use twinshield_shield_macros::diversify;
 
 /// The signature's label in `Signature-Input` and `Signature`.
 pub const LABEL: &str = "sig1";
@@ -35,6 +36,7 @@ const MAX_FP_FILE: u64 = 64 * 1024;
 const MAX_DEVICES: usize = 100_000;
 
 /// `Content-Digest` of `body`: `sha-256=:BASE64:` (RFC 9530).
+#[diversify]
 pub fn content_digest(body: &[u8]) -> String {
     format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(body)))
 }
@@ -43,6 +45,7 @@ pub fn content_digest(body: &[u8]) -> String {
 /// order) and the serialized signature parameters `params` (the inner list
 /// as it appears in `Signature-Input`). `None` if a name or value holds a
 /// character a base line cannot carry.
+#[diversify]
 pub fn signature_base(components: &[(&str, &str)], params: &str) -> Option<String> {
     let clean = |s: &str| s.bytes().all(|b| (0x20..=0x7e).contains(&b));
     let mut base = String::new();
@@ -75,6 +78,7 @@ pub struct SignatureParams {
     pub keyid: String,
 }
 
+#[diversify]
 impl SignatureParams {
     /// The `Signature-Input` inner list: covered components and parameters.
     pub fn serialize(&self) -> String {
@@ -124,12 +128,14 @@ pub struct Signer {
     sign: Box<SignFn>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Signer({})", self.key_id)
     }
 }
 
+#[diversify]
 impl Signer {
     /// A signer for the device `key_id` that signs through `sign`.
     pub fn new(
@@ -273,6 +279,7 @@ pub struct ParsedSignature {
     pub signature: [u8; 64],
 }
 
+#[diversify]
 fn malformed(header: &'static str) -> impl Fn(sf::SfError) -> Rejection {
     move |e| Rejection::Malformed {
         header,
@@ -283,6 +290,7 @@ fn malformed(header: &'static str) -> impl Fn(sf::SfError) -> Rejection {
 /// Parses `Signature-Input` and `Signature` strictly: exactly one
 /// signature, labelled alike in both; components and parameters as this
 /// protocol uses them.
+#[diversify]
 pub fn parse_signature_headers(
     signature_input: &str,
     signature: &str,
@@ -375,6 +383,7 @@ pub fn parse_signature_headers(
 
 /// Parses `Content-Digest` and returns its SHA-256 value (other
 /// algorithms listed beside it are ignored; SHA-256 must be there).
+#[diversify]
 pub fn parse_content_digest(field: &str) -> Result<[u8; 32], Rejection> {
     const CD: &str = "Content-Digest";
     let dict = sf::parse_dictionary(field).map_err(malformed(CD))?;
@@ -406,6 +415,7 @@ struct NonceCache {
     by_expiry: BTreeSet<(i64, String, String)>,
 }
 
+#[diversify]
 impl NonceCache {
     fn prune(&mut self, now: i64) {
         while let Some(first) = self.by_expiry.first() {
@@ -450,12 +460,14 @@ pub struct Verifier {
     nonces: Mutex<NonceCache>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Verifier({} devices)", self.devices.len())
     }
 }
 
+#[diversify]
 impl Verifier {
     /// A verifier that knows `devices`.
     pub fn new(devices: impl IntoIterator<Item = DeviceFp>) -> Result<Self, crate::BackendError> {
@@ -589,6 +601,7 @@ impl Verifier {
 }
 
 /// Constant-time equality of two digests.
+#[diversify]
 fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> subtle::Choice {
     use subtle::ConstantTimeEq;
     a.ct_eq(b)

@@ -3,6 +3,7 @@
 //! number that only grows), so the receiver stores each exactly once.
 
 use serde::{Deserialize, Serialize};
+use twinshield_shield_macros::diversify;
 
 /// The path the publisher posts to, below the backend URL's own path.
 pub const MESSAGES_PATH: &str = "/v1/messages";
@@ -19,6 +20,7 @@ pub enum MessageKind {
     Summary,
 }
 
+#[diversify]
 impl MessageKind {
     /// Its name, as in JSON.
     pub fn name(self) -> &'static str {
@@ -47,6 +49,7 @@ pub struct Message {
     pub body: serde_json::Value,
 }
 
+#[diversify]
 impl Message {
     /// The id of message `seq` of `device`.
     pub fn id_for(device: &str, seq: u64) -> String {

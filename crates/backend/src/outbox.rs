@@ -9,6 +9,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
@@ -38,6 +39,7 @@ pub enum OutboxError {
     Random,
 }
 
+#[diversify]
 fn io(e: impl std::fmt::Display) -> OutboxError {
     OutboxError::Io(e.to_string())
 }
@@ -48,12 +50,14 @@ pub struct Outbox {
     key: Zeroizing<[u8; 32]>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Outbox")
     }
 }
 
+#[diversify]
 fn micros_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -61,6 +65,7 @@ fn micros_now() -> u64 {
         .unwrap_or(0)
 }
 
+#[diversify]
 impl Outbox {
     /// Opens (creating if needed) the outbox file at `path` under `key`.
     pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Outbox, OutboxError> {
@@ -239,6 +244,7 @@ impl Outbox {
     }
 }
 
+#[diversify]
 impl From<redb::StorageError> for OutboxError {
     fn from(e: redb::StorageError) -> Self {
         io(e)

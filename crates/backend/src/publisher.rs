@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use twinshield_shield_macros::diversify;
 
 /// Longest backend URL accepted, bytes.
 const MAX_URL: usize = 2048;
@@ -33,6 +34,7 @@ pub struct BackendUrl {
     path: String,
 }
 
+#[diversify]
 impl BackendUrl {
     /// Parses and checks `url`.
     pub fn parse(url: &str) -> Result<BackendUrl, BackendError> {
@@ -132,6 +134,7 @@ pub struct Backoff {
     next: Duration,
 }
 
+#[diversify]
 impl Backoff {
     /// Backoff from `min` doubling up to `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
@@ -173,6 +176,7 @@ pub struct PublisherConfig {
     pub tls: Option<BackendTls>,
 }
 
+#[diversify]
 impl Default for PublisherConfig {
     fn default() -> Self {
         PublisherConfig {
@@ -207,6 +211,7 @@ struct Stats {
     last_error: std::sync::Mutex<Option<String>>,
 }
 
+#[diversify]
 impl Stats {
     fn report(&self) -> PublisherReport {
         PublisherReport {
@@ -238,12 +243,14 @@ pub struct PublisherHandle {
     stats: Arc<Stats>,
 }
 
+#[diversify]
 impl std::fmt::Debug for PublisherHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PublisherHandle({:?})", self.stats.report())
     }
 }
 
+#[diversify]
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -251,6 +258,7 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+#[diversify]
 impl PublisherHandle {
     fn enqueue(&self, kind: MessageKind, body: serde_json::Value) -> Result<(), BackendError> {
         let cmd = Command::Enqueue {
@@ -310,6 +318,7 @@ impl PublisherHandle {
 #[derive(Debug)]
 pub struct Publisher;
 
+#[diversify]
 impl Publisher {
     /// Starts delivering to `url` (the backend's base URL; messages go to
     /// `…/v1/messages`) with the default configuration. Must be called
@@ -371,6 +380,7 @@ struct Task {
 }
 
 /// Runs an outbox operation off the async threads.
+#[diversify]
 async fn blocking<T: Send + 'static>(
     outbox: &Arc<Outbox>,
     f: impl FnOnce(&Outbox) -> Result<T, OutboxError> + Send + 'static,
@@ -384,6 +394,7 @@ async fn blocking<T: Send + 'static>(
 /// A pending shutdown: when delivery stops, and whom to tell.
 type Stop = (Instant, oneshot::Sender<PublisherReport>);
 
+#[diversify]
 impl Task {
     async fn accept(&mut self, cmd: Command, stop: &mut Option<Stop>) {
         match cmd {
@@ -535,6 +546,7 @@ impl Task {
 
 /// Posts one message, signed now, over TLS when `link` is given;
 /// `Ok(status)` on a 2xx answer.
+#[diversify]
 async fn send(
     url: &BackendUrl,
     link: Option<&Link>,
@@ -582,6 +594,7 @@ async fn send(
 }
 
 /// One HTTP/1.1 exchange over `io` (a TCP or TLS stream); the status.
+#[diversify]
 async fn post<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<u16, BackendError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

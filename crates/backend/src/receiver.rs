@@ -20,6 +20,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use twinshield_shield_macros::diversify;
 
 /// The store's file name in its directory.
 const STORE_FILE: &str = "messages.jsonl";
@@ -36,6 +37,7 @@ pub struct MessageStore {
     ids: HashSet<String>,
 }
 
+#[diversify]
 impl MessageStore {
     /// A store in memory only (tests).
     pub fn in_memory() -> Self {
@@ -171,12 +173,14 @@ pub struct Receiver {
     on_event: Box<EventFn>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Receiver({:?})", self.verifier)
     }
 }
 
+#[diversify]
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -185,6 +189,7 @@ fn unix_now() -> f64 {
 }
 
 /// One header's value: absent, repeated or not visible ASCII is `None`.
+#[diversify]
 fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     let mut all = headers.get_all(name).iter();
     let v = all.next()?;
@@ -194,6 +199,7 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     v.to_str().ok().map(str::trim)
 }
 
+#[diversify]
 impl Receiver {
     /// A receiver checking with `verifier` and storing into `store`.
     pub fn new(verifier: Verifier, store: MessageStore) -> Self {
@@ -309,6 +315,7 @@ impl Receiver {
     }
 }
 
+#[diversify]
 async fn post_message(
     State(rx): State<Arc<Receiver>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

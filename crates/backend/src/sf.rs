@@ -14,6 +14,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use twinshield_shield_macros::diversify;
 
 /// Longest field value parsed, bytes.
 pub const MAX_FIELD: usize = 4096;
@@ -78,6 +79,7 @@ struct Cursor<'a> {
     rest: &'a [u8],
 }
 
+#[diversify]
 impl Cursor<'_> {
     fn peek(&self) -> Option<u8> {
         self.rest.first().copied()
@@ -110,6 +112,7 @@ impl Cursor<'_> {
 }
 
 /// Parses a dictionary field value (RFC 8941 §4.2.2).
+#[diversify]
 pub fn parse_dictionary(input: &str) -> Result<Dictionary, SfError> {
     if input.len() > MAX_FIELD {
         return Err(SfError("field too long"));
@@ -151,6 +154,7 @@ pub fn parse_dictionary(input: &str) -> Result<Dictionary, SfError> {
     Ok(dict)
 }
 
+#[diversify]
 fn parse_item_or_inner_list(c: &mut Cursor<'_>) -> Result<Member, SfError> {
     if c.peek() == Some(b'(') {
         return parse_inner_list(c);
@@ -158,6 +162,7 @@ fn parse_item_or_inner_list(c: &mut Cursor<'_>) -> Result<Member, SfError> {
     Ok(Member::Item(parse_item(c)?))
 }
 
+#[diversify]
 fn parse_inner_list(c: &mut Cursor<'_>) -> Result<Member, SfError> {
     if !c.eat(b'(') {
         return Err(SfError("expected `(`"));
@@ -179,12 +184,14 @@ fn parse_inner_list(c: &mut Cursor<'_>) -> Result<Member, SfError> {
     }
 }
 
+#[diversify]
 fn parse_item(c: &mut Cursor<'_>) -> Result<Item, SfError> {
     let value = parse_bare(c)?;
     let params = parse_params(c)?;
     Ok(Item { value, params })
 }
 
+#[diversify]
 fn parse_params(c: &mut Cursor<'_>) -> Result<Params, SfError> {
     let mut params: Params = Vec::new();
     while c.eat(b';') {
@@ -206,6 +213,7 @@ fn parse_params(c: &mut Cursor<'_>) -> Result<Params, SfError> {
     Ok(params)
 }
 
+#[diversify]
 fn parse_key(c: &mut Cursor<'_>) -> Result<String, SfError> {
     match c.peek() {
         Some(b'a'..=b'z' | b'*') => {}
@@ -225,6 +233,7 @@ fn parse_key(c: &mut Cursor<'_>) -> Result<String, SfError> {
     Ok(key)
 }
 
+#[diversify]
 fn parse_bare(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     match c.peek() {
         Some(b'-' | b'0'..=b'9') => parse_integer(c),
@@ -237,6 +246,7 @@ fn parse_bare(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     }
 }
 
+#[diversify]
 fn parse_integer(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     let negative = c.eat(b'-');
     let mut value: i64 = 0;
@@ -265,6 +275,7 @@ fn parse_integer(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     }))
 }
 
+#[diversify]
 fn parse_string(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     if !c.eat(b'"') {
         return Err(SfError("expected `\"`"));
@@ -288,6 +299,7 @@ fn parse_string(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     }
 }
 
+#[diversify]
 fn parse_token(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     let mut s = String::new();
     while let Some(ch) = c.peek() {
@@ -304,6 +316,7 @@ fn parse_token(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     Ok(Bare::Token(s))
 }
 
+#[diversify]
 fn parse_bytes(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     if !c.eat(b':') {
         return Err(SfError("expected `:`"));
@@ -328,6 +341,7 @@ fn parse_bytes(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
         .map_err(|_| SfError("byte sequence is not canonical base64"))
 }
 
+#[diversify]
 fn parse_boolean(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
     if !c.eat(b'?') {
         return Err(SfError("expected `?`"));
@@ -340,6 +354,7 @@ fn parse_boolean(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
 }
 
 /// Serializes a bare item (RFC 8941 §4.1.3).
+#[diversify]
 pub fn serialize_bare(v: &Bare, out: &mut String) {
     match v {
         Bare::Integer(i) => out.push_str(&i.to_string()),
@@ -364,6 +379,7 @@ pub fn serialize_bare(v: &Bare, out: &mut String) {
 }
 
 /// Serializes parameters (a `true` value is the bare key).
+#[diversify]
 pub fn serialize_params(params: &[(String, Bare)], out: &mut String) {
     for (k, v) in params {
         out.push(';');
@@ -376,6 +392,7 @@ pub fn serialize_params(params: &[(String, Bare)], out: &mut String) {
 }
 
 /// Serializes an inner list with its parameters (RFC 8941 §4.1.1.1).
+#[diversify]
 pub fn serialize_inner_list(items: &[Item], params: &[(String, Bare)]) -> String {
     let mut out = String::from("(");
     for (i, item) in items.iter().enumerate() {

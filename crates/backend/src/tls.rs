@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use twinshield_shield_macros::diversify;
 
 /// The TLS client configuration the publisher connects with: trust roots
 /// and protocol settings, built once. Cheap to clone.
@@ -19,12 +20,14 @@ pub struct BackendTls {
     roots: usize,
 }
 
+#[diversify]
 impl std::fmt::Debug for BackendTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BackendTls({} trust roots)", self.roots)
     }
 }
 
+#[diversify]
 impl BackendTls {
     /// A TLS client trusting the system's certificate store (when
     /// `system_roots`; `SSL_CERT_FILE` and `SSL_CERT_DIR` override where
@@ -106,6 +109,7 @@ impl BackendTls {
 }
 
 /// The certificates of a PEM file the operator gave.
+#[diversify]
 fn extra_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BackendError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()

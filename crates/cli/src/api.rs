@@ -15,6 +15,7 @@ use twinshield_api::{
     TwinServices,
 };
 use twinshield_model::Model;
+use twinshield_shield_macros::diversify;
 use twinshield_store::{EventKind, StoreHandle};
 
 /// How the API is served (flags shared by `run` and `demo`).
@@ -41,6 +42,7 @@ pub struct ApiArgs {
     pub rate_limit: f64,
 }
 
+#[diversify]
 impl ApiArgs {
     /// Checks the flags against the address before anything is opened, so
     /// a refused command line changes nothing.
@@ -70,15 +72,18 @@ impl ApiArgs {
 }
 
 /// Where the API's files live in a state directory.
+#[diversify]
 pub fn token_file(state: &Path) -> PathBuf {
     state.join("api").join("tokens")
 }
 
+#[diversify]
 fn tls_dir(state: &Path) -> PathBuf {
     state.join("api")
 }
 
 /// The twin's public metadata for `model`.
+#[diversify]
 pub fn twin_info(model: &Model) -> TwinInfo {
     TwinInfo {
         name: model.name.clone(),
@@ -96,6 +101,7 @@ pub fn twin_info(model: &Model) -> TwinInfo {
 
 /// A feed for `model`, its residual bands three noise deviations wide
 /// until the twin knows better.
+#[diversify]
 pub fn feed_for(model: &Model) -> Feed {
     let bands: Vec<f64> = model.outputs.iter().map(|o| 3.0 * o.noise).collect();
     Feed::new(twin_info(model), &bands)
@@ -113,6 +119,7 @@ pub struct Services {
     memory: Mutex<VecDeque<AuditEntry>>,
 }
 
+#[diversify]
 impl Services {
     /// Services over `store` (stored samples put the model's inputs first),
     /// or over memory only.
@@ -138,6 +145,7 @@ impl Services {
     }
 }
 
+#[diversify]
 impl TwinServices for Services {
     fn history(
         &self,
@@ -265,6 +273,7 @@ pub struct BoundApi {
     pub fingerprint: Option<String>,
 }
 
+#[diversify]
 impl BoundApi {
     /// Binds the API on `listen` with the token file and TLS identity of
     /// `state` (the identity is made on first use).

@@ -16,6 +16,7 @@ mod wiring;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use twinshield_shield_macros::diversify;
 
 /// twinshield: a hardened digital-twin runtime for industrial systems.
 #[derive(Parser)]
@@ -66,6 +67,7 @@ enum Command {
 
 /// `twinshield --version --verbose`: the version and the seeds this build
 /// was diversified with (reproduce it with `TWINSHIELD_SEED`).
+#[diversify]
 fn verbose_version() -> bool {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let wants = |a: &str| args.iter().any(|x| x == a);
@@ -89,6 +91,7 @@ fn verbose_version() -> bool {
     false
 }
 
+#[diversify]
 fn main() -> ExitCode {
     if verbose_version() {
         return ExitCode::SUCCESS;
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
 
 /// Help and version go to standard output as clap writes them; a usage
 /// error becomes one line (clap's own first line) and exit status 2.
+#[diversify]
 fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
@@ -157,6 +161,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 /// The error and its causes on one line, as the command-line contract asks.
+#[diversify]
 fn one_line(e: &anyhow::Error) -> String {
     e.chain()
         .map(|c| c.to_string())

@@ -7,6 +7,7 @@ use serde_json::json;
 use twinshield_backend::PublisherHandle;
 use twinshield_model::Model;
 use twinshield_runtime::{AlarmEvent, Twin};
+use twinshield_shield_macros::diversify;
 
 /// Plant seconds between state summaries.
 pub const SUMMARY_EVERY_S: f64 = 10.0;
@@ -18,6 +19,7 @@ pub struct BackendLink {
     last_summary: f64,
 }
 
+#[diversify]
 impl BackendLink {
     /// A link into `handle`.
     pub fn new(handle: PublisherHandle) -> Self {

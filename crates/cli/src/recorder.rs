@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use twinshield_model::Model;
 use twinshield_runtime::{AlarmEvent, Twin};
+use twinshield_shield_macros::diversify;
 use twinshield_store::{EventKind, Sample, StoreWriter};
 
 /// The channel layout of a stored sample for `model`: inputs, outputs, the
 /// twin's estimates and its residuals.
+#[diversify]
 pub fn schema(model: &Model) -> Vec<String> {
     let mut s: Vec<String> = model.inputs.iter().map(|i| i.name.clone()).collect();
     s.extend(model.outputs.iter().map(|o| o.name.clone()));
@@ -26,6 +28,7 @@ pub struct Recorder {
     shield_recorded: usize,
 }
 
+#[diversify]
 impl Recorder {
     /// A recorder writing through `writer`; with `ack_file`, the count of
     /// durably stored samples is written there after every commit.

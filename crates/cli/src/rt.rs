@@ -2,8 +2,10 @@
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
+use twinshield_shield_macros::diversify;
 
 /// A two-worker runtime (the machines this runs on have two cores).
+#[diversify]
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -13,6 +15,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Turns `stop` true on Ctrl-C, so every task winds down and summaries print.
+#[diversify]
 pub fn stop_on_ctrl_c(stop: &watch::Sender<bool>) {
     let stop = stop.clone();
     tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use twinshield_shield_macros::diversify;
 
 use twinshield_shield::{Action, Finding, FindingClass, LOCKDOWN_EXIT_CODE, Options, Shield};
 
@@ -16,11 +17,13 @@ static SHIELD: OnceLock<Arc<Shield>> = OnceLock::new();
 static SHOW_ENVIRONMENT: AtomicBool = AtomicBool::new(false);
 
 /// Shows environment findings as warnings from now on.
+#[diversify]
 pub fn show_environment_findings() {
     SHOW_ENVIRONMENT.store(true, Ordering::SeqCst);
 }
 
 /// Starts the shield (see [`Shield::start`]).
+#[diversify]
 pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
     let shield = Shield::start(options, Box::new(respond))?;
     // For the start-up benchmark (scripts/bench-shield-startup).
@@ -36,11 +39,13 @@ pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
 }
 
 /// The running shield (absent only for `harden`, which runs without one).
+#[diversify]
 pub fn get() -> Option<&'static Arc<Shield>> {
     SHIELD.get()
 }
 
 /// Whether writes and key use are refused.
+#[diversify]
 pub fn degraded() -> bool {
     get().is_some_and(|s| s.degraded())
 }
@@ -57,6 +62,7 @@ pub fn check_before_key_use() {
 }
 
 /// The shield's state for run and demo summaries.
+#[diversify]
 pub fn status() -> serde_json::Value {
     let Some(s) = get() else {
         return serde_json::Value::Null;
@@ -78,6 +84,7 @@ pub fn status() -> serde_json::Value {
 /// What a finding does to the process: a lockdown stops it with its own
 /// exit status; the rest are reported (environment findings, outside a
 /// running twin, only in the audit log and the status).
+#[diversify]
 fn respond(f: &Finding, action: Action) {
     match action {
         Action::Lockdown => {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use twinshield_connect::ModbusClient;
 use twinshield_model::Model;
 use twinshield_runtime::{AlarmEvent, Twin};
+use twinshield_shield_macros::diversify;
 
 /// Tolerance when comparing an alarm's time with a known attack start: the
 /// twin stamps a sample with the time it polled, so a value the plant
@@ -69,6 +70,7 @@ pub struct SyncOutcome {
     pub recorder: Option<Recorder>,
 }
 
+#[diversify]
 pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -76,6 +78,7 @@ pub(crate) fn round1(x: f64) -> f64 {
 /// Polls until `clock` returns `None` or `stop` turns true. `clock` gives
 /// the time to stamp the next sample with; a time not after the previous
 /// one means "no new sample yet".
+#[diversify]
 pub async fn run(
     mut s: SyncLoop<'_>,
     mut clock: impl FnMut() -> Option<f64>,
@@ -228,6 +231,7 @@ pub async fn run(
 /// plant reported, what the twin expected (the report minus the residual)
 /// and the residual's band (three innovation deviations, from the
 /// normalised residual; the feed's noise-based band until it is known).
+#[diversify]
 fn state_view(model: &Model, twin: &Twin, t: f64) -> twinshield_api::StateView {
     let latest = twin.history().latest();
     let z = twin.normalized_residuals();
@@ -261,6 +265,7 @@ fn state_view(model: &Model, twin: &Twin, t: f64) -> twinshield_api::StateView {
 }
 
 /// One alarm as the API shows it (the feed keeps its acknowledgement).
+#[diversify]
 fn alarm_view(a: &twinshield_detect::Alarm) -> twinshield_api::AlarmView {
     twinshield_api::AlarmView {
         id: a.id,

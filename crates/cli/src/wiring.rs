@@ -6,12 +6,14 @@ use anyhow::{Context, Result, bail};
 use twinshield_connect::{Point, PointMap, Reading, Table};
 use twinshield_model::Model;
 use twinshield_model::spec::{Channel, ModbusTable};
+use twinshield_shield_macros::diversify;
 
 /// The shipped reference model, built into the binary so `demo` and `eval`
 /// need no files.
 pub const QUADTANK: &str = include_str!("../../../models/quadtank.twin");
 
 /// Parses the built-in quadtank model.
+#[diversify]
 pub fn quadtank() -> Result<Model> {
     Model::parse("models/quadtank.twin", QUADTANK)
         .map_err(|r| anyhow::anyhow!("built-in model does not check: {r}"))
@@ -25,6 +27,7 @@ pub struct Wiring {
     n_outputs: usize,
 }
 
+#[diversify]
 impl Wiring {
     /// Builds the point map from the model's Modbus binding; every input and
     /// output must be bound.

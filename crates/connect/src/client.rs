@@ -8,6 +8,7 @@ use thiserror::Error;
 use tokio::time::{Instant, timeout};
 use tokio_modbus::client::{Client, Context, tcp};
 use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use twinshield_shield_macros::diversify;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -22,6 +23,7 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
 }
 
+#[diversify]
 impl ClientConfig {
     /// Defaults for a plant on a local network: 1 s timeout, backoff from
     /// 100 ms doubling to 5 s.
@@ -113,6 +115,7 @@ pub struct ModbusClient {
     reconnects: u64,
 }
 
+#[diversify]
 impl std::fmt::Debug for ModbusClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModbusClient")
@@ -123,10 +126,12 @@ impl std::fmt::Debug for ModbusClient {
     }
 }
 
+#[diversify]
 fn exception_name(code: ExceptionCode) -> (u8, String) {
     (u8::from(code), format!("{code:?}"))
 }
 
+#[diversify]
 impl ModbusClient {
     /// A client for `map` at `cfg.addr`; it connects on the first read.
     pub fn new(cfg: ClientConfig, map: PointMap) -> Self {
@@ -276,6 +281,7 @@ impl ModbusClient {
 
 /// Decodes and validates every point of `map` from the raw items of its
 /// spans (`raw[i]` holds span `i`'s registers, or bits as 0/1).
+#[diversify]
 pub(crate) fn decode_points(map: &PointMap, raw: &[Vec<u16>]) -> Result<Vec<f64>, ReadError> {
     let mut values = Vec::with_capacity(map.points().len());
     for p in map.points() {
@@ -301,6 +307,7 @@ pub(crate) fn decode_points(map: &PointMap, raw: &[Vec<u16>]) -> Result<Vec<f64>
     Ok(values)
 }
 
+#[diversify]
 fn response_items(table: Table, r: Response) -> Option<Vec<u16>> {
     let bits = |b: Vec<bool>| b.into_iter().map(u16::from).collect();
     match (table, r) {

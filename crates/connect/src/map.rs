@@ -5,6 +5,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 
 /// The four Modbus data tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +20,7 @@ pub enum Table {
     Holding,
 }
 
+#[diversify]
 impl Table {
     /// Whether the table holds bits.
     pub fn is_bit(self) -> bool {
@@ -94,6 +96,7 @@ pub struct PointMap {
     spans: Vec<Span>,
 }
 
+#[diversify]
 impl PointMap {
     /// Validates `points` and plans the fewest requests covering them:
     /// points of one table whose addresses are close are read together.
@@ -146,6 +149,7 @@ impl PointMap {
 /// Largest gap of unused addresses worth reading over to save a request.
 const MAX_GAP: u32 = 8;
 
+#[diversify]
 fn plan(points: &[Point]) -> Vec<Span> {
     let mut ranges: Vec<(Table, u32, u32)> = points
         .iter()
@@ -182,6 +186,7 @@ fn plan(points: &[Point]) -> Vec<Span> {
 
 /// Decodes one point from the raw items of the span that covers it.
 /// `items` holds registers (or bits as 0/1) starting at `span_start`.
+#[diversify]
 pub(crate) fn decode(p: &Point, span_start: u16, items: &[u16]) -> Option<f64> {
     let at = usize::from(p.address.checked_sub(span_start)?);
     let raw: f64 = match (p.words, p.signed) {

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
+use twinshield_shield_macros::diversify;
 
 /// The plant's current register values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +25,7 @@ pub struct RegisterBank {
     pub holding: Vec<u16>,
 }
 
+#[diversify]
 impl RegisterBank {
     /// Reads `map` straight from this bank, with the same decoding and
     /// validation as a read over the network: for in-process hosts (the
@@ -57,6 +59,7 @@ impl RegisterBank {
 /// that reads it.
 pub type SharedBank = Arc<RwLock<RegisterBank>>;
 
+#[diversify]
 fn slice<T: Clone>(items: &[T], addr: u16, count: u16, max: u16) -> Result<Vec<T>, ExceptionCode> {
     if count == 0 || count > max {
         return Err(ExceptionCode::IllegalDataValue);
@@ -74,6 +77,7 @@ struct BankService {
     unit_id: u8,
 }
 
+#[diversify]
 impl tokio_modbus::server::Service for BankService {
     type Request = SlaveRequest<'static>;
     type Response = Response;
@@ -107,6 +111,7 @@ impl tokio_modbus::server::Service for BankService {
 
 /// Serves `bank` as Modbus unit `unit_id` on `listener` until `shutdown`
 /// completes. Each connection gets its own task.
+#[diversify]
 pub async fn serve(
     listener: TcpListener,
     bank: SharedBank,

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use twinshield_shield_macros::diversify;
 
 use crate::Status;
 use crate::error::DetectError;
@@ -22,6 +23,7 @@ pub enum DetectorKind {
     Bias,
 }
 
+#[diversify]
 impl DetectorKind {
     /// The short stable name used in the API, logs and history.
     pub fn name(self) -> &'static str {
@@ -35,6 +37,7 @@ impl DetectorKind {
     }
 }
 
+#[diversify]
 impl fmt::Display for DetectorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -68,6 +71,7 @@ pub struct Alarm {
     pub clear: Option<f64>,
 }
 
+#[diversify]
 impl Alarm {
     /// Whether the alarm is still active.
     pub fn is_active(&self) -> bool {
@@ -84,6 +88,7 @@ pub enum AlarmEvent {
     Cleared(Alarm),
 }
 
+#[diversify]
 impl AlarmEvent {
     /// The alarm the event is about.
     pub fn alarm(&self) -> &Alarm {
@@ -98,6 +103,7 @@ impl AlarmEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SourceId(usize);
 
+#[diversify]
 impl SourceId {
     /// The index of the source in registration order.
     pub fn index(self) -> usize {
@@ -135,6 +141,7 @@ pub struct AlarmTracker {
     last_id: u64,
 }
 
+#[diversify]
 impl Default for AlarmTracker {
     /// A tracker keeping the last 1000 cleared alarms.
     fn default() -> Self {
@@ -142,6 +149,7 @@ impl Default for AlarmTracker {
     }
 }
 
+#[diversify]
 impl AlarmTracker {
     /// A tracker with no sources that keeps at most `history_limit` cleared
     /// alarms (0 keeps none).

@@ -5,6 +5,7 @@ use crate::chi2::{ChiSquareDetector, ChiSquareSettings};
 use crate::cusum::{CusumDetector, CusumSettings};
 use crate::error::{DetectError, positive};
 use crate::frozen::{FrozenDetector, FrozenSettings};
+use twinshield_shield_macros::diversify;
 
 /// Seconds of samples in the frozen detectors' variance window.
 const FLATLINE_SECONDS: f64 = 10.0;
@@ -59,6 +60,7 @@ pub struct DetectorBank {
     tracker: AlarmTracker,
 }
 
+#[diversify]
 impl DetectorBank {
     /// Builds every detector, validating all settings (see each detector's
     /// settings for the valid ranges).

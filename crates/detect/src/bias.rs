@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, open_range, positive};
+use twinshield_shield_macros::diversify;
 
 /// Largest window accepted, in samples.
 const MAX_WINDOW: usize = 1 << 20;
@@ -26,6 +27,7 @@ pub struct BiasSettings {
     pub correlation_time: f64,
 }
 
+#[diversify]
 impl Default for BiasSettings {
     fn default() -> Self {
         Self {
@@ -75,6 +77,7 @@ pub struct BiasDetector {
     skipped: u64,
 }
 
+#[diversify]
 impl BiasDetector {
     /// Builds a detector; see [`BiasSettings`] for the valid ranges.
     pub fn new(settings: BiasSettings) -> Result<Self, DetectError> {

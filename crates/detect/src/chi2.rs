@@ -3,6 +3,7 @@
 use crate::Status;
 use crate::error::{DetectError, count, open_range};
 use crate::quantile::chi_square_quantile;
+use twinshield_shield_macros::diversify;
 
 /// Largest window accepted, in samples (the ring buffer is allocated up front).
 const MAX_WINDOW: usize = 1 << 20;
@@ -30,6 +31,7 @@ pub struct ChiSquareSettings {
     pub clear_false_alarm: f64,
 }
 
+#[diversify]
 impl Default for ChiSquareSettings {
     fn default() -> Self {
         Self {
@@ -75,6 +77,7 @@ pub struct ChiSquareDetector {
     skipped: u64,
 }
 
+#[diversify]
 impl ChiSquareDetector {
     /// Builds a detector. `window` and `dof_per_sample` must be at least 1
     /// (at most 2^20 and 2^16), `false_alarm` in (0, 1), `clear_false_alarm`

@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, open_range, positive};
+use twinshield_shield_macros::diversify;
 
 /// Normalized residuals are clamped to ±this before entering the sums, so a
 /// residual of 1e308 over a standard deviation of 1e-308 stays finite.
@@ -24,6 +25,7 @@ pub struct CusumSettings {
     pub cap_factor: f64,
 }
 
+#[diversify]
 impl Default for CusumSettings {
     fn default() -> Self {
         Self {
@@ -69,6 +71,7 @@ pub struct CusumDetector {
     skipped: u64,
 }
 
+#[diversify]
 impl CusumDetector {
     /// Builds a detector; every setting must be finite, `drift` and
     /// `threshold` positive, `clear_fraction` in (0, 1), `cap_factor` > 1.

@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use twinshield_shield_macros::diversify;
+
 /// Why a detector, the alarm tracker or the detector bank refused a setting
 /// or a call.
 ///
@@ -73,6 +75,7 @@ pub enum DetectError {
 }
 
 /// Checks that `value` is finite and greater than zero.
+#[diversify]
 pub(crate) fn positive(name: &'static str, value: f64) -> Result<f64, DetectError> {
     if value.is_finite() && value > 0.0 {
         Ok(value)
@@ -82,6 +85,7 @@ pub(crate) fn positive(name: &'static str, value: f64) -> Result<f64, DetectErro
 }
 
 /// Checks that `value` is finite and at least zero.
+#[diversify]
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<f64, DetectError> {
     if value.is_finite() && value >= 0.0 {
         Ok(value)
@@ -91,6 +95,7 @@ pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<f64, Detect
 }
 
 /// Checks that `low < value < high` (false for NaN).
+#[diversify]
 pub(crate) fn open_range(
     name: &'static str,
     value: f64,
@@ -110,6 +115,7 @@ pub(crate) fn open_range(
 }
 
 /// Checks that `min <= value <= max` for a count.
+#[diversify]
 pub(crate) fn count(
     name: &'static str,
     value: usize,

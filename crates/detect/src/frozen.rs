@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, non_negative, open_range, positive};
+use twinshield_shield_macros::diversify;
 
 /// Largest variance window accepted, in samples.
 const MAX_WINDOW: usize = 1 << 20;
@@ -33,6 +34,7 @@ pub struct FrozenSettings {
     pub clear_ratio: f64,
 }
 
+#[diversify]
 impl Default for FrozenSettings {
     fn default() -> Self {
         Self {
@@ -60,6 +62,7 @@ pub struct FrozenStatus {
     pub flatline: Status,
 }
 
+#[diversify]
 impl FrozenStatus {
     /// Whether either test is in alarm.
     pub fn alarming(&self) -> bool {
@@ -113,6 +116,7 @@ pub struct FrozenDetector {
     skipped: u64,
 }
 
+#[diversify]
 impl FrozenDetector {
     /// Builds a detector; see [`FrozenSettings`] for the valid ranges.
     pub fn new(settings: FrozenSettings) -> Result<Self, DetectError> {
@@ -291,6 +295,7 @@ impl FrozenDetector {
 
 /// Sample standard deviation of finite values, scaled by the largest
 /// magnitude first so that no intermediate can overflow.
+#[diversify]
 fn window_std(values: &[f64]) -> f64 {
     let n = values.len();
     let scale = values.iter().fold(0.0_f64, |a, x| a.max(x.abs()));

@@ -28,6 +28,8 @@
 //! slices, and the runtime adapts.
 #![forbid(unsafe_code)]
 
+use twinshield_shield_macros::diversify;
+
 mod alarm;
 mod bank;
 mod bias;
@@ -64,6 +66,7 @@ pub struct Status {
     pub clear_level: f64,
 }
 
+#[diversify]
 impl Status {
     /// Applies the raise/clear rule with hysteresis to a new statistic:
     /// raise above `threshold`, clear below `clear_level`, otherwise keep

@@ -20,12 +20,14 @@
 //!   it returns the Wilson–Hilferty value. The detectors use this one.
 
 use crate::error::{DetectError, open_range};
+use twinshield_shield_macros::diversify;
 
 /// The `p`-quantile of the standard normal distribution, for `0 < p < 1`.
 ///
 /// Acklam's algorithm: a rational approximation in the central region
 /// `[0.02425, 0.97575]` and another in `√(−2 ln p)` in the tails; relative
 /// error below 1.15e-9. Returns an error for `p` outside `(0, 1)` or NaN.
+#[diversify]
 pub fn normal_quantile(p: f64) -> Result<f64, DetectError> {
     open_range("probability", p, 0.0, 1.0)?;
     Ok(acklam(p))
@@ -36,6 +38,7 @@ pub fn normal_quantile(p: f64) -> Result<f64, DetectError> {
 /// distribution function (see the module documentation for its accuracy).
 ///
 /// `dof` must be finite and positive, `p` in `(0, 1)`.
+#[diversify]
 pub fn chi_square_quantile(p: f64, dof: f64) -> Result<f64, DetectError> {
     let start = chi_square_quantile_wh(p, dof)?;
     if dof > MAX_REFINED_DOF {
@@ -50,6 +53,7 @@ pub fn chi_square_quantile(p: f64, dof: f64) -> Result<f64, DetectError> {
 ///
 /// `dof` must be finite and positive, `p` in `(0, 1)`. The result is clamped
 /// at zero (Wilson–Hilferty goes negative for small `dof` and `p`).
+#[diversify]
 pub fn chi_square_quantile_wh(p: f64, dof: f64) -> Result<f64, DetectError> {
     open_range("probability", p, 0.0, 1.0)?;
     crate::error::positive("degrees of freedom", dof)?;
@@ -69,6 +73,7 @@ const EPS: f64 = 1e-16;
 
 /// Newton iteration on `P(dof/2, x/2) = p` from `x0`; `None` if it does
 /// not converge to a finite positive value.
+#[diversify]
 fn refine(p: f64, dof: f64, x0: f64) -> Option<f64> {
     let k = 0.5 * dof;
     let ln_norm = -(k * std::f64::consts::LN_2 + ln_gamma(k));
@@ -103,6 +108,7 @@ fn refine(p: f64, dof: f64, x0: f64) -> Option<f64> {
 /// The regularized incomplete gamma functions `(P(a, x), Q(a, x))`, each
 /// accurate in its own tail: the series for `x < a + 1`, the continued
 /// fraction (modified Lentz) otherwise. `None` if either fails to converge.
+#[diversify]
 fn gamma_p_q(a: f64, x: f64) -> Option<(f64, f64)> {
     if !(x.is_finite() && a > 0.0) {
         return None;
@@ -156,6 +162,7 @@ fn gamma_p_q(a: f64, x: f64) -> Option<(f64, f64)> {
 }
 
 /// `ln Γ(x)` for `x ≥ 0.5` (Lanczos, g = 7, 9 terms; ~1e-15 relative).
+#[diversify]
 fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
         0.999_999_999_999_809_9,
@@ -178,6 +185,7 @@ fn ln_gamma(x: f64) -> f64 {
 }
 
 /// Acklam's rational approximation, for `0 < p < 1` (checked by callers).
+#[diversify]
 fn acklam(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969_683_028_665_376e1,

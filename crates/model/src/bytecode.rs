@@ -12,6 +12,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 
 /// An operation of the VM. Booleans are `1.0` (true) and `0.0` (false); any
 /// non-zero value counts as true.
@@ -116,14 +117,17 @@ const ALL_OPS: [Op; OP_COUNT] = [
     Op::NegMulAdd,
 ];
 
+#[diversify]
 fn truth(x: f64) -> bool {
     x != 0.0
 }
 
+#[diversify]
 fn boolean(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
+#[diversify]
 impl Op {
     /// How many operands the operation reads (1, 2 or 3).
     pub fn arity(self) -> usize {
@@ -278,6 +282,7 @@ pub struct Encoding {
     payload_key: u64,
 }
 
+#[diversify]
 impl std::fmt::Debug for Encoding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The encoding is a per-bundle secret of sorts; never print it.
@@ -289,6 +294,7 @@ const NO_OP: u8 = 0xff;
 const MAGIC: &[u8; 4] = b"TSBC";
 const FORMAT_VERSION: u8 = 1;
 
+#[diversify]
 impl Encoding {
     /// The plain encoding: opcodes numbered in declaration order, no masks.
     pub fn identity() -> Self {
@@ -363,6 +369,7 @@ impl Encoding {
 
 pub(crate) struct SplitMix64(pub(crate) u64);
 
+#[diversify]
 impl SplitMix64 {
     pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -377,6 +384,7 @@ struct Reader<'a> {
     bytes: &'a [u8],
 }
 
+#[diversify]
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let (head, rest) = self
@@ -410,6 +418,7 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[diversify]
 impl Program {
     /// Number of plant inputs the program reads.
     pub fn n_inputs(&self) -> usize {

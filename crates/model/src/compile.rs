@@ -6,6 +6,7 @@ use crate::bytecode::{Instr, Op, Program, Reg};
 use crate::diag::{Diagnostic, Span};
 use crate::expr::{BinOp, Expr, ExprKind, UnOp};
 use std::collections::HashMap;
+use twinshield_shield_macros::diversify;
 
 /// What a name in an expression refers to.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,7 @@ pub(crate) enum Type {
     Bool,
 }
 
+#[diversify]
 impl Type {
     fn describe(self) -> &'static str {
         match self {
@@ -56,6 +58,7 @@ pub(crate) struct Graph {
 /// The largest number of nodes one graph may hold (register indices are 16 bits).
 const MAX_NODES: usize = 60_000;
 
+#[diversify]
 impl Graph {
     fn intern(&mut self, n: Node) -> Option<NodeId> {
         if let Some(&id) = self.index.get(&n) {
@@ -132,6 +135,7 @@ pub(crate) struct Lowerer<'a> {
     pub diags: Vec<Diagnostic>,
 }
 
+#[diversify]
 fn function(name: &str) -> Option<(Op, usize)> {
     Some(match name {
         "sqrt" => (Op::Sqrt, 1),
@@ -159,6 +163,7 @@ pub(crate) const FUNCTIONS: [&str; 14] = [
     "if",
 ];
 
+#[diversify]
 impl<'a> Lowerer<'a> {
     pub fn new(scope: &'a HashMap<String, Binding>) -> Self {
         Lowerer {
@@ -367,6 +372,7 @@ impl<'a> Lowerer<'a> {
 /// Emits one program computing `roots` in order, over a register file laid
 /// out as `[inputs | states | constants | temporaries]`. Multiplications used
 /// once by an addition or subtraction are fused into one instruction.
+#[diversify]
 pub(crate) fn emit(
     graph: &Graph,
     roots: &[NodeId],

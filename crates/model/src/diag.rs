@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use twinshield_shield_macros::diversify;
 
 /// A byte range in the model's source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -17,6 +18,7 @@ pub struct Span {
     pub end: usize,
 }
 
+#[diversify]
 impl Span {
     /// A span from `start` to `end` (swapped if given backwards).
     pub fn new(start: usize, end: usize) -> Self {
@@ -40,6 +42,7 @@ impl Span {
     }
 }
 
+#[diversify]
 impl From<Range<usize>> for Span {
     fn from(r: Range<usize>) -> Self {
         Span::new(r.start, r.end)
@@ -55,6 +58,7 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+#[diversify]
 impl Diagnostic {
     pub(crate) fn new(span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
@@ -72,6 +76,7 @@ pub struct Report {
     diagnostics: Vec<Diagnostic>,
 }
 
+#[diversify]
 impl Report {
     pub(crate) fn new(file: &str, source: &str, mut diagnostics: Vec<Diagnostic>) -> Self {
         diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
@@ -96,6 +101,7 @@ impl Report {
 
 /// One-based line and column (in characters) of `offset` in `source`; offsets
 /// past the end or inside a character clamp to the nearest valid position.
+#[diversify]
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = floor_char_boundary(source, offset);
     let before = source.get(..offset).unwrap_or("");
@@ -110,6 +116,7 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+#[diversify]
 fn floor_char_boundary(s: &str, offset: usize) -> usize {
     let mut o = offset.min(s.len());
     while o > 0 && !s.is_char_boundary(o) {
@@ -118,6 +125,7 @@ fn floor_char_boundary(s: &str, offset: usize) -> usize {
     o
 }
 
+#[diversify]
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.diagnostics.iter().enumerate() {

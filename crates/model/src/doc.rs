@@ -13,6 +13,7 @@ use crate::diag::{Diagnostic, Span};
 use crate::expr::{self, Expr, ExprKind};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+use twinshield_shield_macros::diversify;
 
 /// A declaration's name with its location.
 #[derive(Debug, Clone)]
@@ -126,6 +127,7 @@ pub(crate) struct TwinDoc {
 /// Parses `src` into a [`TwinDoc`], appending every problem to `diags`.
 /// Returns `None` when the text is not TOML at all: then the single syntax
 /// error is the only useful report.
+#[diversify]
 pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> Option<TwinDoc> {
     let mut doc = TwinDoc {
         top: Span::new(0, src.find('\n').unwrap_or(src.len())),
@@ -244,6 +246,7 @@ pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> Option<TwinDoc> {
     Some(doc)
 }
 
+#[diversify]
 fn read_detect(r: &mut Reader<'_>, t: &DeTable<'_>, out: &mut DetectDecl) {
     for (name, v) in entries(t) {
         let section = format!("[detect.{}]", name.text);
@@ -266,6 +269,7 @@ fn read_detect(r: &mut Reader<'_>, t: &DeTable<'_>, out: &mut DetectDecl) {
     }
 }
 
+#[diversify]
 fn read_modbus(r: &mut Reader<'_>, t: &DeTable<'_>) -> ModbusDecl {
     let mut decl = ModbusDecl {
         unit_id: None,
@@ -302,6 +306,7 @@ fn read_modbus(r: &mut Reader<'_>, t: &DeTable<'_>) -> ModbusDecl {
 }
 
 /// The entries of a table in source order (the TOML map sorts by key).
+#[diversify]
 fn entries<'a, 'i>(t: &'a DeTable<'i>) -> Vec<(Name, &'a Spanned<DeValue<'i>>)> {
     let mut v: Vec<_> = t
         .iter()
@@ -324,6 +329,7 @@ struct Reader<'a> {
     diags: &'a mut Vec<Diagnostic>,
 }
 
+#[diversify]
 fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
@@ -336,6 +342,7 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+#[diversify]
 impl Reader<'_> {
     fn error(&mut self, span: Span, msg: impl Into<String>) {
         self.diags.push(Diagnostic::new(span, msg));
@@ -430,6 +437,7 @@ impl Reader<'_> {
     }
 }
 
+#[diversify]
 fn respan(e: &mut Expr, span: Span) {
     e.span = span;
     match &mut e.kind {
@@ -456,6 +464,7 @@ struct Fields<'a, 'i> {
     used: Vec<String>,
 }
 
+#[diversify]
 impl<'a, 'i> Fields<'a, 'i> {
     fn new(table: &'a DeTable<'i>, section: &str) -> Self {
         Fields {

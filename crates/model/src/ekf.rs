@@ -18,6 +18,7 @@ use crate::model::Model;
 use crate::rk4::Rk4;
 use crate::vm::{EvalError, Machine};
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 
 /// Why a filter cycle failed. The filter's state is left as it was before
 /// the failing call, so the caller can report and carry on.
@@ -62,6 +63,7 @@ pub struct Innovation {
     pub nis: f64,
 }
 
+#[diversify]
 impl Innovation {
     /// Standard deviation of output `i`'s residual.
     pub fn std(&self, i: usize) -> f64 {
@@ -112,6 +114,7 @@ pub struct Ekf {
     innovation: Innovation,
 }
 
+#[diversify]
 impl Ekf {
     /// A filter started at the model's initial state with the configured
     /// initial uncertainty.
@@ -363,10 +366,12 @@ impl Ekf {
 
 /// Forward-difference step: about the square root of machine epsilon,
 /// relative to the value's magnitude.
+#[diversify]
 fn fd_step(x: f64) -> f64 {
     1.5e-8 * x.abs().max(1.0)
 }
 
+#[diversify]
 fn check_finite(v: &[f64], what: &'static str) -> Result<(), EkfError> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),

@@ -10,6 +10,7 @@ use crate::spec::{
     OutputDetect, Param, State,
 };
 use std::collections::HashMap;
+use twinshield_shield_macros::diversify;
 
 /// Largest `.twin` file accepted, in bytes.
 pub const MAX_SOURCE_LEN: usize = 1024 * 1024;
@@ -44,6 +45,7 @@ pub struct Model {
     pub(crate) sensors: Program,
 }
 
+#[diversify]
 impl Model {
     /// Parses and checks a `.twin` source. `file` names it in error reports.
     /// On failure the [`Report`] lists every problem found, in source order.
@@ -97,6 +99,7 @@ impl Model {
     }
 }
 
+#[diversify]
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -110,6 +113,7 @@ struct Declared {
     span: Span,
 }
 
+#[diversify]
 fn build(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model> {
     let mut names: HashMap<String, Declared> = HashMap::new();
     let mut declare = |name: &Name, kind: &'static str, diags: &mut Vec<Diagnostic>| {
@@ -340,6 +344,7 @@ fn build(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model>
 
 /// Resolves a per-name setting against the declared names, reporting
 /// unknown names and non-positive values.
+#[diversify]
 fn per_name(
     setting: &Option<PerName>,
     key: &str,
@@ -382,6 +387,7 @@ fn per_name(
     values
 }
 
+#[diversify]
 fn estimator_config(
     doc: &TwinDoc,
     outputs: &[Output],
@@ -409,6 +415,7 @@ fn estimator_config(
     }
 }
 
+#[diversify]
 fn positive(n: Option<Num>, key: &str, diags: &mut Vec<Diagnostic>) -> Option<f64> {
     let n = n?;
     if n.value <= 0.0 {
@@ -420,6 +427,7 @@ fn positive(n: Option<Num>, key: &str, diags: &mut Vec<Diagnostic>) -> Option<f6
     Some(n.value)
 }
 
+#[diversify]
 fn detect_config(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> DetectConfig {
     let mut cfg = DetectConfig {
         outputs: vec![OutputDetect::default(); doc.outputs.len()],
@@ -465,6 +473,7 @@ fn detect_config(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> DetectConfig {
     cfg
 }
 
+#[diversify]
 fn modbus_map(
     m: &doc::ModbusDecl,
     doc: &TwinDoc,

@@ -14,6 +14,7 @@ use crate::spec::{
     OutputDetect, State,
 };
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 
 const MAGIC: &[u8; 4] = b"TSMP";
 /// Version 2 masks everything after the header with the encoding's payload
@@ -26,6 +27,7 @@ const HEADER_LEN: usize = 5;
 /// XORs `body` with the keystream of `key` (key 0: unchanged). The same
 /// model sealed twice then shares no structure in its payload: names,
 /// units, ranges and the programs' headers all differ byte for byte.
+#[diversify]
 fn mask(body: &mut [u8], key: u64) {
     if key == 0 {
         return;
@@ -54,6 +56,7 @@ pub enum PayloadError {
 
 struct W(Vec<u8>);
 
+#[diversify]
 impl W {
     fn u8(&mut self, v: u8) {
         self.0.push(v);
@@ -88,6 +91,7 @@ impl W {
 
 struct R<'a>(&'a [u8]);
 
+#[diversify]
 impl<'a> R<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], PayloadError> {
         let (h, t) = self
@@ -159,6 +163,7 @@ impl<'a> R<'a> {
     }
 }
 
+#[diversify]
 fn table_code(t: ModbusTable) -> u8 {
     match t {
         ModbusTable::Coil => 0,
@@ -168,6 +173,7 @@ fn table_code(t: ModbusTable) -> u8 {
     }
 }
 
+#[diversify]
 impl Model {
     /// The model as a bundle payload, with both programs in `enc`.
     pub fn to_payload(&self, enc: &Encoding) -> Vec<u8> {

@@ -4,6 +4,7 @@ use crate::bytecode::Program;
 use crate::model::Model;
 use crate::vm::{EvalError, Machine};
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 
 /// Why a simulation stopped.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -38,6 +39,7 @@ pub(crate) struct Rk4 {
     tmp: Vec<f64>,
 }
 
+#[diversify]
 impl Rk4 {
     pub fn new(prog: &Program) -> Self {
         let n = prog.n_states();
@@ -121,6 +123,7 @@ pub struct Simulator {
     t: f64,
 }
 
+#[diversify]
 impl Simulator {
     /// A simulator at `t = 0` with every state at its `init`.
     pub fn new(model: &Model) -> Self {

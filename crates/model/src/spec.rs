@@ -2,6 +2,8 @@
 //! from the plant and how the estimator and detectors are tuned. Plain data,
 //! produced by [`crate::Model::parse`] only after every check passed.
 
+use twinshield_shield_macros::diversify;
+
 /// A named constant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Param {
@@ -99,6 +101,7 @@ pub enum ModbusTable {
     Holding,
 }
 
+#[diversify]
 impl ModbusTable {
     /// The name used in `.twin` files.
     pub fn name(self) -> &'static str {

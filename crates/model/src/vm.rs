@@ -3,6 +3,7 @@
 
 use crate::bytecode::Program;
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 use twinshield_shield_macros::protect;
 
 /// Why an evaluation could not run.
@@ -32,12 +33,14 @@ pub struct Machine {
     regs: Box<[f64]>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Machine { .. }")
     }
 }
 
+#[diversify]
 fn shape(what: &'static str, expected: usize, got: usize) -> Result<(), EvalError> {
     if expected == got {
         Ok(())
@@ -50,6 +53,7 @@ fn shape(what: &'static str, expected: usize, got: usize) -> Result<(), EvalErro
     }
 }
 
+#[diversify]
 impl Machine {
     /// A register file for `prog`.
     pub fn new(prog: &Program) -> Self {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use twinshield_shield_macros::diversify;
 
 use crate::error::PlantError;
 
@@ -44,6 +45,7 @@ pub enum AttackKind {
     Leak,
 }
 
+#[diversify]
 impl AttackKind {
     /// Every kind, in a fixed order (for evaluations that run them all).
     pub const ALL: [AttackKind; 7] = [
@@ -83,12 +85,14 @@ impl AttackKind {
     }
 }
 
+#[diversify]
 impl fmt::Display for AttackKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
+#[diversify]
 impl FromStr for AttackKind {
     type Err = PlantError;
 
@@ -112,6 +116,7 @@ pub struct Attack {
     pub magnitude: f64,
 }
 
+#[diversify]
 impl Attack {
     /// An attack of `kind` starting at plant time `at` (s), with the kind's
     /// default magnitude.

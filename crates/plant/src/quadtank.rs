@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::f64::consts::TAU;
+use twinshield_shield_macros::diversify;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -68,6 +69,7 @@ pub struct Params {
     pub g: f64,
 }
 
+#[diversify]
 impl Params {
     /// The shipped model's nominal values (`models/quadtank.twin`).
     pub const NOMINAL: Params = Params {
@@ -132,6 +134,7 @@ impl Params {
 
 /// Pump flow factor: the voltage that effectively drives the flow `k·v`,
 /// after saturation and the dead zone.
+#[diversify]
 pub(crate) fn effective_voltage(v: f64) -> f64 {
     let v = if v.is_nan() {
         0.0
@@ -148,6 +151,7 @@ pub(crate) fn effective_voltage(v: f64) -> f64 {
 }
 
 /// Inverse of [`effective_voltage`] for a non-negative effective voltage.
+#[diversify]
 fn voltage_for_effective(e: f64) -> f64 {
     let e = e.clamp(0.0, PUMP_MAX);
     if e >= 2.0 * PUMP_DEAD_ZONE {
@@ -178,6 +182,7 @@ struct Pi {
     integral: f64,
 }
 
+#[diversify]
 impl Pi {
     fn update(&mut self, setpoint: f64, measured: f64, dt: f64) -> f64 {
         let error = setpoint - measured;
@@ -201,6 +206,7 @@ struct Streams {
     jitter: ChaCha8Rng,
 }
 
+#[diversify]
 impl Streams {
     fn new(seed: u64) -> Self {
         let stream = |n: u64| {
@@ -217,6 +223,7 @@ impl Streams {
     }
 }
 
+#[diversify]
 fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     rng.sample::<f64, _>(StandardNormal)
 }
@@ -229,6 +236,7 @@ struct Drift {
     phase: f64,
 }
 
+#[diversify]
 impl Drift {
     fn at(&self, t: f64) -> f64 {
         self.amplitude * (TAU * t / self.period + self.phase).sin()
@@ -263,6 +271,7 @@ pub struct QuadTank {
     history: VecDeque<(f64, [u16; 2])>,
 }
 
+#[diversify]
 impl QuadTank {
     /// A plant at its steady starting point: h1, h2 at [`START_LEVELS`],
     /// setpoints at [`START_SETPOINTS`], h3, h4 and the PI integrators at the

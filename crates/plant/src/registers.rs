@@ -1,5 +1,7 @@
 //! The plant's Modbus register map and snapshot.
 
+use twinshield_shield_macros::diversify;
+
 /// Modbus unit id the plant answers as (`[bind.modbus] unit_id`).
 pub const UNIT_ID: u8 = 1;
 /// Input register of the reported level y1 (h1), 0.01 cm per count.
@@ -33,6 +35,7 @@ pub struct Registers {
     pub coils: [bool; 1],
 }
 
+#[diversify]
 impl Registers {
     /// The reported levels y1..y4 in cm, as a client decodes them.
     pub fn levels_cm(&self) -> [f64; 4] {
@@ -47,6 +50,7 @@ impl Registers {
 
 /// Encodes a value into a u16 register of `scale` units per count:
 /// rounded, clamped to 0..=65535, NaN to 0.
+#[diversify]
 pub(crate) fn quantize(value: f64, scale: f64) -> u16 {
     let counts = (value / scale).round();
     if counts.is_nan() || counts <= 0.0 {
@@ -60,11 +64,13 @@ pub(crate) fn quantize(value: f64, scale: f64) -> u16 {
 }
 
 /// Encodes a level in cm into a level register.
+#[diversify]
 pub(crate) fn level_register(cm: f64) -> u16 {
     quantize(cm, LEVEL_SCALE_CM)
 }
 
 /// Encodes a voltage in V into a voltage register.
+#[diversify]
 pub(crate) fn voltage_register(v: f64) -> u16 {
     quantize(v, VOLTAGE_SCALE_V)
 }

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use std::collections::VecDeque;
+use twinshield_shield_macros::diversify;
 
 /// What the twin saw and concluded at one sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +42,7 @@ pub struct History {
     quality_total: u64,
 }
 
+#[diversify]
 impl History {
     /// A history keeping the newest `capacity` records and quality events.
     pub fn new(capacity: usize) -> Self {

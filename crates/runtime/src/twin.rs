@@ -9,6 +9,7 @@ use twinshield_detect::{
     SourceId, Status,
 };
 use twinshield_model::{Ekf, EkfError, Model};
+use twinshield_shield_macros::diversify;
 
 /// How the twin runs. The defaults suit a plant polled at 10 Hz.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,7 @@ pub struct TwinSettings {
     pub history: usize,
 }
 
+#[diversify]
 impl Default for TwinSettings {
     fn default() -> Self {
         TwinSettings {
@@ -103,6 +105,7 @@ pub struct Twin {
     events: Vec<AlarmEvent>,
 }
 
+#[diversify]
 fn positive(x: f64, what: &str) -> Result<f64, TwinError> {
     if x.is_finite() && x > 0.0 {
         Ok(x)
@@ -114,10 +117,12 @@ fn positive(x: f64, what: &str) -> Result<f64, TwinError> {
 }
 
 /// Samples in `seconds` at `period`, at least `min`.
+#[diversify]
 fn samples_in(seconds: f64, period: f64, min: usize) -> usize {
     ((seconds / period).round() as usize).max(min)
 }
 
+#[diversify]
 impl Twin {
     /// A twin for `model`, its detectors tuned from the model's `[detect]`.
     pub fn new(model: &Model, settings: TwinSettings) -> Result<Twin, TwinError> {
@@ -329,6 +334,7 @@ impl Twin {
     }
 }
 
+#[diversify]
 fn observe(
     tracker: &mut AlarmTracker,
     events: &mut Vec<AlarmEvent>,

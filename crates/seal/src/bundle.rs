@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use twinshield_model::Model;
 use twinshield_model::bytecode::Encoding;
 use twinshield_shield::{obf_bytes, protect};
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 4] = b"TWSB";
@@ -76,6 +77,7 @@ pub struct OpenedBundle {
     pub backend: Option<String>,
 }
 
+#[diversify]
 impl std::fmt::Debug for OpenedBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -86,10 +88,12 @@ impl std::fmt::Debug for OpenedBundle {
     }
 }
 
+#[diversify]
 fn hpke_info(binding: &[u8; 32]) -> Vec<u8> {
     [obf_bytes!(b"twinshield/bundle/hpke/v1|").bytes(), binding].concat()
 }
 
+#[diversify]
 fn wrap_aad(name: &str, release: u64, publisher: &[u8; 8]) -> Vec<u8> {
     let mut w = Writer::default();
     w.bytes(obf_bytes!(b"twinshield/bundle/cek/v1").bytes());
@@ -100,6 +104,7 @@ fn wrap_aad(name: &str, release: u64, publisher: &[u8; 8]) -> Vec<u8> {
 }
 
 /// Seals a model: see the crate documentation for the construction.
+#[diversify]
 pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
     if req.devices.is_empty() {
         return Err(SealError::Identity(
@@ -253,6 +258,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SealError> {
 /// Reads a bundle's public header without opening it (no key needed, no
 /// signature checked): model name and version, release, publisher and
 /// devices by key id, sizes. Never the model.
+#[diversify]
 pub fn inspect(bytes: &[u8]) -> Result<BundleHeader, SealError> {
     parse(bytes).map(|p| p.header)
 }

@@ -23,6 +23,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use twinshield_shield::{obf_bytes, protect};
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 /// Fewest components a device must have for a fingerprint.
@@ -36,6 +37,7 @@ const VERSION: u8 = 1;
 
 type Kem = X25519HkdfSha256;
 
+#[diversify]
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
@@ -88,6 +90,7 @@ fn binding(commitments: &[(String, [u8; 32])]) -> [u8; 32] {
 }
 
 /// Short id of a device or publisher key (first 8 bytes of a SHA-256).
+#[diversify]
 pub(crate) fn key_id(parts: &[&[u8]]) -> [u8; 8] {
     let d = sha256(parts);
     let mut id = [0u8; 8];
@@ -105,6 +108,7 @@ pub struct DeviceIdentity {
     matched: usize,
 }
 
+#[diversify]
 impl std::fmt::Debug for DeviceIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "DeviceIdentity({})", self.fp.key_id_hex())
@@ -121,6 +125,7 @@ pub struct DeviceFp {
     threshold: u8,
 }
 
+#[diversify]
 impl DeviceFp {
     /// The device's key id (hex), as bundles list their recipients.
     pub fn key_id_hex(&self) -> String {
@@ -211,10 +216,12 @@ impl DeviceFp {
 }
 
 /// Lowercase hex.
+#[diversify]
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+#[diversify]
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     let tmp = path.with_extension("tmp");
     {
@@ -236,6 +243,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
         .map_err(|e| SealError::io(&format!("cannot replace {}", path.display()), &e))
 }
 
+#[diversify]
 impl DeviceIdentity {
     /// Opens the identity kept in `state`, creating it (keys, shares,
     /// device.fp data) on first use. Returns whether it was created.

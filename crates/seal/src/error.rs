@@ -1,4 +1,5 @@
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 
 /// Why sealing, opening or identifying failed. Every message is one line
 /// that names the problem and never contains key material or model content.
@@ -52,6 +53,7 @@ pub enum SealError {
     Io(String),
 }
 
+#[diversify]
 impl SealError {
     pub(crate) fn io(what: &str, e: &std::io::Error) -> Self {
         SealError::Io(format!("{what}: {e}"))

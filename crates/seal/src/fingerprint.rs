@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 use twinshield_shield::obf;
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 /// One identifying component of the device.
@@ -16,6 +17,7 @@ pub struct Component {
     pub value: Zeroizing<Vec<u8>>,
 }
 
+#[diversify]
 impl std::fmt::Debug for Component {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Raw identifiers are not printed.
@@ -34,6 +36,7 @@ pub const LABELS: [&str; 7] = [
     "hostname",
 ];
 
+#[diversify]
 fn read_trimmed(path: &str) -> Option<Vec<u8>> {
     let text = fs::read_to_string(path).ok()?;
     let t = text.trim();
@@ -49,6 +52,7 @@ fn read_trimmed(path: &str) -> Option<Vec<u8>> {
 
 /// MAC addresses of physical network interfaces (those backed by a device),
 /// sorted, so the order interfaces appear in does not matter.
+#[diversify]
 fn mac_addresses() -> Option<Vec<u8>> {
     let mut macs = Vec::new();
     for entry in fs::read_dir(&*obf!("/sys/class/net")).ok()? {
@@ -68,6 +72,7 @@ fn mac_addresses() -> Option<Vec<u8>> {
     Some(macs.join(&b','))
 }
 
+#[diversify]
 fn cpu_model() -> Option<Vec<u8>> {
     let info = fs::read_to_string(&*obf!("/proc/cpuinfo")).ok()?;
     info.lines()
@@ -81,6 +86,7 @@ fn cpu_model() -> Option<Vec<u8>> {
 
 /// The root file system's UUID: from /dev/disk/by-uuid when udev provides
 /// it, otherwise from an ext2/3/4 superblock of the root device.
+#[diversify]
 fn rootfs_uuid() -> Option<Vec<u8>> {
     let mountinfo = fs::read_to_string(&*obf!("/proc/self/mountinfo")).ok()?;
     let device = mountinfo.lines().find_map(|l| {
@@ -103,6 +109,7 @@ fn rootfs_uuid() -> Option<Vec<u8>> {
     ext_superblock_uuid(Path::new(&device))
 }
 
+#[diversify]
 fn ext_superblock_uuid(device: &Path) -> Option<Vec<u8>> {
     let mut f = fs::File::open(device).ok()?;
     let mut sb = [0u8; 2048];
@@ -116,6 +123,7 @@ fn ext_superblock_uuid(device: &Path) -> Option<Vec<u8>> {
     (uuid.iter().any(|&b| b != 0)).then(|| uuid.to_vec())
 }
 
+#[diversify]
 fn hostname() -> Option<Vec<u8>> {
     read_trimmed(&obf!("/proc/sys/kernel/hostname"))
 }
@@ -125,6 +133,7 @@ type ComponentReader = fn() -> Option<Vec<u8>>;
 
 /// Reads every component that this machine provides (unreadable or
 /// placeholder values are left out).
+#[diversify]
 pub fn collect() -> Vec<Component> {
     let readers: [(&'static str, ComponentReader); 7] = [
         ("machine-id", || read_trimmed(&obf!("/etc/machine-id"))),

@@ -4,6 +4,7 @@
 use crate::SealError;
 use crate::device::{hex, key_id};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 const KEY_HEADER: &str = "twinshield publisher key v1";
@@ -16,12 +17,14 @@ pub struct PublisherKey(SigningKey);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherPub(VerifyingKey);
 
+#[diversify]
 impl std::fmt::Debug for PublisherKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PublisherKey({})", self.public().key_id_hex())
     }
 }
 
+#[diversify]
 fn unhex32(s: &str) -> Option<Zeroizing<[u8; 32]>> {
     let s = s.trim();
     if s.len() != 64 || !s.is_ascii() {
@@ -34,6 +37,7 @@ fn unhex32(s: &str) -> Option<Zeroizing<[u8; 32]>> {
     Some(out)
 }
 
+#[diversify]
 fn parse(text: &str, header: &str, what: &str) -> Result<Zeroizing<[u8; 32]>, SealError> {
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some(header) {
@@ -53,6 +57,7 @@ fn parse(text: &str, header: &str, what: &str) -> Result<Zeroizing<[u8; 32]>, Se
     Ok(key)
 }
 
+#[diversify]
 impl PublisherKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, SealError> {
@@ -83,6 +88,7 @@ impl PublisherKey {
     }
 }
 
+#[diversify]
 impl PublisherPub {
     /// Parses a `NAME.pub` file's text.
     pub fn from_text(text: &str) -> Result<Self, SealError> {

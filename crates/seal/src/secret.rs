@@ -12,6 +12,7 @@
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use twinshield_shield::{obf_bytes, protect};
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 /// Derives 32-byte keys from the runtime's embedded secret.
@@ -24,6 +25,7 @@ pub trait RuntimeSecret {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EmbeddedSecret;
 
+#[diversify]
 impl EmbeddedSecret {
     /// Whether this build embeds the public development secret (fine for
     /// development and tests, refused for a release).
@@ -33,6 +35,7 @@ impl EmbeddedSecret {
     }
 }
 
+#[diversify]
 impl RuntimeSecret for EmbeddedSecret {
     #[protect]
     fn derive(&self, context: &[u8]) -> Zeroizing<[u8; 32]> {

@@ -3,6 +3,7 @@
 //! lets a device open its keys when a few of its components change.
 
 use crate::SealError;
+use twinshield_shield_macros::diversify;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// One share: the polynomial's value at `x` (1..=255) for each secret byte.
@@ -14,6 +15,7 @@ pub(crate) struct Share {
 
 /// Multiplication in GF(2⁸) with the AES polynomial, without branches on
 /// secret data.
+#[diversify]
 fn mul(mut a: u8, mut b: u8) -> u8 {
     let mut p = 0u8;
     for _ in 0..8 {
@@ -26,6 +28,7 @@ fn mul(mut a: u8, mut b: u8) -> u8 {
 }
 
 /// Multiplicative inverse (a²⁵⁴); 0 maps to 0.
+#[diversify]
 fn inv(a: u8) -> u8 {
     let mut r = 1u8;
     let mut base = a;
@@ -42,6 +45,7 @@ fn inv(a: u8) -> u8 {
 
 /// Splits `secret` into `n` shares, any `k` of which rebuild it.
 /// `random` fills buffers with cryptographically secure random bytes.
+#[diversify]
 pub(crate) fn split(
     secret: &[u8; 32],
     n: u8,
@@ -77,6 +81,7 @@ pub(crate) fn split(
 /// Rebuilds the secret from shares with distinct, non-zero `x` (Lagrange
 /// interpolation at 0). With fewer than the threshold it returns a wrong
 /// value, which the caller's authenticated decryption then rejects.
+#[diversify]
 pub(crate) fn combine(shares: &[Share]) -> Zeroizing<[u8; 32]> {
     let mut secret = Zeroizing::new([0u8; 32]);
     for (j, sj) in shares.iter().enumerate() {

@@ -7,6 +7,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use crate::SealError;
+use twinshield_shield_macros::diversify;
 
 /// Appends fields to a byte buffer.
 #[derive(Debug, Default)]
@@ -14,6 +15,7 @@ pub(crate) struct Writer {
     pub buf: Vec<u8>,
 }
 
+#[diversify]
 impl Writer {
     pub fn bytes(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
@@ -52,6 +54,7 @@ pub(crate) struct Reader<'a> {
     what: &'static str,
 }
 
+#[diversify]
 impl<'a> Reader<'a> {
     pub fn new(bytes: &'a [u8], what: &'static str) -> Self {
         Reader { rest: bytes, what }

@@ -64,6 +64,12 @@ use syn::{BinOp, Block, Expr, FnArg, Ident, Lifetime, Pat, Stmt, Token, Type, pa
 /// Smallest run turned into a dispatcher.
 pub(crate) const MIN_RUN: usize = 1;
 
+/// Smallest run turned into a dispatcher inside a loop (its body and the
+/// blocks nested in it): there the
+/// dispatcher's cost is paid on every iteration, and a lone statement has
+/// no order to hide.
+pub(crate) const MIN_LOOP_RUN: usize = 2;
+
 /// Reserved prefix of the identifiers and labels the macro generates.
 pub(crate) const RESERVED: &str = "__ts";
 
@@ -848,6 +854,8 @@ pub(crate) struct Flattener<'a> {
     pub(crate) dispatchers: usize,
     /// Labels given to loops so far.
     labels: usize,
+    /// How many loops enclose the block being flattened.
+    loops: usize,
     /// The key all dispatchers decode their state with.
     key: u64,
 }
@@ -871,24 +879,26 @@ impl<'a> Flattener<'a> {
             rng,
             dispatchers: 0,
             labels: 0,
+            loops: 0,
             key,
         }
     }
 
-    /// Flattens `body` in place; returns the statement that must start the
-    /// function (the key's load), if any dispatcher was built.
-    pub(crate) fn run(&mut self, body: &mut Block) -> Option<Stmt> {
+    /// Flattens `body` in place; returns the key that the function must
+    /// bind to `__ts_k: u64` through `black_box` before the body.
+    pub(crate) fn run(&mut self, body: &mut Block) -> u64 {
         Labels {
             next: &mut self.labels,
         }
         .visit_block_mut(body);
         self.block(body, false);
-        let key = self.key;
-        (self.dispatchers > 0).then(|| {
-            parse_quote! {
-                let __ts_k: u64 = ::core::hint::black_box(#key);
-            }
-        })
+        self.key
+    }
+
+    fn loop_body(&mut self, body: &mut Block) {
+        self.loops += 1;
+        self.block(body, true);
+        self.loops -= 1;
     }
 
     fn block(&mut self, block: &mut Block, loop_body: bool) {
@@ -972,7 +982,12 @@ impl<'a> Flattener<'a> {
     }
 
     fn flush(&mut self, run: &mut Vec<Stmt>, out: &mut Vec<Stmt>) {
-        if run.len() < MIN_RUN {
+        let min = if self.loops > 0 {
+            MIN_LOOP_RUN
+        } else {
+            MIN_RUN
+        };
+        if run.len() < min {
             out.append(run);
             return;
         }
@@ -1037,14 +1052,14 @@ impl VisitMut for Nested<'_, '_> {
     }
     fn visit_expr_for_loop_mut(&mut self, e: &mut syn::ExprForLoop) {
         self.visit_expr_mut(&mut e.expr);
-        self.f.block(&mut e.body, true);
+        self.f.loop_body(&mut e.body);
     }
     fn visit_expr_while_mut(&mut self, e: &mut syn::ExprWhile) {
         self.visit_expr_mut(&mut e.cond);
-        self.f.block(&mut e.body, true);
+        self.f.loop_body(&mut e.body);
     }
     fn visit_expr_loop_mut(&mut self, e: &mut syn::ExprLoop) {
-        self.f.block(&mut e.body, true);
+        self.f.loop_body(&mut e.body);
     }
     // Neither const contexts nor async blocks nor items.
     fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}

@@ -54,13 +54,23 @@
 //!   identifiers or labels starting with `__ts` (reserved for the
 //!   expansion). The feature `passthrough` (for cost measurements only)
 //!   turns the attribute into a no-op after the same checks.
+//! - `#[diversify]` on a function, an `impl` block or a trait: one or two
+//!   seed-drawn guards (an invariant that never holds over a black-boxed
+//!   value, and a bogus path) in every function body, closure and async
+//!   block it reaches, so that every function's control flow differs
+//!   between builds; see the `diversify` module. `passthrough` turns it
+//!   into a no-op too.
 //!
 //! The seed is `TWINSHIELD_SEED` at build time, or a random one; the same
 //! seed gives the same expansion (reproducible builds), another seed other
-//! bytes at every site.
+//! bytes at every site. Release builds key every site with the seed and a
+//! digest of the whole project's sources (see `build.rs`), so any change
+//! re-keys every site: two releases differ in every function, not only in
+//! the ones a fix touched.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod diversify;
 mod flatten;
 
 use proc_macro::TokenStream;
@@ -72,12 +82,22 @@ use syn::{Expr, ExprLit, ItemFn, Lit, LitByteStr, LitStr, parse_macro_input, par
 /// The seed the build script resolved.
 const SEED: &str = env!("TWINSHIELD_MACRO_SEED");
 
+/// The digest of the project's sources (release builds; 0 otherwise).
+const SOURCE: &str = env!("TWINSHIELD_MACRO_SOURCE");
+
 /// Sites expanded so far in this compilation: two sites with the same
 /// literal still get different keys.
 static SITES: AtomicU64 = AtomicU64::new(0);
 
-fn seed() -> u64 {
+/// The build seed as given (what `build_seed!()` reports).
+fn given_seed() -> u64 {
     SEED.parse().unwrap_or(0)
+}
+
+/// What every site is keyed with: the build seed, and in release builds
+/// the sources it was built from, so a change anywhere re-keys everything.
+fn seed() -> u64 {
+    given_seed() ^ mix(SOURCE.parse().unwrap_or(0))
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -146,7 +166,7 @@ pub fn obf_bytes(input: TokenStream) -> TokenStream {
 /// `build_seed!()`: the seed the macros were keyed with.
 #[proc_macro]
 pub fn build_seed(_input: TokenStream) -> TokenStream {
-    let seed = seed();
+    let seed = given_seed();
     quote!(#seed).into()
 }
 
@@ -193,6 +213,26 @@ impl VisitMut for Literals<'_> {
 
     // Nested items (consts, statics, fns) are not this function's body.
     fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
+}
+
+/// `#[diversify]` on a function, an `impl` block or a trait: per-build
+/// guards in every function body it reaches, so that two builds differ in
+/// every function's control flow (see the `diversify` module for what it
+/// does and leaves alone).
+#[proc_macro_attribute]
+pub fn diversify(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut state = site_key(b"#diversify");
+    let mut next = move || {
+        state = mix(state);
+        state
+    };
+    diversify::expand(
+        attr.into(),
+        item.into(),
+        &mut next,
+        cfg!(feature = "passthrough"),
+    )
+    .into()
 }
 
 /// `#[protect]`: MBA literals, an opaque predicate and control-flow
@@ -270,13 +310,16 @@ fn protect_impl(
     let mut flattener = flatten::Flattener::new(bindings, &mut next);
     let key = flattener.run(&mut f.block);
     drop(flattener);
-    let x = next();
+    // The predicate's value comes from the dispatchers' key: one
+    // `black_box` read per call is opaque enough for both and is all the
+    // fixed cost a hot function (the VM's eval) should pay.
+    let x = next() ^ key;
     let body = &f.block;
     *f.block = parse_quote! {
         {
-            #key
+            let __ts_k: u64 = ::core::hint::black_box(#key);
             // Opaque predicate: x * x + x is even for every integer x.
-            let __ts_x = ::core::hint::black_box(#x);
+            let __ts_x = __ts_k ^ #x;
             if __ts_x.wrapping_mul(__ts_x).wrapping_add(__ts_x) & 1 == 1 {
                 ::std::process::abort();
             }
@@ -289,6 +332,7 @@ fn protect_impl(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     /// Expands `item` under `seed`.
     fn expand(item: TokenStream2, seed: u64) -> String {
@@ -297,9 +341,8 @@ mod tests {
 
     /// Dispatchers in an expansion.
     fn dispatchers(out: &str) -> usize {
-        out.matches(": loop {").count()
-            - out.matches("'__ts_l").count() / 2
-            - out.matches("'outer : loop").count()
+        // Each has exactly one exit arm.
+        out.matches("=> break '__ts_d").count()
     }
 
     /// Statements placed in dispatcher arms.
@@ -337,9 +380,11 @@ mod tests {
         let out = expand(sample(), 1);
         assert!(syn::parse_str::<ItemFn>(&out).is_ok());
         assert_eq!(dispatchers(&out), 3, "{out}");
-        // The `for`, the `if`, the `while`, its two statements, the
-        // `sum`, `push` and `count` statements.
-        assert_eq!(arms(&out), 8, "{out}");
+        // The `for`, the `while`, its two statements, the `sum`, `push`
+        // and `count` statements. The `if` is alone before a `let` in a
+        // loop body: a dispatcher would cost every iteration and hide no
+        // order, so it stays straight.
+        assert_eq!(arms(&out), 7, "{out}");
         assert!(out.contains("'__ts_l0 : for"), "{out}");
         assert!(out.contains("break '__ts_l0"), "{out}");
     }
@@ -461,5 +506,148 @@ mod tests {
             true,
         );
         assert!(out.to_string().contains("compile_error"));
+    }
+
+    /// `#[diversify]` on `item` under `seed`.
+    fn diversified(item: TokenStream2, seed: u64) -> String {
+        let mut state = seed;
+        let mut next = move || {
+            state = mix(state);
+            state
+        };
+        diversify::expand(TokenStream2::new(), item, &mut next, false).to_string()
+    }
+
+    /// Guards in an expansion.
+    fn guards(out: &str) -> usize {
+        out.matches("let __ts_g : u64").count()
+    }
+
+    #[test]
+    fn diversify_guards_bodies_closures_and_async_blocks() {
+        for seed in 0..32 {
+            let plain = diversified(
+                quote!(
+                    fn a(x: u32) -> u32 {
+                        x + 1
+                    }
+                ),
+                seed,
+            );
+            assert!((1..=2).contains(&guards(&plain)), "{plain}");
+            let nested = diversified(
+                quote!(
+                    async fn b(xs: Vec<u32>) -> u32 {
+                        let f = |x: u32| x + 1;
+                        let g = async move { xs.len() };
+                        f(g.await as u32)
+                    }
+                ),
+                seed,
+            );
+            assert!((3..=6).contains(&guards(&nested)), "{nested}");
+            assert!(syn::parse_str::<ItemFn>(&nested).is_ok());
+        }
+    }
+
+    #[test]
+    fn diversify_leaves_what_it_must_alone() {
+        let out = diversified(
+            quote!(
+                impl T {
+                    fn kept(&self) -> u32 { 1 }
+                    #[inline]
+                    fn inlined(&self) -> u32 { 2 }
+                    #[protect]
+                    fn protected(&self) -> u32 { 3 }
+                    const fn constant() -> u32 { 4 }
+                    #[test]
+                    fn test() {}
+                }
+            ),
+            7,
+        );
+        let item: syn::ItemImpl = syn::parse_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let counts: Vec<usize> = item
+            .items
+            .iter()
+            .map(|i| guards(&quote!(#i).to_string()))
+            .collect();
+        assert!((1..=2).contains(&counts[0]), "{out}");
+        assert_eq!(&counts[1..], &[0, 0, 0, 0], "{out}");
+    }
+
+    #[test]
+    fn diversify_differs_across_seeds_and_repeats_for_one() {
+        let f = || {
+            quote!(
+                fn f(x: u64) -> u64 {
+                    let y = x * 3;
+                    let z = y ^ x;
+                    z + 1
+                }
+            )
+        };
+        assert_eq!(diversified(f(), 1), diversified(f(), 1));
+        let outs: HashSet<String> = (0..16).map(|s| diversified(f(), s)).collect();
+        assert_eq!(outs.len(), 16);
+    }
+
+    #[test]
+    fn diversify_refuses_arguments_and_other_items() {
+        let mut next = || 1;
+        let out = diversify::expand(
+            quote!(x),
+            quote!(
+                fn f() {}
+            ),
+            &mut next,
+            false,
+        );
+        assert!(out.to_string().contains("takes no arguments"));
+        let out = diversify::expand(
+            TokenStream2::new(),
+            quote!(
+                struct S;
+            ),
+            &mut next,
+            false,
+        );
+        assert!(out.to_string().contains("applies to a function"));
+        // The passthrough build changes nothing it accepts.
+        let item = quote!(
+            fn f(x: u32) -> u32 {
+                x
+            }
+        );
+        let out = diversify::expand(TokenStream2::new(), item.clone(), &mut next, true);
+        assert_eq!(out.to_string(), item.to_string());
+    }
+
+    /// The guards' invariants, as the expansion computes them (wrapping
+    /// arithmetic), hold for every value: checked on many.
+    #[test]
+    fn diversify_invariants_never_hold() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200_000 {
+            x = mix(x);
+            let g = x;
+            assert!(g.wrapping_mul(g).wrapping_add(g) & 1 != 1);
+            let o = g | 1;
+            assert!(o.wrapping_mul(o) & 7 == 1);
+            let a = g & 0xffff;
+            assert!(
+                a.wrapping_mul(a)
+                    .wrapping_mul(a)
+                    .wrapping_sub(a)
+                    .wrapping_rem(3)
+                    == 0
+            );
+            let (y, z) = (g >> 44, g & 0xf_ffff);
+            assert!(y.wrapping_mul(y).wrapping_mul(7) != z.wrapping_mul(z).wrapping_add(1));
+            let m = mix(g);
+            let (p, q) = (g & 0xffff_ffff, (g >> 32) ^ (m & 0xffff_ffff));
+            assert!(p.wrapping_mul(p).wrapping_add(q.wrapping_mul(q)) & 3 != 3);
+        }
     }
 }

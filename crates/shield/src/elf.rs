@@ -3,6 +3,8 @@
 //! gets an error, never a panic.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use twinshield_shield_macros::diversify;
+
 /// A loadable segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
@@ -29,6 +31,7 @@ pub enum ElfError {
     Malformed,
 }
 
+#[diversify]
 fn field(bytes: &[u8], at: usize, len: usize) -> Result<u64, ElfError> {
     let end = at.checked_add(len).ok_or(ElfError::Malformed)?;
     let s = bytes.get(at..end).ok_or(ElfError::Malformed)?;
@@ -44,6 +47,7 @@ fn field(bytes: &[u8], at: usize, len: usize) -> Result<u64, ElfError> {
 /// # Errors
 /// [`ElfError`] if the file is not a 64-bit little-endian ELF file or is
 /// malformed.
+#[diversify]
 pub fn load_segments(bytes: &[u8]) -> Result<Vec<Segment>, ElfError> {
     if bytes.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
         return Err(ElfError::NotElf);

@@ -2,6 +2,7 @@
 //! response per class.
 
 use std::fmt;
+use twinshield_shield_macros::diversify;
 
 /// The class of a finding; the response policy has one action per class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +24,7 @@ pub enum FindingClass {
     Environment,
 }
 
+#[diversify]
 impl FindingClass {
     /// Every class, in the policy's order.
     pub const ALL: [FindingClass; 5] = [
@@ -46,6 +48,7 @@ impl FindingClass {
     }
 }
 
+#[diversify]
 impl fmt::Display for FindingClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -62,6 +65,7 @@ pub struct Finding {
     pub evidence: String,
 }
 
+#[diversify]
 impl Finding {
     /// A finding of `class` with `evidence`.
     #[must_use]
@@ -74,6 +78,7 @@ impl Finding {
     }
 }
 
+#[diversify]
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.class, self.evidence)

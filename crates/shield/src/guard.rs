@@ -15,6 +15,7 @@
 
 use crate::protect;
 use std::hint::black_box;
+use twinshield_shield_macros::diversify;
 
 use rustix::fd::OwnedFd;
 
@@ -30,6 +31,7 @@ const MARKER_MASK: u8 = 0x5a;
 
 /// The marker that starts the table (random bytes, meaningless otherwise).
 #[must_use]
+#[diversify]
 pub fn marker() -> [u8; 16] {
     let mask = black_box(MARKER_MASK);
     MASKED_MARKER.map(|b| b ^ mask)
@@ -81,6 +83,7 @@ pub struct Table {
     pub regions: Vec<Region>,
 }
 
+#[diversify]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -114,6 +117,7 @@ pub fn region_hash(key: u64, index: usize, bytes: &[u8]) -> u64 {
     mix(h)
 }
 
+#[diversify]
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     if let Some(s) = bytes.get(at..at + 8) {
@@ -126,6 +130,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 ///
 /// # Errors
 /// [`TableError::TooManyRegions`] past [`CAPACITY`].
+#[diversify]
 pub fn encode(table: &Table) -> Result<[u8; TABLE_LEN], TableError> {
     if table.regions.len() > CAPACITY {
         return Err(TableError::TooManyRegions(table.regions.len()));
@@ -201,12 +206,14 @@ pub fn decode(bytes: &[u8]) -> Result<Table, TableError> {
 ///
 /// # Errors
 /// [`TableError::NotHardened`] for a build that was never hardened.
+#[diversify]
 pub fn embedded_table() -> Result<Table, TableError> {
     decode(black_box(&TABLE))
 }
 
 /// The address of the running binary's table: regions are relative to it.
 #[must_use]
+#[diversify]
 pub fn table_address() -> usize {
     std::ptr::from_ref(black_box(&TABLE)) as usize
 }
@@ -217,6 +224,7 @@ pub struct SelfMemory {
     buf: Vec<u8>,
 }
 
+#[diversify]
 impl SelfMemory {
     /// Opens `/proc/self/mem` (before the process makes itself
     /// non-dumpable, after which some kernels refuse the open).
@@ -256,6 +264,7 @@ impl SelfMemory {
 /// (which no `harden` ever touched) can guard itself with. Regions of about
 /// `region_len` bytes, two staggered tilings, as `harden` lays them out.
 #[must_use]
+#[diversify]
 pub fn running_code_table(memory: &mut SelfMemory, key: u64, region_len: usize) -> Option<Table> {
     let exe = rustix::fs::readlink(&*crate::obf!("/proc/self/exe"), Vec::new()).ok()?;
     let exe = exe.to_string_lossy().into_owned();

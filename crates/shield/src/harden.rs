@@ -5,6 +5,7 @@
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use twinshield_shield_macros::diversify;
 
 use crate::elf::{ElfError, Segment, load_segments};
 use crate::guard::{self, CAPACITY, Region, TABLE_LEN, Table, TableError};
@@ -41,6 +42,7 @@ pub struct HardenReport {
 }
 
 /// Where `needle` occurs in `hay`.
+#[diversify]
 fn occurrences(hay: &[u8], needle: &[u8]) -> Vec<usize> {
     hay.windows(needle.len())
         .enumerate()
@@ -53,6 +55,7 @@ fn occurrences(hay: &[u8], needle: &[u8]) -> Vec<usize> {
 ///
 /// # Errors
 /// [`HardenError`] if it is not a twinshield ELF executable.
+#[diversify]
 pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError> {
     let segments = load_segments(binary)?;
     let found = occurrences(binary, &guard::marker());
@@ -138,6 +141,7 @@ pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError>
     Ok(report)
 }
 
+#[diversify]
 fn shuffle<T, R: Rng>(v: &mut [T], rng: &mut R) {
     for i in (1..v.len()).rev() {
         let j = rng.random_range(0..=i);

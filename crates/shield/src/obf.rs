@@ -4,12 +4,14 @@
 
 use std::hint::black_box;
 use std::ops::Deref;
+use twinshield_shield_macros::diversify;
 
 use zeroize::Zeroizing;
 
 /// A revealed literal: the plain bytes, wiped when dropped.
 pub struct Revealed(Zeroizing<Vec<u8>>);
 
+#[diversify]
 impl Revealed {
     /// The plain bytes.
     #[must_use]
@@ -18,6 +20,7 @@ impl Revealed {
     }
 }
 
+#[diversify]
 impl Deref for Revealed {
     type Target = str;
 
@@ -27,6 +30,7 @@ impl Deref for Revealed {
     }
 }
 
+#[diversify]
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

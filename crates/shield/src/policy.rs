@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use twinshield_shield_macros::diversify;
 
 use crate::finding::FindingClass;
 
@@ -20,6 +21,7 @@ pub enum Action {
     Lockdown,
 }
 
+#[diversify]
 impl Action {
     /// The action's name in policies.
     #[must_use]
@@ -32,6 +34,7 @@ impl Action {
     }
 }
 
+#[diversify]
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -61,6 +64,7 @@ pub struct Policy {
     actions: [Action; FindingClass::ALL.len()],
 }
 
+#[diversify]
 impl Policy {
     /// The release default: lock down on tampering, debuggers and hooks;
     /// report timing anomalies and environment findings.
@@ -89,6 +93,7 @@ impl Policy {
     }
 }
 
+#[diversify]
 impl Default for Policy {
     fn default() -> Self {
         Self::release_default()
@@ -97,6 +102,7 @@ impl Default for Policy {
 
 /// `class=action[,class=action...]`; classes not named keep the release
 /// default. The empty text is the release default.
+#[diversify]
 impl FromStr for Policy {
     type Err = PolicyError;
 
@@ -126,6 +132,7 @@ impl FromStr for Policy {
     }
 }
 
+#[diversify]
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let entries: Vec<String> = FindingClass::ALL

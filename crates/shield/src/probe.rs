@@ -5,11 +5,13 @@
 
 use crate::protect;
 use rustix::fs::{Mode, OFlags};
+use twinshield_shield_macros::diversify;
 
 use crate::finding::{Finding, FindingClass};
 use crate::obf;
 
 /// Reads a whole `/proc` file through raw system calls.
+#[diversify]
 pub(crate) fn read_proc(path: &str) -> Option<Vec<u8>> {
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
     let mut out = Vec::new();
@@ -25,6 +27,7 @@ pub(crate) fn read_proc(path: &str) -> Option<Vec<u8>> {
 }
 
 /// The threads of this process (`/proc/self/task`).
+#[diversify]
 fn threads() -> Vec<String> {
     let Ok(fd) = rustix::fs::open(
         &*obf!("/proc/self/task"),
@@ -59,6 +62,7 @@ fn tracer_of(status: &[u8]) -> Option<u32> {
 /// A tracer attached to any thread of this process (debuggers, strace,
 /// ltrace all trace through ptrace and show here).
 #[must_use]
+#[diversify]
 pub fn tracer() -> Option<Finding> {
     for tid in threads() {
         let path = if tid == "self" {
@@ -86,6 +90,7 @@ const SYSTEM_LIBRARY_DIRS: [&str; 4] = ["/lib/", "/lib64/", "/usr/lib/", "/usr/l
 /// outside the system's library directories (a preloaded or injected
 /// library), and memory that is writable and executable at once.
 #[must_use]
+#[diversify]
 pub fn maps() -> Vec<Finding> {
     let Some(maps) = read_proc(&obf!("/proc/self/maps")) else {
         return Vec::new();
@@ -133,6 +138,7 @@ fn maps_findings(maps: &str) -> Vec<Finding> {
 /// Hooks announced in the environment: `LD_PRELOAD` and `LD_AUDIT` (the
 /// loader's own ways to run foreign code in this process).
 #[must_use]
+#[diversify]
 pub fn environment_hooks() -> Vec<Finding> {
     [obf!("LD_PRELOAD"), obf!("LD_AUDIT")]
         .into_iter()
@@ -152,6 +158,7 @@ pub fn environment_hooks() -> Vec<Finding> {
 /// runs its tool binary (so `/proc/self/exe` names the tool), qemu-user
 /// leaves its own name as the process's command name.
 #[must_use]
+#[diversify]
 pub fn emulation() -> Option<Finding> {
     let exe = rustix::fs::readlink(&*obf!("/proc/self/exe"), Vec::new())
         .map(|p| p.to_string_lossy().into_owned())
@@ -183,6 +190,7 @@ pub fn emulation() -> Option<Finding> {
 
 /// Running as root: reported, never refused.
 #[must_use]
+#[diversify]
 pub fn root() -> Option<Finding> {
     rustix::process::geteuid().is_root().then(|| {
         Finding::new(
@@ -200,6 +208,7 @@ pub fn root() -> Option<Finding> {
 /// otherwise nothing, since locking only what exists now would leave the
 /// keys allocated later unlocked anyway. What fails is reported.
 #[must_use]
+#[diversify]
 pub fn dump_proof() -> Vec<Finding> {
     use rustix::process::{DumpableBehavior, Resource, Rlimit};
     let mut out = Vec::new();

@@ -8,6 +8,8 @@
 //! exits (the only thing a child of a multi-threaded process may safely do).
 #![allow(unsafe_code)]
 
+use twinshield_shield_macros::diversify;
+
 /// The outcome of the self-check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SelfCheck {
@@ -124,6 +126,7 @@ mod imp {
 /// Runs the self-check. Call it before the process makes itself
 /// non-dumpable (after that only privileged processes may attach at all).
 #[must_use]
+#[diversify]
 pub fn ptrace_self_check() -> SelfCheck {
     // With Yama's ptrace_scope at 1 or more, an unprivileged child may not
     // attach to its parent at all: the refusal would say nothing.

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use twinshield_shield_macros::diversify;
 
 use crate::finding::{Finding, FindingClass};
 use crate::guard::{self, SelfMemory, Table, TableError};
@@ -84,10 +85,12 @@ pub struct Shield {
     startup: Duration,
 }
 
+#[diversify]
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+#[diversify]
 impl Shield {
     /// Runs the start-up checks (tracer, ptrace self-check, hooks,
     /// instrumentation, environment, dump protection, every guard region),
@@ -380,6 +383,7 @@ pub struct Checkpoint<'s> {
     at: Option<Instant>,
 }
 
+#[diversify]
 impl Checkpoint<'_> {
     /// Ends the stretch: a stall past [`STALL_LIMIT`] is a timing finding.
     #[inline(always)]

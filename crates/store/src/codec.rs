@@ -5,6 +5,8 @@
 // panic, no unchecked arithmetic.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use twinshield_shield_macros::diversify;
+
 /// One stored sample: its time (seconds) and its values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -16,6 +18,7 @@ pub struct Sample {
 
 /// Samples stored together: times as offsets from the block's start.
 /// Layout: `start f64 | count u32 | channels u16 | count × (offset f32 | channels × f32)`.
+#[diversify]
 pub(crate) fn encode_block(samples: &[Sample], channels: usize) -> Vec<u8> {
     let start = samples.first().map_or(0.0, |s| s.time);
     let mut out = Vec::with_capacity(
@@ -43,6 +46,7 @@ pub(crate) fn encode_block(samples: &[Sample], channels: usize) -> Vec<u8> {
 
 struct R<'a>(&'a [u8]);
 
+#[diversify]
 impl R<'_> {
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (h, t) = self.0.split_at_checked(N)?;
@@ -66,6 +70,7 @@ impl R<'_> {
     }
 }
 
+#[diversify]
 pub(crate) fn decode_block(bytes: &[u8]) -> Option<Vec<Sample>> {
     let mut r = R(bytes);
     let start = r.f64()?;
@@ -101,6 +106,7 @@ pub struct MinuteRow {
     pub stats: Vec<(f32, f32, f32)>,
 }
 
+#[diversify]
 pub(crate) fn encode_minute(m: &MinuteRow) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&m.minute.to_le_bytes());
@@ -118,6 +124,7 @@ pub(crate) fn encode_minute(m: &MinuteRow) -> Vec<u8> {
     out
 }
 
+#[diversify]
 pub(crate) fn decode_minute(bytes: &[u8]) -> Option<MinuteRow> {
     let mut r = R(bytes);
     let minute = r.f64()?;
@@ -155,6 +162,7 @@ pub enum EventKind {
     Storage,
 }
 
+#[diversify]
 impl EventKind {
     const ALL: [EventKind; 8] = [
         EventKind::DataQuality,
@@ -216,6 +224,7 @@ pub struct Event {
     pub text: String,
 }
 
+#[diversify]
 pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
     let mut out = vec![e.kind.code()];
     out.extend_from_slice(&e.time.to_le_bytes());
@@ -223,6 +232,7 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
     out
 }
 
+#[diversify]
 pub(crate) fn decode_event(bytes: &[u8]) -> Option<Event> {
     let mut r = R(bytes);
     let kind = EventKind::from_code(r.u8()?)?;

@@ -4,6 +4,7 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 /// The store's cipher (the key is zeroized on drop with the cipher's copy).
@@ -11,6 +12,7 @@ pub(crate) struct Cipher {
     aead: ChaCha20Poly1305,
 }
 
+#[diversify]
 fn aad(table: &str, key: &[u8]) -> Vec<u8> {
     let mut a = Vec::with_capacity(table.len() + key.len() + 1);
     a.extend_from_slice(table.as_bytes());
@@ -19,6 +21,7 @@ fn aad(table: &str, key: &[u8]) -> Vec<u8> {
     a
 }
 
+#[diversify]
 impl Cipher {
     pub fn new(key: &[u8; 32]) -> Option<Self> {
         ChaCha20Poly1305::new_from_slice(key)

@@ -20,6 +20,7 @@ pub use codec::{Event, EventKind, MinuteRow, Sample};
 
 /// Decodes the plaintext of a stored record of each kind (after
 /// decryption), refusing anything malformed. Public for the fuzz targets.
+#[diversify]
 pub fn decode_records(bytes: &[u8]) -> (Option<Vec<Sample>>, Option<MinuteRow>, Option<Event>) {
     (
         codec::decode_block(bytes),
@@ -34,6 +35,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
+use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 pub(crate) const SAMPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("samples");
@@ -43,6 +45,7 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 
 /// The key-check value stored (encrypted) in every history: a known
 /// plaintext, so it is no plain constant in the binary either.
+#[diversify]
 fn check_value() -> twinshield_shield::obf::Revealed {
     twinshield_shield::obf_bytes!(b"twinshield history v1")
 }
@@ -65,6 +68,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+#[diversify]
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -83,6 +87,7 @@ pub struct RangePoint {
 }
 
 /// Microseconds, the sample table's key (block start).
+#[diversify]
 pub(crate) fn micros(t: f64) -> u64 {
     if t <= 0.0 { 0 } else { (t * 1e6) as u64 }
 }
@@ -96,12 +101,14 @@ pub struct Store {
     dir: PathBuf,
 }
 
+#[diversify]
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.dir.display())
     }
 }
 
+#[diversify]
 impl Store {
     /// Opens (creating if needed) the history in `dir` under `key`. With a
     /// `schema` (the channel names of a sample), a new history takes it and
@@ -406,6 +413,7 @@ impl Store {
     }
 }
 
+#[diversify]
 fn read_meta(
     db: &Database,
     cipher: &Cipher,

@@ -11,12 +11,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use twinshield_shield_macros::diversify;
 
 /// Longest time span of one stored block of samples, seconds.
 pub(crate) const BLOCK_SPAN: f64 = 60.0;
 /// Most samples in one stored block.
 const BLOCK_SAMPLES: usize = 272;
 
+#[diversify]
 pub(crate) fn minute_of(t: f64) -> u64 {
     (t / 60.0).floor().max(0.0) as u64
 }
@@ -39,6 +41,7 @@ pub struct WriterConfig {
     pub minutes: f64,
 }
 
+#[diversify]
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
@@ -105,12 +108,14 @@ pub struct StoreHandle {
     tx: Arc<Mutex<Option<SyncSender<Msg>>>>,
 }
 
+#[diversify]
 impl std::fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StoreHandle")
     }
 }
 
+#[diversify]
 impl StoreHandle {
     /// Queues an event (an audit entry, an acknowledgement); never blocks.
     /// `false` if the writer refused it (queue full, or stopped).
@@ -149,16 +154,19 @@ impl StoreHandle {
     }
 }
 
+#[diversify]
 fn stopped() -> StoreError {
     StoreError::Io("the history writer has stopped".into())
 }
 
+#[diversify]
 impl std::fmt::Debug for StoreWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StoreWriter({:?})", self.status())
     }
 }
 
+#[diversify]
 impl StoreWriter {
     pub(crate) fn start(
         db: Database,
@@ -238,6 +246,7 @@ impl StoreWriter {
     }
 }
 
+#[diversify]
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.flush();
@@ -274,6 +283,7 @@ struct Worker {
     failing_since: Option<Instant>,
 }
 
+#[diversify]
 impl Worker {
     fn new(
         db: Database,
@@ -547,6 +557,7 @@ impl Worker {
     }
 }
 
+#[diversify]
 fn write_minute(
     t: &mut redb::Table<u64, &[u8]>,
     cipher: &Cipher,

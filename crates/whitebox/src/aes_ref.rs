@@ -8,6 +8,8 @@
 //! State layout is FIPS-197's: byte `i` of a block is row `i % 4`, column
 //! `i / 4` of the state.
 
+use twinshield_shield_macros::diversify;
+
 /// Number of round keys of AES-128 (the initial key and ten rounds).
 pub const ROUND_KEYS: usize = 11;
 
@@ -104,6 +106,7 @@ const RCON: [u8; 10] = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1b, 0x
 
 /// AES-128 key expansion.
 #[must_use]
+#[diversify]
 pub fn expand_key(key: &[u8; 16]) -> RoundKeys {
     let mut words = [[0u8; 4]; 44];
     for (i, word) in words.iter_mut().take(4).enumerate() {
@@ -132,6 +135,7 @@ pub fn expand_key(key: &[u8; 16]) -> RoundKeys {
 }
 
 /// AddRoundKey.
+#[diversify]
 pub fn add_round_key(state: &mut [u8; 16], round_key: &[u8; 16]) {
     for (s, k) in state.iter_mut().zip(round_key) {
         *s ^= k;
@@ -139,6 +143,7 @@ pub fn add_round_key(state: &mut [u8; 16], round_key: &[u8; 16]) {
 }
 
 /// SubBytes.
+#[diversify]
 pub fn sub_bytes(state: &mut [u8; 16]) {
     for s in state.iter_mut() {
         *s = SBOX[usize::from(*s)];
@@ -146,6 +151,7 @@ pub fn sub_bytes(state: &mut [u8; 16]) {
 }
 
 /// ShiftRows.
+#[diversify]
 pub fn shift_rows(state: &mut [u8; 16]) {
     let before = *state;
     for (s, &src) in state.iter_mut().zip(&SHIFT_ROWS_SRC) {
@@ -155,6 +161,7 @@ pub fn shift_rows(state: &mut [u8; 16]) {
 
 /// MixColumns of one column.
 #[must_use]
+#[diversify]
 pub fn mix_column(column: [u8; 4]) -> [u8; 4] {
     let mut out = [0u8; 4];
     for (o, row) in out.iter_mut().zip(&MIX) {
@@ -167,6 +174,7 @@ pub fn mix_column(column: [u8; 4]) -> [u8; 4] {
 }
 
 /// MixColumns.
+#[diversify]
 pub fn mix_columns(state: &mut [u8; 16]) {
     for chunk in state.chunks_exact_mut(4) {
         let column = [chunk[0], chunk[1], chunk[2], chunk[3]];
@@ -176,6 +184,7 @@ pub fn mix_columns(state: &mut [u8; 16]) {
 
 /// AES-128 encryption of one block under an expanded key.
 #[must_use]
+#[diversify]
 pub fn encrypt_with_round_keys(round_keys: &RoundKeys, block: &[u8; 16]) -> [u8; 16] {
     let mut state = *block;
     add_round_key(&mut state, &round_keys[0]);
@@ -193,6 +202,7 @@ pub fn encrypt_with_round_keys(round_keys: &RoundKeys, block: &[u8; 16]) -> [u8;
 
 /// AES-128 encryption of one block.
 #[must_use]
+#[diversify]
 pub fn encrypt(key: &[u8; 16], block: &[u8; 16]) -> [u8; 16] {
     encrypt_with_round_keys(&expand_key(key), block)
 }

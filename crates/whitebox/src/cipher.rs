@@ -11,6 +11,7 @@
 //! reads, never the result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use twinshield_shield_macros::diversify;
 
 use crate::aes_ref::SHIFT_ROWS_SRC;
 use crate::layout;
@@ -71,6 +72,7 @@ pub struct WhiteBox<'t> {
     order: AtomicU64,
 }
 
+#[diversify]
 impl<'t> WhiteBox<'t> {
     /// Evaluates the table image `tables` (as [`crate::generate::generate`]
     /// writes it).
@@ -212,6 +214,7 @@ impl<'t> WhiteBox<'t> {
 /// by a SplitMix64 step of the shared state).
 struct Order(u64);
 
+#[diversify]
 impl Order {
     fn new(x: u64) -> Self {
         let mut z = x;

@@ -3,6 +3,7 @@
 
 use std::hint::black_box;
 use std::sync::LazyLock;
+use twinshield_shield_macros::diversify;
 
 use crate::cipher::WhiteBox;
 use crate::layout;
@@ -48,6 +49,7 @@ static BUILD_TAG: [u8; 16] = if matches!(SECRET_SOURCE, SecretSource::Developmen
 /// The tag a development-secret build carries (derived at run time, so the
 /// tag itself is only in such builds).
 #[must_use]
+#[diversify]
 pub fn development_tag() -> [u8; 16] {
     let mask = black_box(TAG_MASK);
     MASKED_TAG.map(|b| b ^ mask)
@@ -56,6 +58,7 @@ pub fn development_tag() -> [u8; 16] {
 /// Whether the binary image `file` was built with the public development
 /// secret (what `harden` refuses).
 #[must_use]
+#[diversify]
 pub fn built_with_development_secret(file: &[u8]) -> bool {
     let tag = development_tag();
     file.windows(tag.len()).any(|w| w == tag)
@@ -63,6 +66,7 @@ pub fn built_with_development_secret(file: &[u8]) -> bool {
 
 /// Whether this running build embeds the development secret.
 #[must_use]
+#[diversify]
 pub fn running_with_development_secret() -> bool {
     black_box(&BUILD_TAG) != &[0u8; 16]
 }
@@ -74,12 +78,14 @@ static EMBEDDED: LazyLock<WhiteBox<'static>> = LazyLock::new(|| WhiteBox::from_i
 
 /// The white-box of this build.
 #[must_use]
+#[diversify]
 pub fn white_box() -> &'static WhiteBox<'static> {
     &EMBEDDED
 }
 
 /// The table image of this build (for the size and diversity checks).
 #[must_use]
+#[diversify]
 pub fn table_image() -> &'static [u8] {
     TABLES
 }

@@ -32,6 +32,7 @@
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use twinshield_shield_macros::diversify;
 
 use crate::aes_ref::{MIX, SBOX, SHIFT_ROWS_SRC, expand_key, gmul};
 use crate::layout;
@@ -43,6 +44,7 @@ pub struct ByteBijection {
     dec: [u8; 256],
 }
 
+#[diversify]
 impl ByteBijection {
     /// The identity.
     #[must_use]
@@ -88,6 +90,7 @@ pub struct OutputEncoding {
     bytes: [ByteBijection; 16],
 }
 
+#[diversify]
 impl OutputEncoding {
     /// The output encoding of `encoding_key`.
     #[must_use]
@@ -114,6 +117,7 @@ impl OutputEncoding {
 
 /// A ChaCha8 seed for one purpose: the encoding key, a purpose label and
 /// the build seed.
+#[diversify]
 fn stream_seed(encoding_key: &[u8; 16], purpose: &[u8], seed: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
     out[..16].copy_from_slice(encoding_key);
@@ -129,6 +133,7 @@ fn stream_seed(encoding_key: &[u8; 16], purpose: &[u8], seed: u64) -> [u8; 32] {
 /// AES-128 under `aes_key`, with the output under the external encoding of
 /// `encoding_key`, diversified by `seed`.
 #[must_use]
+#[diversify]
 pub fn generate(aes_key: &[u8; 16], encoding_key: &[u8; 16], seed: u64) -> Vec<u8> {
     let round_keys = expand_key(aes_key);
     let mut rng = ChaCha8Rng::from_seed(stream_seed(encoding_key, b"internal encodings v1", seed));
@@ -193,6 +198,7 @@ pub fn generate(aes_key: &[u8; 16], encoding_key: &[u8; 16], seed: u64) -> Vec<u
 }
 
 /// Fills the pair table at `at` with `f(u, v)` at index `(u << 8) | v`.
+#[diversify]
 fn pair_table(image: &mut [u8], at: usize, f: impl Fn(u8, u8) -> u8) {
     for (index, entry) in image[at..at + layout::PAIR_TABLE].iter_mut().enumerate() {
         *entry = f((index >> 8) as u8, index as u8);

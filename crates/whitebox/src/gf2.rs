@@ -3,6 +3,7 @@
 //! white-box tables are built from these.
 
 use rand::{Rng, RngExt};
+use twinshield_shield_macros::diversify;
 
 /// A square `n × n` matrix over GF(2), `1 <= n <= 32`. Row `i` is a `u32`
 /// whose bit `j` is the entry `(i, j)`; a vector is a `u32` whose bit `j` is
@@ -13,6 +14,7 @@ pub struct BitMatrix {
     rows: [u32; 32],
 }
 
+#[diversify]
 impl BitMatrix {
     fn mask(n: usize) -> u32 {
         if n >= 32 { u32::MAX } else { (1u32 << n) - 1 }
@@ -91,6 +93,7 @@ pub struct Nibble {
     dec: [u8; 16],
 }
 
+#[diversify]
 impl Nibble {
     /// The identity.
     #[must_use]

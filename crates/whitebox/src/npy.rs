@@ -3,6 +3,7 @@
 //! for outside side-channel toolkits. Only with the `trace` feature.
 
 use std::io::{self, Write};
+use twinshield_shield_macros::diversify;
 
 /// The NPY magic string and version 1.0.
 const MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
@@ -36,6 +37,7 @@ pub enum NpyError {
 ///
 /// [`NpyError::HeaderTooLong`] if the header length exceeds 65,535 bytes
 /// (it cannot for any shape of two `usize`s).
+#[diversify]
 pub fn header_u8_matrix(rows: usize, cols: usize) -> Result<Vec<u8>, NpyError> {
     let dict = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let unpadded = MAGIC.len() + 2 + dict.len() + 1;
@@ -58,6 +60,7 @@ pub fn header_u8_matrix(rows: usize, cols: usize) -> Result<Vec<u8>, NpyError> {
 ///
 /// [`NpyError::Shape`] if `data` is not `rows * cols` bytes, or the write's
 /// error.
+#[diversify]
 pub fn write_u8_matrix<W: Write>(
     out: &mut W,
     rows: usize,

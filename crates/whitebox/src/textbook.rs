@@ -29,6 +29,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use twinshield_shield_macros::diversify;
 
 use crate::aes_ref::{MIX, RoundKeys, SBOX, SHIFT_ROWS_SRC, expand_key, gmul};
 use crate::gf2::{BitMatrix, Nibble};
@@ -53,6 +54,7 @@ struct ByteEncoding {
     hi: Nibble,
 }
 
+#[diversify]
 impl ByteEncoding {
     fn identity() -> Self {
         Self {
@@ -69,12 +71,14 @@ impl ByteEncoding {
 }
 
 /// Encodes the eight nibbles of `word` (nibble `n` is bits `4n..4n+4`).
+#[diversify]
 fn encode_word(word: u32, encodings: &[Nibble; 8]) -> u32 {
     encodings.iter().enumerate().fold(0, |acc, (n, e)| {
         acc | (u32::from(e.enc((word >> (4 * n)) as u8)) << (4 * n))
     })
 }
 
+#[diversify]
 fn random_nibbles(rng: &mut ChaCha8Rng) -> [Nibble; 8] {
     std::array::from_fn(|_| Nibble::random(rng))
 }
@@ -89,6 +93,7 @@ pub struct Options {
     pub mixing_bijections: bool,
 }
 
+#[diversify]
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -112,6 +117,7 @@ pub struct TextbookWhiteBox {
     last: Vec<[u8; 256]>,
 }
 
+#[diversify]
 impl TextbookWhiteBox {
     /// Generates the tables for `key` with the full textbook construction
     /// (mixing bijections and nibble encodings); `seed` draws the mixing
@@ -316,6 +322,7 @@ impl TextbookWhiteBox {
     }
 }
 
+#[diversify]
 fn xor_table(a: &Nibble, b: &Nibble, out: &Nibble) -> [u8; 256] {
     let mut table = [0u8; 256];
     for (i, entry) in (0u8..=255).zip(table.iter_mut()) {

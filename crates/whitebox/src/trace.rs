@@ -5,6 +5,8 @@
 //! nothing when the `trace` feature is off (the [`Trace`] buffer does not
 //! even exist then).
 
+use twinshield_shield_macros::diversify;
+
 /// Something that receives every table value an evaluation reads, one byte
 /// per read (a 32-bit table entry is recorded as its four bytes, least
 /// significant first, as a byte-granular memory tracer sees it).
@@ -25,6 +27,7 @@ pub(crate) trait Recorder {
 /// The recorder of untraced evaluations: records nothing.
 pub(crate) struct NoTrace;
 
+#[diversify]
 impl Recorder for NoTrace {
     #[inline(always)]
     fn record(&mut self, _value: u8) {}
@@ -39,6 +42,7 @@ pub struct Trace {
 }
 
 #[cfg(feature = "trace")]
+#[diversify]
 impl Trace {
     /// An empty trace.
     #[must_use]
@@ -64,6 +68,7 @@ impl Trace {
 }
 
 #[cfg(feature = "trace")]
+#[diversify]
 impl Recorder for Trace {
     #[inline(always)]
     fn record(&mut self, value: u8) {

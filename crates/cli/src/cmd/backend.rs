@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use twinshield_api::{ApiConfig, ApiListener, TlsIdentity, Transport};
 use twinshield_backend::{MAX_BODY, MessageStore, Receiver, ReceiverEvent, Verifier};
+use twinshield_shield_macros::diversify;
 
 /// Arguments of `backend`.
 #[derive(Args)]
@@ -38,6 +39,7 @@ pub struct BackendArgs {
 }
 
 /// `twinshield backend`: serves until interrupted.
+#[diversify]
 pub fn run(args: &BackendArgs) -> Result<ExitCode> {
     let identity = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key)?),

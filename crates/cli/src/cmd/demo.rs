@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use twinshield_connect::{ClientConfig, ModbusClient};
 use twinshield_plant::{PlantConfig, QuadTank, UNIT_ID};
 use twinshield_runtime::{Twin, TwinSettings};
+use twinshield_shield_macros::diversify;
 
 /// Arguments of `demo`.
 #[derive(Args)]
@@ -49,6 +50,7 @@ const DEFAULT_ATTACK_AT: f64 = 150.0;
 /// identity in a temporary state directory and a throw-away publisher key)
 /// and opens the bundle again, so the demo runs what `run` would: the model
 /// as it comes out of a verified, device-bound bundle, never from source.
+#[diversify]
 fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield_model::Model> {
     use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealRequest};
     let state = std::env::temp_dir().join(format!("twinshield-demo-{}", std::process::id()));
@@ -84,6 +86,7 @@ fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield
 /// removed when the demo ends.
 struct DemoDir(std::path::PathBuf);
 
+#[diversify]
 impl DemoDir {
     fn new() -> Result<Self> {
         let mut nonce = [0u8; 8];
@@ -96,6 +99,7 @@ impl DemoDir {
     }
 }
 
+#[diversify]
 impl Drop for DemoDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -104,6 +108,7 @@ impl Drop for DemoDir {
 
 /// The demo's API: keys drawn for this run, an admin token issued into a
 /// token file in `dir`, bound on `--listen`.
+#[diversify]
 async fn demo_api(
     args: &DemoArgs,
     model: &twinshield_model::Model,
@@ -130,6 +135,7 @@ async fn demo_api(
 /// Opens the dashboard, logged in, in the desktop's browser when there is
 /// a desktop (a display and `xdg-open`); on a headless machine the address
 /// and token printed above are the way in.
+#[diversify]
 fn open_in_browser(url: &str) {
     let desktop = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
         || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
@@ -148,6 +154,7 @@ fn open_in_browser(url: &str) {
 }
 
 /// Runs the demo.
+#[diversify]
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     plant::check_speed(args.speed)?;
     args.api.check(args.listen)?;

@@ -17,6 +17,7 @@ use twinshield_connect::RegisterBank;
 use twinshield_model::Model;
 use twinshield_plant::{Attack, AttackKind, PlantConfig, QuadTank};
 use twinshield_runtime::{AlarmEvent, Twin, TwinSettings};
+use twinshield_shield_macros::diversify;
 
 /// Arguments of `eval`.
 #[derive(Args)]
@@ -45,6 +46,7 @@ pub struct EvalArgs {
 const ATTACK_AT: f64 = 900.0;
 
 /// How long after the attack a run watches for detection, plant seconds.
+#[diversify]
 fn watch_for(kind: AttackKind) -> f64 {
     match kind {
         AttackKind::Ramp => 1800.0,
@@ -103,6 +105,7 @@ enum Outcome {
 
 /// Runs the plant and the twin together until `end` plant seconds or until
 /// `stop` says so; returns the raised alarms as (time, detector).
+#[diversify]
 fn simulate(
     model: &Model,
     wiring: &Wiring,
@@ -153,6 +156,7 @@ fn simulate(
     Ok(())
 }
 
+#[diversify]
 fn run_job(model: &Model, wiring: &Wiring, job: &Job) -> Result<Outcome> {
     match *job {
         Job::Attack { kind, seed } => {
@@ -209,6 +213,7 @@ fn run_job(model: &Model, wiring: &Wiring, job: &Job) -> Result<Outcome> {
 }
 
 /// Runs one `eval`.
+#[diversify]
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let kinds: Vec<AttackKind> = if args.scenario == "all" {
         AttackKind::ALL.to_vec()
@@ -304,6 +309,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[diversify]
 fn summarize(kinds: &[AttackKind], seeds: u32, outcomes: &[Outcome]) -> Report {
     let mut scenarios = Vec::new();
     for &kind in kinds {
@@ -373,11 +379,13 @@ fn summarize(kinds: &[AttackKind], seeds: u32, outcomes: &[Outcome]) -> Report {
     }
 }
 
+#[diversify]
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
 /// The targets: (min detection rate, max mean delay seconds).
+#[diversify]
 fn target(name: &str) -> (f64, f64) {
     match name {
         "ramp" => (1.0, 300.0),
@@ -386,6 +394,7 @@ fn target(name: &str) -> (f64, f64) {
     }
 }
 
+#[diversify]
 fn print_table(r: &Report) {
     println!(
         "{:<9} {:>5} {:>8} {:>6} {:>11} {:>10}  target",

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use twinshield_shield_macros::diversify;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -26,6 +27,7 @@ pub struct HardenArgs {
 }
 
 /// `twinshield harden`.
+#[diversify]
 pub fn run(args: &HardenArgs) -> Result<ExitCode> {
     let path = &args.binary;
     let meta =

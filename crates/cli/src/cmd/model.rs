@@ -8,6 +8,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use twinshield_model::{MAX_SOURCE_LEN, Model, Simulator};
+use twinshield_shield_macros::diversify;
 
 /// Commands on `.twin` model files.
 #[derive(Subcommand)]
@@ -44,6 +45,7 @@ pub struct SimulateArgs {
 }
 
 /// Runs one `model` subcommand.
+#[diversify]
 pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
     match cmd {
         ModelCommand::Check { file } => check(&file),
@@ -51,6 +53,7 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
     }
 }
 
+#[diversify]
 fn read_source(path: &Path) -> Result<String> {
     let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.len() > MAX_SOURCE_LEN as u64 {
@@ -66,6 +69,7 @@ fn read_source(path: &Path) -> Result<String> {
 
 /// Loads and checks a model; on failure prints the full report and returns
 /// the one-line summary as the error.
+#[diversify]
 fn load(path: &Path) -> Result<Model> {
     let src = read_source(path)?;
     let name = path.display().to_string();
@@ -79,6 +83,7 @@ fn load(path: &Path) -> Result<Model> {
     }
 }
 
+#[diversify]
 fn check(path: &Path) -> Result<ExitCode> {
     let m = load(path)?;
     println!(
@@ -96,6 +101,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[diversify]
 fn parse_inputs(model: &Model, given: &[String]) -> Result<Vec<f64>> {
     let mut u = model.nominal_inputs();
     for arg in given {
@@ -132,6 +138,7 @@ const PROGRESS_ROWS: u64 = 10_000;
 /// Most rows one simulation may write.
 const MAX_ROWS: f64 = 100_000_000.0;
 
+#[diversify]
 fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     if !(args.seconds.is_finite() && args.seconds > 0.0) {
         bail!("--seconds must be a positive number of seconds");
@@ -179,6 +186,7 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     }
 }
 
+#[diversify]
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
@@ -188,6 +196,7 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+#[diversify]
 fn write_simulation(
     model: &Model,
     u: &[f64],
@@ -237,6 +246,7 @@ fn write_simulation(
     Ok(())
 }
 
+#[diversify]
 fn format_value(v: f64) -> String {
     // Shortest representation that reads back to the same f64.
     format!("{v}")

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use twinshield_connect::{RegisterBank, SharedBank};
 use twinshield_plant::{Attack, AttackKind, PlantConfig, QuadTank, Registers, UNIT_ID};
+use twinshield_shield_macros::diversify;
 
 /// Reference plants.
 #[derive(Subcommand)]
@@ -32,6 +33,7 @@ pub struct AttackArgs {
     pub magnitude: Option<f64>,
 }
 
+#[diversify]
 impl AttackArgs {
     /// The attack these flags ask for, with `default_at` when `--at` is absent.
     pub fn attack(&self, default_at: Option<f64>) -> Result<Option<Attack>> {
@@ -82,6 +84,7 @@ pub const PLANT_STEP: f64 = 0.1;
 pub const MAX_SPEED: f64 = 1000.0;
 
 /// Checks a `--speed` value.
+#[diversify]
 pub fn check_speed(speed: f64) -> Result<()> {
     if !(speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED) {
         bail!("--speed must be a number above 0 and at most {MAX_SPEED}");
@@ -90,6 +93,7 @@ pub fn check_speed(speed: f64) -> Result<()> {
 }
 
 /// Copies the plant's register image into the served bank.
+#[diversify]
 pub fn publish(bank: &SharedBank, r: &Registers) {
     if let Ok(mut b) = bank.write() {
         b.input = r.input.to_vec();
@@ -99,6 +103,7 @@ pub fn publish(bank: &SharedBank, r: &Registers) {
 }
 
 /// A bank holding the plant's registers.
+#[diversify]
 pub fn new_bank(plant: &QuadTank) -> SharedBank {
     let bank = Arc::new(RwLock::new(RegisterBank::default()));
     publish(&bank, &plant.registers());
@@ -109,6 +114,7 @@ pub fn new_bank(plant: &QuadTank) -> SharedBank {
 /// several plant steps per tick when faster), publishing registers after
 /// each tick and the plant time on `clock`, until `until` plant seconds or
 /// until `stop` turns true.
+#[diversify]
 pub async fn drive(
     mut plant: QuadTank,
     bank: SharedBank,
@@ -143,6 +149,7 @@ pub async fn drive(
 }
 
 /// Runs one `plant` subcommand.
+#[diversify]
 pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
     let PlantCommand::Quadtank(args) = cmd;
     check_speed(args.speed)?;

@@ -23,6 +23,7 @@ use twinshield_seal::{
     DeviceFp, DeviceIdentity, EmbeddedSecret, PublisherKey, PublisherPub, SealRequest,
 };
 use twinshield_shield::Policy;
+use twinshield_shield_macros::diversify;
 use twinshield_store::{Store, WriterConfig};
 use zeroize::Zeroizing;
 
@@ -31,6 +32,7 @@ const MAX_FILE: u64 = 64 * 1024 * 1024;
 
 /// The state directory: `--state`, else `/var/lib/twinshield` for root,
 /// else `$XDG_STATE_HOME/twinshield` (`~/.local/state/twinshield`).
+#[diversify]
 pub(crate) fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
@@ -49,6 +51,7 @@ pub(crate) fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/state/twinshield"))
 }
 
+#[diversify]
 fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
     let meta =
         fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
@@ -58,6 +61,7 @@ fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
+#[diversify]
 fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
     let bytes = Zeroizing::new(read_limited(path, what)?);
     String::from_utf8(bytes.to_vec())
@@ -66,6 +70,7 @@ fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
 }
 
 /// Writes `bytes` to `path` whole or not at all, with `mode`.
+#[diversify]
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut name = path
         .file_name()
@@ -106,6 +111,7 @@ pub struct FingerprintArgs {
 
 /// `twinshield fingerprint`: creates the device identity on first use and
 /// writes device.fp.
+#[diversify]
 pub fn fingerprint(args: &FingerprintArgs) -> Result<ExitCode> {
     let state = state_dir(args.state.as_deref())?;
     let (id, created) = DeviceIdentity::open_or_create(&state, &EmbeddedSecret)?;
@@ -138,6 +144,7 @@ pub enum KeysCommand {
 }
 
 /// `twinshield keys new`.
+#[diversify]
 pub fn keys(cmd: &KeysCommand) -> Result<ExitCode> {
     let KeysCommand::New { out } = cmd;
     let key_path = PathBuf::from(format!("{}.key", out.display()));
@@ -194,6 +201,7 @@ pub struct SealArgs {
 }
 
 /// `twinshield seal`.
+#[diversify]
 pub fn seal(args: &SealArgs) -> Result<ExitCode> {
     let src = read_limited(&args.file, "model")?;
     if src.len() > MAX_SOURCE_LEN {
@@ -287,6 +295,7 @@ pub struct InspectArgs {
 }
 
 /// `twinshield inspect`: the public header only.
+#[diversify]
 pub fn inspect(args: &InspectArgs) -> Result<ExitCode> {
     let h = twinshield_seal::inspect(&read_limited(&args.file, "bundle")?)?;
     if args.json {
@@ -358,6 +367,7 @@ pub struct RunArgs {
 /// The TLS client for the bundle's backend when it is `https://` (the
 /// system's trust roots and `--backend-ca`), built once before the twin
 /// starts; `None` for `http://` or no backend.
+#[diversify]
 fn backend_tls(
     url: Option<&str>,
     ca: Option<&Path>,
@@ -391,6 +401,7 @@ fn backend_tls(
     }
 }
 
+#[diversify]
 fn plant_addr(url: &str) -> Result<SocketAddr> {
     let rest = url
         .strip_prefix("modbus://")
@@ -403,6 +414,7 @@ fn plant_addr(url: &str) -> Result<SocketAddr> {
 }
 
 /// Seconds since 1970, the history's time base.
+#[diversify]
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -411,6 +423,7 @@ fn unix_now() -> f64 {
 }
 
 /// `twinshield run`: opens a bundle on this device and runs the twin.
+#[diversify]
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !(args.period.is_finite() && args.period >= 0.001 && args.period <= 60.0) {
         bail!("--period must be between 0.001 and 60 seconds");
@@ -698,6 +711,7 @@ pub struct ExportArgs {
 }
 
 /// `twinshield history export`.
+#[diversify]
 pub fn history(cmd: &HistoryCommand) -> Result<ExitCode> {
     let HistoryCommand::Export(args) = cmd;
     let from = args.from.unwrap_or(f64::MIN);

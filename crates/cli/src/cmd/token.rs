@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use twinshield_api::{Role, TokenStore};
 use twinshield_seal::{DeviceIdentity, EmbeddedSecret};
+use twinshield_shield_macros::diversify;
 
 /// Token commands.
 #[derive(Subcommand)]
@@ -62,6 +63,7 @@ pub struct RevokeArgs {
 }
 
 /// The token file of this device (opening the device's identity).
+#[diversify]
 pub fn store(state: &StateArg) -> Result<TokenStore> {
     let state = crate::cmd::sealing::state_dir(state.state.as_deref())?;
     crate::shield::check_before_key_use();
@@ -72,11 +74,13 @@ pub fn store(state: &StateArg) -> Result<TokenStore> {
     ))
 }
 
+#[diversify]
 fn when(unix: Option<u64>) -> String {
     unix.map_or_else(|| "never".to_owned(), |t| format!("{t} (Unix time)"))
 }
 
 /// Runs a token command.
+#[diversify]
 pub fn run(c: &TokenCommand) -> Result<ExitCode> {
     match c {
         TokenCommand::New(a) => {

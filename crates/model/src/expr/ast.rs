@@ -1,4 +1,5 @@
 use crate::diag::Span;
+use twinshield_shield_macros::diversify;
 
 /// A parsed expression with the span of its text.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,7 @@ pub enum BinOp {
     Or,
 }
 
+#[diversify]
 impl Expr {
     /// Height of the tree (a leaf is 1), computed without recursion so that
     /// it is safe on any input.

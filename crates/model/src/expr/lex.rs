@@ -2,6 +2,7 @@
 // that can overflow.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 use crate::diag::{Diagnostic, Span};
+use twinshield_shield_macros::diversify;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Tok {
@@ -25,6 +26,7 @@ pub(crate) enum Tok {
 }
 
 /// Splits an expression into tokens, each with its byte span.
+#[diversify]
 pub(crate) fn lex(src: &str) -> Result<Vec<(Tok, Span)>, Diagnostic> {
     let mut out = Vec::new();
     let mut it = src.char_indices().peekable();

@@ -4,6 +4,7 @@
 use super::ast::{BinOp, Expr, ExprKind, UnOp};
 use super::lex::{Tok, lex};
 use crate::diag::{Diagnostic, Span};
+use twinshield_shield_macros::diversify;
 
 /// Deepest syntax tree accepted (nesting of operators, calls and
 /// parentheses, long chains like `a+b+c+...` included); deeper input is
@@ -18,6 +19,7 @@ pub const MAX_NESTING: usize = 64;
 pub const MAX_LEN: usize = 16 * 1024;
 
 /// Parses one expression. Spans in the result are relative to `src`.
+#[diversify]
 pub fn parse(src: &str) -> Result<Expr, Diagnostic> {
     if src.len() > MAX_LEN {
         return Err(Diagnostic::new(
@@ -50,6 +52,7 @@ struct Parser {
     depth: usize,
 }
 
+#[diversify]
 impl Parser {
     fn peek(&self) -> &Tok {
         self.toks.get(self.pos).map_or(&Tok::Eof, |(t, _)| t)

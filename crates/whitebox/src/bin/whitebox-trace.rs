@@ -21,6 +21,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use twinshield_shield_macros::diversify;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +56,7 @@ struct Args {
     mixing_bijections: bool,
 }
 
+#[diversify]
 fn parse_key(hex: &str) -> Option<[u8; 16]> {
     if hex.len() != 32 || !hex.is_ascii() {
         return None;
@@ -66,6 +68,7 @@ fn parse_key(hex: &str) -> Option<[u8; 16]> {
     Some(key)
 }
 
+#[diversify]
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error> {
     let usage = |m: &str| Error::Usage(m.to_owned());
     let (mut key, mut traces, mut seed, mut out) = (None, None, None, None);
@@ -110,6 +113,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error> {
     })
 }
 
+#[diversify]
 fn write_npy(path: PathBuf, rows: usize, cols: usize, data: &[u8]) -> Result<(), Error> {
     let file = File::create(&path).map_err(|source| Error::Io {
         path: path.clone(),
@@ -125,6 +129,7 @@ fn write_npy(path: PathBuf, rows: usize, cols: usize, data: &[u8]) -> Result<(),
 /// the real (decoded) ciphertext.
 type Tracer<'a> = Box<dyn FnMut(&[u8; 16], &mut Trace) -> [u8; 16] + 'a>;
 
+#[diversify]
 fn run(args: Args) -> Result<(), Error> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let image;
@@ -172,6 +177,7 @@ fn run(args: Args) -> Result<(), Error> {
     Ok(())
 }
 
+#[diversify]
 fn main() -> ExitCode {
     match parse_args(std::env::args().skip(1)).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
