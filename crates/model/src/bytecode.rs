@@ -117,12 +117,12 @@ const ALL_OPS: [Op; OP_COUNT] = [
     Op::NegMulAdd,
 ];
 
-#[diversify]
+#[inline]
 fn truth(x: f64) -> bool {
     x != 0.0
 }
 
-#[diversify]
+#[inline]
 fn boolean(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
@@ -421,16 +421,19 @@ impl<'a> Reader<'a> {
 #[diversify]
 impl Program {
     /// Number of plant inputs the program reads.
+    #[inline]
     pub fn n_inputs(&self) -> usize {
         usize::from(self.n_inputs)
     }
 
     /// Number of states the program reads.
+    #[inline]
     pub fn n_states(&self) -> usize {
         usize::from(self.n_states)
     }
 
     /// Number of values the program produces.
+    #[inline]
     pub fn n_results(&self) -> usize {
         self.results.len()
     }

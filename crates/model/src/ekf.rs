@@ -347,6 +347,7 @@ impl Ekf {
         Ok(&self.innovation)
     }
 
+    #[inline]
     fn check_state(&self) -> Result<(), EkfError> {
         let bad = self.x.iter().position(|v| !v.is_finite()).or_else(|| {
             self.p
@@ -366,12 +367,12 @@ impl Ekf {
 
 /// Forward-difference step: about the square root of machine epsilon,
 /// relative to the value's magnitude.
-#[diversify]
+#[inline]
 fn fd_step(x: f64) -> f64 {
     1.5e-8 * x.abs().max(1.0)
 }
 
-#[diversify]
+#[inline]
 fn check_finite(v: &[f64], what: &'static str) -> Result<(), EkfError> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),

@@ -1,12 +1,12 @@
 //! The little dense linear algebra the Kalman filter needs, on row-major
 //! slices it owns, so an update allocates nothing. Sizes are the model's
 //! state and output counts (a handful), where a general-purpose matrix crate
-//! buys nothing but compile time.
-
-use twinshield_shield_macros::diversify;
+//! buys nothing but compile time. The kernels are `#[inline]`: they are
+//! the filter's innermost loops and belong inside its steps (whose
+//! `#[diversify]` guards then cover them, once per step, not per call).
 
 /// `out (r×c) = a (r×k) · b (k×c)`.
-#[diversify]
+#[inline]
 pub(crate) fn mul(a: &[f64], b: &[f64], out: &mut [f64], r: usize, k: usize, c: usize) {
     for i in 0..r {
         for j in 0..c {
@@ -20,7 +20,7 @@ pub(crate) fn mul(a: &[f64], b: &[f64], out: &mut [f64], r: usize, k: usize, c: 
 }
 
 /// `out (r×c) = a (r×k) · bᵀ` where `b` is `c×k`.
-#[diversify]
+#[inline]
 pub(crate) fn mul_bt(a: &[f64], b: &[f64], out: &mut [f64], r: usize, k: usize, c: usize) {
     for i in 0..r {
         for j in 0..c {
@@ -34,7 +34,7 @@ pub(crate) fn mul_bt(a: &[f64], b: &[f64], out: &mut [f64], r: usize, k: usize, 
 }
 
 /// Makes a square matrix exactly symmetric, against rounding drift.
-#[diversify]
+#[inline]
 pub(crate) fn symmetrize(a: &mut [f64], n: usize) {
     for i in 0..n {
         for j in (i + 1)..n {
@@ -47,7 +47,7 @@ pub(crate) fn symmetrize(a: &mut [f64], n: usize) {
 
 /// Cholesky factor `L` (lower triangle, row-major) of a symmetric positive
 /// definite `a`; `false` if `a` is not positive definite.
-#[diversify]
+#[inline]
 pub(crate) fn cholesky(a: &[f64], l: &mut [f64], n: usize) -> bool {
     l.iter_mut().for_each(|x| *x = 0.0);
     for i in 0..n {
@@ -70,7 +70,7 @@ pub(crate) fn cholesky(a: &[f64], l: &mut [f64], n: usize) -> bool {
 }
 
 /// Solves `L y = b` in place (`b` becomes `y`).
-#[diversify]
+#[inline]
 pub(crate) fn forward(l: &[f64], b: &mut [f64], n: usize) {
     for i in 0..n {
         let mut s = b[i];
@@ -82,7 +82,7 @@ pub(crate) fn forward(l: &[f64], b: &mut [f64], n: usize) {
 }
 
 /// Solves `Lᵀ x = y` in place (`y` becomes `x`).
-#[diversify]
+#[inline]
 pub(crate) fn backward(l: &[f64], y: &mut [f64], n: usize) {
     for i in (0..n).rev() {
         let mut s = y[i];

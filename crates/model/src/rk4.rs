@@ -54,6 +54,7 @@ impl Rk4 {
     }
 
     /// The derivative at `x`, into `out`.
+    #[inline]
     pub fn derivative(
         &mut self,
         prog: &Program,

@@ -6,9 +6,11 @@
 //! in the control-flow graph of every function, so that diffing two
 //! releases no longer points at the function a fix touched.
 //!
-//! Each function body (and each closure and async block in it) gets one or
-//! two *guards*: a value read through `black_box`, a number-theoretic
-//! invariant over it that never holds, and a bogus path behind it. The
+//! Each function body (and each closure and async block in it, but for
+//! closures inside loops or run once per element of an iterator or a
+//! sort) gets one or two *guards*: a value read through `black_box`, a
+//! number-theoretic invariant over it that never holds, and a bogus path
+//! behind it. The
 //! invariant's family, its constants, the bogus path and where in the body
 //! each guard stands are drawn from the site's key; nothing else changes,
 //! and no guard can ever fire, so behaviour is the same. The cost is a
@@ -18,9 +20,9 @@
 //! Applies to a free function, or to every method with a body of an
 //! `impl` block or of a trait's default methods. Left as written: `const
 //! fn` (a guard cannot run at compile time), functions marked `#[inline]`
-//! (they are meant to vanish into their callers, whose own guards cover
-//! them), `#[protect]` functions (transformed already), `#[test]`
-//! functions, and nested items.
+//! or `#[inline(always)]` (they are meant to vanish into their callers,
+//! whose own guards cover them), `#[protect]` functions (transformed
+//! already), `#[test]` functions, and nested items.
 
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
@@ -81,19 +83,25 @@ pub(crate) fn expand(
     quote!(#item)
 }
 
-/// Whether a function with these attributes gets guards.
+/// Whether a function with these attributes gets guards: not one meant to
+/// be inlined (`#[inline]`, `#[inline(always)]`; `#[inline(never)]` is
+/// guarded), protected or a test.
 fn wanted(attrs: &[Attribute]) -> bool {
     !attrs.iter().any(|a| {
-        a.path()
-            .segments
-            .last()
-            .is_some_and(|s| matches!(s.ident.to_string().as_str(), "inline" | "protect" | "test"))
+        let Some(last) = a.path().segments.last() else {
+            return false;
+        };
+        match last.ident.to_string().as_str() {
+            "protect" | "test" => true,
+            "inline" => !a.parse_args::<syn::Ident>().is_ok_and(|arg| arg == "never"),
+            _ => false,
+        }
     })
 }
 
 /// Guards a function body, then the closures and async blocks in it.
 fn body(block: &mut Block, next: &mut dyn FnMut() -> u64) {
-    Inner { next }.visit_block_mut(block);
+    Inner { next, repeated: 0 }.visit_block_mut(block);
     guard_block(block, next);
 }
 
@@ -129,6 +137,8 @@ fn has_attrs(s: &Stmt) -> bool {
             Expr::Match(m) => !m.attrs.is_empty(),
             Expr::Path(p) => !p.attrs.is_empty(),
             Expr::Macro(m) => !m.attrs.is_empty(),
+            // Other kinds are taken to carry some: fewer places for a
+            // guard, never a wrong one.
             _ => true,
         },
     }
@@ -190,15 +200,90 @@ fn guard(next: &mut dyn FnMut() -> u64) -> Stmt {
 }
 
 /// Guards the closures and async blocks of a body (not nested items: they
-/// carry their own attribute if they want one).
+/// carry their own attribute if they want one). A closure inside a loop,
+/// or one that runs once per element, stays as written: its guard would
+/// cost every iteration.
 struct Inner<'a> {
     next: &'a mut dyn FnMut() -> u64,
+    /// Loops and per-element closures around the expression being visited.
+    repeated: usize,
 }
 
+impl Inner<'_> {
+    fn repeated(&mut self, visit: impl FnOnce(&mut Self)) {
+        self.repeated += 1;
+        visit(self);
+        self.repeated -= 1;
+    }
+}
+
+/// Methods whose closure argument runs once per element: a guard there
+/// would cost every element, so such a closure stays as written (the
+/// function around the loop carries the guard).
+const PER_ELEMENT: &[&str] = &[
+    "all",
+    "any",
+    "filter",
+    "filter_map",
+    "find",
+    "find_map",
+    "flat_map",
+    "fold",
+    "for_each",
+    "inspect",
+    "map",
+    "map_while",
+    "max_by",
+    "max_by_key",
+    "min_by",
+    "min_by_key",
+    "partition",
+    "position",
+    "retain",
+    "rposition",
+    "scan",
+    "skip_while",
+    "sort_by",
+    "sort_by_key",
+    "sort_unstable_by",
+    "sort_unstable_by_key",
+    "take_while",
+    "try_fold",
+    "try_for_each",
+];
+
 impl VisitMut for Inner<'_> {
+    fn visit_expr_method_call_mut(&mut self, m: &mut syn::ExprMethodCall) {
+        if !PER_ELEMENT.contains(&m.method.to_string().as_str()) {
+            syn::visit_mut::visit_expr_method_call_mut(self, m);
+            return;
+        }
+        self.visit_expr_mut(&mut m.receiver);
+        for arg in &mut m.args {
+            match arg {
+                Expr::Closure(c) => {
+                    self.repeated(|v| syn::visit_mut::visit_expr_closure_mut(v, c));
+                }
+                other => self.visit_expr_mut(other),
+            }
+        }
+    }
+    fn visit_expr_for_loop_mut(&mut self, e: &mut syn::ExprForLoop) {
+        self.visit_expr_mut(&mut e.expr);
+        self.repeated(|v| v.visit_block_mut(&mut e.body));
+    }
+    fn visit_expr_while_mut(&mut self, e: &mut syn::ExprWhile) {
+        self.repeated(|v| {
+            v.visit_expr_mut(&mut e.cond);
+            v.visit_block_mut(&mut e.body);
+        });
+    }
+    fn visit_expr_loop_mut(&mut self, e: &mut syn::ExprLoop) {
+        self.repeated(|v| v.visit_block_mut(&mut e.body));
+    }
     fn visit_expr_closure_mut(&mut self, c: &mut syn::ExprClosure) {
         syn::visit_mut::visit_expr_closure_mut(self, c);
-        if c.constness.is_some() {
+        if c.constness.is_some() || self.repeated > 0 {
             return;
         }
         let mut block: Block = match &*c.body {

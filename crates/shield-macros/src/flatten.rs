@@ -61,14 +61,10 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{BinOp, Block, Expr, FnArg, Ident, Lifetime, Pat, Stmt, Token, Type, parse_quote};
 
-/// Smallest run turned into a dispatcher.
-pub(crate) const MIN_RUN: usize = 1;
-
-/// Smallest run turned into a dispatcher inside a loop (its body and the
-/// blocks nested in it): there the
-/// dispatcher's cost is paid on every iteration, and a lone statement has
-/// no order to hide.
-pub(crate) const MIN_LOOP_RUN: usize = 2;
+/// Smallest run turned into a dispatcher: a lone statement has no order to
+/// hide, and in a hot function (the VM's eval) or a loop body its
+/// dispatcher would cost every call or iteration for nothing.
+pub(crate) const MIN_RUN: usize = 2;
 
 /// Reserved prefix of the identifiers and labels the macro generates.
 pub(crate) const RESERVED: &str = "__ts";
@@ -854,8 +850,6 @@ pub(crate) struct Flattener<'a> {
     pub(crate) dispatchers: usize,
     /// Labels given to loops so far.
     labels: usize,
-    /// How many loops enclose the block being flattened.
-    loops: usize,
     /// The key all dispatchers decode their state with.
     key: u64,
 }
@@ -879,7 +873,6 @@ impl<'a> Flattener<'a> {
             rng,
             dispatchers: 0,
             labels: 0,
-            loops: 0,
             key,
         }
     }
@@ -893,12 +886,6 @@ impl<'a> Flattener<'a> {
         .visit_block_mut(body);
         self.block(body, false);
         self.key
-    }
-
-    fn loop_body(&mut self, body: &mut Block) {
-        self.loops += 1;
-        self.block(body, true);
-        self.loops -= 1;
     }
 
     fn block(&mut self, block: &mut Block, loop_body: bool) {
@@ -982,12 +969,7 @@ impl<'a> Flattener<'a> {
     }
 
     fn flush(&mut self, run: &mut Vec<Stmt>, out: &mut Vec<Stmt>) {
-        let min = if self.loops > 0 {
-            MIN_LOOP_RUN
-        } else {
-            MIN_RUN
-        };
-        if run.len() < min {
+        if run.len() < MIN_RUN {
             out.append(run);
             return;
         }
@@ -1052,14 +1034,14 @@ impl VisitMut for Nested<'_, '_> {
     }
     fn visit_expr_for_loop_mut(&mut self, e: &mut syn::ExprForLoop) {
         self.visit_expr_mut(&mut e.expr);
-        self.f.loop_body(&mut e.body);
+        self.f.block(&mut e.body, true);
     }
     fn visit_expr_while_mut(&mut self, e: &mut syn::ExprWhile) {
         self.visit_expr_mut(&mut e.cond);
-        self.f.loop_body(&mut e.body);
+        self.f.block(&mut e.body, true);
     }
     fn visit_expr_loop_mut(&mut self, e: &mut syn::ExprLoop) {
-        self.f.loop_body(&mut e.body);
+        self.f.block(&mut e.body, true);
     }
     // Neither const contexts nor async blocks nor items.
     fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
