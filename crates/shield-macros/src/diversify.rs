@@ -43,32 +43,28 @@ pub(crate) fn expand(
         Ok(i) => i,
         Err(e) => return e.to_compile_error(),
     };
-    match &mut item {
-        Item::Fn(f) => {
-            if !passthrough && wanted(&f.attrs) && f.sig.constness.is_none() {
-                body(&mut f.block, next);
-            }
+    // One function: guarded unless the build is a passthrough one or the
+    // function is of a kind left alone.
+    let mut function = |attrs: &[Attribute], sig: &syn::Signature, block: &mut Block| {
+        if !passthrough && wanted(attrs) && sig.constness.is_none() {
+            body(block, next);
         }
+    };
+    match &mut item {
+        Item::Fn(f) => function(&f.attrs, &f.sig, &mut f.block),
         Item::Impl(i) => {
             for it in &mut i.items {
-                if let syn::ImplItem::Fn(f) = it
-                    && !passthrough
-                    && wanted(&f.attrs)
-                    && f.sig.constness.is_none()
-                {
-                    body(&mut f.block, next);
+                if let syn::ImplItem::Fn(f) = it {
+                    function(&f.attrs, &f.sig, &mut f.block);
                 }
             }
         }
         Item::Trait(t) => {
             for it in &mut t.items {
                 if let syn::TraitItem::Fn(f) = it
-                    && !passthrough
-                    && wanted(&f.attrs)
-                    && f.sig.constness.is_none()
                     && let Some(b) = &mut f.default
                 {
-                    body(b, next);
+                    function(&f.attrs, &f.sig, b);
                 }
             }
         }
