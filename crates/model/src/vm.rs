@@ -3,8 +3,7 @@
 
 use crate::bytecode::Program;
 use thiserror::Error;
-use twinshield_shield_macros::diversify;
-use twinshield_shield_macros::protect;
+use twinshield_shield_macros::{diversify, protect};
 
 /// Why an evaluation could not run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

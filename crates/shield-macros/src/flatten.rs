@@ -847,7 +847,7 @@ pub(crate) struct Flattener<'a> {
     bindings: Bindings,
     rng: &'a mut dyn FnMut() -> u64,
     /// Dispatchers built so far (also numbers them).
-    pub(crate) dispatchers: usize,
+    dispatchers: usize,
     /// Labels given to loops so far.
     labels: usize,
     /// The key all dispatchers decode their state with.
