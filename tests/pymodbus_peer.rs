@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use twinshield_connect::{ClientConfig, ModbusClient, Point, PointMap, ReadError, Table};
 use twinshield_model::Model;
-use twinshield_runtime::{Twin, TwinSettings};
+use twinshield_twin::{Twin, TwinSettings};
 
 struct Peer(Child);
 

@@ -9,7 +9,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use twinshield_e2e::{MODEL, Run, SECRET, Setup, contains, plant, run_args, twinshield};
+use twinshield_e2e::{
+    MODEL, Run, SECRET, Setup, contains, plant, run_args, twinshield, without_core_dumps,
+};
 
 /// Every file under the state directory (the history in `state/data`
 /// included), with its bytes.
@@ -416,7 +418,7 @@ fn a_running_twins_memory_holds_neither_the_secret_nor_its_key_schedule() {
     // The bundle opens and the history starts within a second or two.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let core = s.path("core");
-    let dumped = Command::new("gcore")
+    let dumped = without_core_dumps("gcore")
         .arg("-o")
         .arg(&core)
         .arg(child.id().to_string())

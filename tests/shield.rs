@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use twinshield_e2e::{
     Run, Scratch, Setup, plant, root, run_args, twinshield, twinshield_unhardened,
+    without_core_dumps,
 };
 
 const LOCKDOWN: i32 = 3;
@@ -44,7 +45,7 @@ fn assert_lockdown(r: &Run, evidence: &str) {
 
 fn run_with(prefix: &[&str], env: &[(&str, &str)], dir: &Path, args: &[&str]) -> Run {
     let (program, pre) = prefix.split_first().unwrap();
-    let mut c = Command::new(program);
+    let mut c = without_core_dumps(program);
     c.current_dir(dir).args(pre).arg(twinshield()).args(args);
     for (k, v) in env {
         c.env(k, v);
@@ -52,23 +53,56 @@ fn run_with(prefix: &[&str], env: &[(&str, &str)], dir: &Path, args: &[&str]) ->
     c.output().unwrap().into()
 }
 
+/// A build never hardened refuses the device-side commands (they open
+/// device keys or bundles) without `--unprotected`, and changes nothing.
 #[test]
-fn an_unhardened_binary_says_so_and_runs_only_with_unprotected() {
+fn an_unhardened_binary_refuses_device_commands_without_unprotected() {
+    let bin = twinshield_unhardened();
+    let dir = Scratch::new("shield-unhardened-device");
+    let fingerprint = |extra: &[&str]| -> Run {
+        Command::new(bin)
+            .current_dir(dir.path())
+            .args(extra)
+            .args(["fingerprint", "--state", "state", "--out", "device.fp"])
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = fingerprint(&[]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(r.stderr.contains("never hardened"), "{r:?}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "a refused command wrote state"
+    );
+    assert!(!dir.path().join("device.fp").exists());
+    let r = fingerprint(&["--unprotected"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(dir.path().join("device.fp").is_file());
+}
+
+/// The vendor-side commands open no device key: a build never hardened
+/// runs them as they are (the vendor's tools need no device shield).
+#[test]
+fn an_unhardened_binary_runs_vendor_commands() {
     let bin = twinshield_unhardened();
     let r: Run = Command::new(bin)
         .args(["model", "check", &model()])
         .output()
         .unwrap()
         .into();
-    assert_eq!(r.code, Some(1), "{r:?}");
-    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
-    assert!(r.stderr.contains("never hardened"), "{r:?}");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(!r.stderr.contains("never hardened"), "{r:?}");
+    let dir = Scratch::new("shield-unhardened-vendor");
     let r: Run = Command::new(bin)
-        .args(["--unprotected", "model", "check", &model()])
+        .current_dir(dir.path())
+        .args(["keys", "new", "--out", "vendor"])
         .output()
         .unwrap()
         .into();
     assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(dir.path().join("vendor.pub").is_file());
 }
 
 #[test]
@@ -160,7 +194,7 @@ fn two_hundred_flipped_code_bytes_are_refused_or_die_before_the_bundle_opens() {
         f.seek(SeekFrom::Start(at as u64)).unwrap();
         f.write_all(&[original[at] ^ flip]).unwrap();
         drop(f);
-        let r: Run = Command::new(&mutant)
+        let r: Run = without_core_dumps(&mutant)
             .current_dir(s.dir.path())
             .args(run_args("q.bundle", "modbus://127.0.0.1:9", "0.3"))
             .output()
@@ -221,7 +255,7 @@ fn gdb_attaching_to_a_running_twin_locks_it_down_within_2_s() {
     assert!(have("gdb"), "gdb (Debian package) is needed");
     let s = Setup::new("shield-gdb-attach");
     let p = plant(&["--seconds", "120"]);
-    let mut twin = Command::new(twinshield())
+    let mut twin = without_core_dumps(twinshield())
         .current_dir(s.dir.path())
         .args(run_args("q.bundle", &p.url, "60"))
         .stdout(Stdio::null())
@@ -232,7 +266,7 @@ fn gdb_attaching_to_a_running_twin_locks_it_down_within_2_s() {
     // Wait until the twin runs.
     assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("running `quadtank`"))));
     let pid = twin.id();
-    let mut gdb = Command::new("gdb")
+    let mut gdb = without_core_dumps("gdb")
         .current_dir(s.dir.path())
         .args(["-nx", "-batch", "-p", &pid.to_string(), "-ex", "continue"])
         .stdout(Stdio::null())

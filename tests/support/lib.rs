@@ -7,6 +7,7 @@
 
 pub mod https;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,6 +16,17 @@ use std::sync::OnceLock;
 /// The workspace root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command for `program` that runs with core dumps off (`ulimit -c 0`,
+/// then `exec`, so the pid is the program's own): for debuggers, tracers
+/// and children that may crash, whose dumps would otherwise land in the
+/// working directory (a 155 MB `core` once reached the repository).
+pub fn without_core_dumps(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "ulimit -c 0 && exec \"$0\" \"$@\""])
+        .arg(program.as_ref());
+    c
 }
 
 /// Path of the `twinshield` binary under test, hardened as a release is:

@@ -7,20 +7,25 @@
 
 mod api;
 mod cmd;
-mod publish;
-mod recorder;
-mod rt;
+mod executor;
+mod observer;
 mod shield;
-mod sync;
-mod wiring;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use twinshield_shield_macros::diversify;
 
+/// Said under the command list of `--help`: which commands need a
+/// hardened binary.
+const COMMAND_SIDES: &str = "\
+Vendor-side commands (model, keys, seal, inspect, eval, plant, harden, backend) open no \
+device key and run from any build. Device-side commands (fingerprint, run, demo, token, \
+history) open device keys or bundles and need a hardened binary (`twinshield harden`), or \
+--unprotected for development.";
+
 /// twinshield: a hardened digital-twin runtime for industrial systems.
 #[derive(Parser)]
-#[command(name = "twinshield", version, about, long_about = None)]
+#[command(name = "twinshield", version, about, long_about = None, after_help = COMMAND_SIDES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,19 +48,19 @@ enum Command {
     /// Plant, twin and dashboard on this machine, with an attack: no set-up.
     Demo(cmd::demo::DemoArgs),
     /// Create this device's identity on first use and write its device.fp.
-    Fingerprint(cmd::sealing::FingerprintArgs),
+    Fingerprint(cmd::fingerprint::FingerprintArgs),
     /// Publisher keys.
     #[command(subcommand)]
-    Keys(cmd::sealing::KeysCommand),
+    Keys(cmd::keys::KeysCommand),
     /// Seal a model for devices into a signed bundle.
-    Seal(cmd::sealing::SealArgs),
+    Seal(cmd::seal::SealArgs),
     /// Show a bundle's public header (never the model).
-    Inspect(cmd::sealing::InspectArgs),
+    Inspect(cmd::inspect::InspectArgs),
     /// Open a bundle on this device and run the twin against a plant.
-    Run(cmd::sealing::RunArgs),
+    Run(cmd::run::RunArgs),
     /// The twin's encrypted history on this device.
     #[command(subcommand)]
-    History(cmd::sealing::HistoryCommand),
+    History(cmd::history::HistoryCommand),
     /// Seal a built twinshield binary's integrity (post-link).
     Harden(cmd::harden::HardenArgs),
     /// The reference backend: verifies and stores what twins publish.
@@ -63,6 +68,29 @@ enum Command {
     /// The API's bearer tokens on this device.
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
+}
+
+#[diversify]
+impl Command {
+    /// Whether the command opens device keys or bundles (device-side) and
+    /// so needs a hardened binary; vendor-side commands never do.
+    fn opens_device_keys(&self) -> bool {
+        match self {
+            Command::Fingerprint(_)
+            | Command::Run(_)
+            | Command::Demo(_)
+            | Command::Token(_)
+            | Command::History(_) => true,
+            Command::Model(_)
+            | Command::Plant(_)
+            | Command::Eval(_)
+            | Command::Keys(_)
+            | Command::Seal(_)
+            | Command::Inspect(_)
+            | Command::Harden(_)
+            | Command::Backend(_) => false,
+        }
+    }
 }
 
 /// `twinshield --version --verbose`: the version and the seeds this build
@@ -101,17 +129,24 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     // Every command but `harden` (which makes a binary shieldable) runs
-    // under the shield. `run` holds the responses to hook, timing and
-    // environment findings until its bundle's policy is known.
+    // under the shield of a hardened binary; a build never hardened runs
+    // the vendor-side commands without one, since they open no device key.
+    // `run` holds the responses to hook, timing and environment findings
+    // until its bundle's policy is known.
     if !matches!(cli.command, Command::Harden(_)) {
         let options = twinshield_shield::Options {
             unprotected: cli.unprotected,
             defer_to_bundle_policy: matches!(cli.command, Command::Run(_)),
             guard_table: None,
         };
-        if let Err(e) = shield::start(&options) {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+        match shield::start(&options) {
+            Ok(()) => {}
+            Err(twinshield_shield::StartError::NeverHardened)
+                if !cli.command.opens_device_keys() => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     let result = match cli.command {
@@ -119,12 +154,12 @@ fn main() -> ExitCode {
         Command::Plant(c) => cmd::plant::run(c),
         Command::Eval(a) => cmd::eval::run(&a),
         Command::Demo(a) => cmd::demo::run(&a),
-        Command::Fingerprint(a) => cmd::sealing::fingerprint(&a),
-        Command::Keys(c) => cmd::sealing::keys(&c),
-        Command::Seal(a) => cmd::sealing::seal(&a),
-        Command::Inspect(a) => cmd::sealing::inspect(&a),
-        Command::Run(a) => cmd::sealing::run(&a),
-        Command::History(c) => cmd::sealing::history(&c),
+        Command::Fingerprint(a) => cmd::fingerprint::fingerprint(&a),
+        Command::Keys(c) => cmd::keys::keys(&c),
+        Command::Seal(a) => cmd::seal::seal(&a),
+        Command::Inspect(a) => cmd::inspect::inspect(&a),
+        Command::Run(a) => cmd::run::run(&a),
+        Command::History(c) => cmd::history::history(&c),
         Command::Harden(a) => cmd::harden::run(&a),
         Command::Backend(a) => cmd::backend::run(&a),
         Command::Token(c) => cmd::token::run(&c),

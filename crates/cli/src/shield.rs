@@ -1,11 +1,12 @@
-//! This process's shield: started once in `main`, reached from the places
-//! that check (the bundle path, the sync loop, every API request), and the
-//! one place that turns findings into messages and exits.
+//! This process's shield: started once in `main`, handed to sessions as a
+//! [`ShieldHandle`], and the one place that turns findings into messages
+//! and exits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use twinshield_shield_macros::diversify;
 
+use twinshield_runtime::ShieldHandle;
 use twinshield_shield::{Action, Finding, FindingClass, LOCKDOWN_EXIT_CODE, Options, Shield};
 
 static SHIELD: OnceLock<Arc<Shield>> = OnceLock::new();
@@ -38,47 +39,11 @@ pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
     Ok(())
 }
 
-/// The running shield (absent only for `harden`, which runs without one).
+/// The running shield as a session holds it (no shield for `harden`, or
+/// for a vendor-side command of a build never hardened).
 #[diversify]
-pub fn get() -> Option<&'static Arc<Shield>> {
-    SHIELD.get()
-}
-
-/// Whether writes and key use are refused.
-#[diversify]
-pub fn degraded() -> bool {
-    get().is_some_and(|s| s.degraded())
-}
-
-/// A full guard check on the path that opens a bundle: another copy of the
-/// check than the start-up's, so patching one out is not enough.
-#[inline(always)]
-pub fn check_before_key_use() {
-    if let Some(s) = get()
-        && let Some(f) = s.verify_all()
-    {
-        s.respond(f);
-    }
-}
-
-/// The shield's state for run and demo summaries.
-#[diversify]
-pub fn status() -> serde_json::Value {
-    let Some(s) = get() else {
-        return serde_json::Value::Null;
-    };
-    let findings: Vec<String> = s
-        .findings()
-        .iter()
-        .map(|(f, a)| format!("{f} ({a})"))
-        .collect();
-    serde_json::json!({
-        "guarded": s.guarded(),
-        "guard_regions": s.guard_regions(),
-        "policy": s.policy().to_string(),
-        "degraded": s.degraded(),
-        "findings": findings,
-    })
+pub fn handle() -> ShieldHandle {
+    ShieldHandle::new(SHIELD.get().cloned())
 }
 
 /// What a finding does to the process: a lockdown stops it with its own

@@ -152,6 +152,11 @@ impl ModbusClient {
         &self.map
     }
 
+    /// The plant's address.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.cfg.addr
+    }
+
     /// Whether a connection is open.
     pub fn is_connected(&self) -> bool {
         self.ctx.is_some()

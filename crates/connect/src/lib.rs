@@ -10,13 +10,19 @@
 //! read reconnects after an exponential backoff, which also resynchronises a
 //! stream that got out of step.
 //!
+//! Every plant source implements [`PlantSource`], the one trait the
+//! application layer knows: it yields whole samples with each value's
+//! quality and, where the plant provides it, the plant's own timestamp.
+//!
 //! This crate knows nothing of twin models: it deals in [`Point`]s.
 #![forbid(unsafe_code)]
 
 mod client;
 mod map;
 mod server;
+mod source;
 
 pub use client::{ClientConfig, ModbusClient, ReadError, Reading};
 pub use map::{MapError, Point, PointMap, Table};
 pub use server::{RegisterBank, SharedBank, serve};
+pub use source::{ConnectionState, PlantSample, PlantSource, Quality, SourceInfo};

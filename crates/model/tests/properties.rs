@@ -203,11 +203,17 @@ proptest! {
         }
     }
 
-    /// Arbitrary bytes never panic the checker.
+    /// Arbitrary bytes never panic the checker, which refuses them (random
+    /// bytes are never a model with a `[twin]` table, states and outputs)
+    /// with a report that says something.
     #[test]
     fn arbitrary_bytes_never_panic_the_checker(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let src = String::from_utf8_lossy(&bytes);
-        let _ = Model::parse("fuzz.twin", &src).map(|_| ()).map_err(|r| r.to_string());
+        let result = Model::parse("fuzz.twin", &src);
+        prop_assert!(result.is_err(), "accepted as a model: {src:?}");
+        if let Err(report) = result {
+            prop_assert!(!report.to_string().trim().is_empty());
+        }
     }
 
     /// Well-formed TOML with wrong content (token soup for expressions,

@@ -1,18 +1,36 @@
-//! The twin's sync pipeline, with no I/O: each sample goes through the
-//! estimator, the residual detectors and the alarm logic, and into the
-//! history. Hosts (the CLI's sync loop, `eval`, the benchmarks) feed it.
+//! The application layer of twinshield: a [`Session`] wires a plant
+//! source, a model, a [`Twin`](twinshield_twin::Twin) and, where a host
+//! asks for them, a history [`Recorder`], a [`BackendLink`], an API feed
+//! and the shield's verdict. `run`, `demo` and `eval` build sessions (or,
+//! for `eval`, the same wiring in one process) and differ only in their
+//! sources and clocks.
 //!
-//! Residuals are normalized by the estimator's innovation standard
-//! deviation, then a slow baseline (the model's persistent mismatch with
-//! the real plant) is subtracted before the tests: a two-sided CUSUM and a
-//! windowed bias test per output, frozen and flat-line tests on the raw
-//! values, and a windowed chi-square test on the normalized innovation
-//! squared.
+//! The shield reaches a session as one [`ShieldHandle`]; one [`Gate`] over
+//! its verdict refuses writes and key use while the twin is degraded, and
+//! the recorder, the backend link and the API services ask it.
+//!
+//! ```
+//! use twinshield_runtime::{Gate, wiring};
+//!
+//! let model = wiring::quadtank().unwrap();
+//! let map = wiring::modbus_map(&model).unwrap();
+//! assert_eq!(map.points().len(), model.inputs.len() + model.outputs.len());
+//! assert!(Gate::unshielded().allows_writes());
+//! ```
 #![forbid(unsafe_code)]
 
-mod history;
-mod twin;
+pub mod api;
+pub mod backend_link;
+pub mod eval;
+pub mod gate;
+pub mod plant_host;
+pub mod recorder;
+pub mod session;
+pub mod summary;
+pub mod wiring;
 
-pub use history::{History, QualityEvent, Record};
-pub use twin::{Twin, TwinError, TwinSettings};
-pub use twinshield_detect::{Alarm, AlarmEvent, DetectorKind};
+pub use backend_link::BackendLink;
+pub use gate::{Gate, Refused, ShieldHandle, Verdict};
+pub use recorder::Recorder;
+pub use session::{Progress, Session, SessionObserver, SessionOutcome};
+pub use wiring::{Wiring, WiringError};

@@ -28,14 +28,14 @@ pub mod elf;
 pub mod finding;
 pub mod guard;
 pub mod harden;
+pub mod monitor;
 pub mod obf;
 pub mod policy;
 pub mod probe;
 pub mod raw;
-pub mod runtime;
 
 pub use finding::{Finding, FindingClass};
 pub use harden::{HardenError, HardenReport, harden};
+pub use monitor::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};
 pub use policy::{Action, Policy, PolicyError};
-pub use runtime::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};
 pub use twinshield_shield_macros::{build_seed, obf, obf_bytes, protect};

@@ -77,9 +77,9 @@ pub fn run(args: &BackendArgs) -> Result<ExitCode> {
         }
         ReceiverEvent::StoreFailed(e) => eprintln!("error: {e}"),
     }));
-    crate::rt::runtime()?.block_on(async move {
+    crate::executor::runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
-        crate::rt::stop_on_ctrl_c(&stop_tx);
+        crate::executor::stop_on_ctrl_c(&stop_tx);
         let listener = ApiListener::bind(args.listen, transport).await?;
         let scheme = if listener.is_tls() { "https" } else { "http" };
         eprintln!(

@@ -3,12 +3,10 @@
 //! over a real socket, a status page shows both, an attack is injected after
 //! a while, and a JSON summary closes the run.
 
-use crate::cmd::plant::{self, AttackArgs, PLANT_STEP};
-use crate::sync::{self, SyncLoop, round1};
-use crate::wiring::{Wiring, quadtank};
+use crate::cmd::plant::{self, AttackArgs};
+use crate::observer::{Clock, Console};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::json;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,10 +14,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use twinshield_connect::{ClientConfig, ModbusClient};
-use twinshield_plant::{PlantConfig, QuadTank, UNIT_ID};
-use twinshield_runtime::{Twin, TwinSettings};
+use twinshield_connect::{ClientConfig, ModbusClient, PlantSource};
+use twinshield_plant::{Attack, PlantConfig, QuadTank, UNIT_ID};
+use twinshield_runtime::api::{ApiKeys, BoundApi, Services, feed_for, token_file};
+use twinshield_runtime::eval::PLANT_STEP;
+use twinshield_runtime::summary::{AttackSummary, DemoSummary, round1};
+use twinshield_runtime::wiring::{self, quadtank};
+use twinshield_runtime::{Session, Wiring, plant_host};
 use twinshield_shield_macros::diversify;
+use twinshield_twin::{Twin, TwinSettings};
 
 /// Arguments of `demo`.
 #[derive(Args)]
@@ -54,7 +57,7 @@ const DEFAULT_ATTACK_AT: f64 = 150.0;
 fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield_model::Model> {
     use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealRequest};
     let state = std::env::temp_dir().join(format!("twinshield-demo-{}", std::process::id()));
-    crate::shield::check_before_key_use();
+    crate::shield::handle().check_before_key_use();
     let opened = (|| -> Result<_> {
         let (device, _) = DeviceIdentity::open_or_create(&state, &EmbeddedSecret)?;
         let publisher = PublisherKey::generate()?;
@@ -114,21 +117,21 @@ async fn demo_api(
     model: &twinshield_model::Model,
     dir: &std::path::Path,
     feed: twinshield_api::Feed,
-) -> Result<(crate::api::BoundApi, twinshield_api::IssuedToken)> {
+) -> Result<(BoundApi, twinshield_api::IssuedToken)> {
     let key = || -> Result<zeroize::Zeroizing<[u8; 32]>> {
         let mut k = zeroize::Zeroizing::new([0u8; 32]);
         getrandom::fill(k.as_mut()).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
         Ok(k)
     };
-    let keys = crate::api::ApiKeys {
+    let keys = ApiKeys {
         tokens: key()?,
         tls: key()?,
     };
-    let store = twinshield_api::TokenStore::new(&crate::api::token_file(dir), keys.tokens.clone());
+    let store = twinshield_api::TokenStore::new(&token_file(dir), keys.tokens.clone());
     let (_, token) = store.issue(twinshield_api::Role::Admin, Some(1))?;
-    let services = Arc::new(crate::api::Services::new(None, model));
-    let api =
-        crate::api::BoundApi::bind(args.listen, &args.api, dir, &keys, feed, services).await?;
+    let services = Arc::new(Services::new(None, model, crate::shield::handle()));
+    let options = args.api.options()?;
+    let api = BoundApi::bind(args.listen, &options, dir, &keys, feed, services).await?;
     Ok((api, token))
 }
 
@@ -153,6 +156,20 @@ fn open_in_browser(url: &str) {
     }
 }
 
+/// The attack the demo injects: `--attack` (default `bias`, `none` for
+/// none) at `--at` (default after the twin's warm-up).
+#[diversify]
+fn demo_attack(args: &AttackArgs) -> Result<Option<Attack>> {
+    let mut attack_args = args.clone();
+    if attack_args.attack.is_none() {
+        attack_args.attack = Some("bias".into());
+    }
+    if attack_args.attack.as_deref() == Some("none") {
+        return Ok(None);
+    }
+    attack_args.attack(Some(DEFAULT_ATTACK_AT))
+}
+
 /// Runs the demo.
 #[diversify]
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
@@ -161,123 +178,155 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 30.0 * 86400.0) {
         bail!("--seconds must be a positive number of plant seconds (at most 30 days)");
     }
-    let mut attack_args = args.attack.clone();
-    if attack_args.attack.is_none() {
-        attack_args.attack = Some("bias".into());
-    }
-    let attack = if attack_args.attack.as_deref() == Some("none") {
-        None
-    } else {
-        attack_args.attack(Some(DEFAULT_ATTACK_AT))?
-    };
+    let attack = demo_attack(&args.attack)?;
     let model = sealed_for_this_machine(&quadtank()?)?;
-    let wiring = Wiring::new(&model)?;
+    let map = wiring::modbus_map(&model)?;
     let plant = QuadTank::new(PlantConfig {
         seed: args.seed,
         attack,
     })?;
     let api_dir = DemoDir::new()?;
-    let feed = crate::api::feed_for(&model);
-    crate::rt::runtime()?.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+    crate::executor::runtime()?.block_on(serve(args, &model, map, plant, attack, &api_dir))
+}
 
-        // The plant, on a loopback port chosen by the system.
-        let plant_listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot open a loopback port for the plant")?;
-        let plant_addr = plant_listener.local_addr()?;
-        let bank = plant::new_bank(&plant);
-        let server = tokio::spawn(twinshield_connect::serve(
-            plant_listener,
-            bank.clone(),
-            UNIT_ID,
-            stopped(stop_rx.clone()),
-        ));
-        // One site clock: the twin time-stamps its samples with the plant
-        // time current when it reads them, as an NTP-synchronised site would.
-        let (clock_tx, clock_rx) = watch::channel(0.0);
-        let plant_task = tokio::spawn(plant::drive(
-            plant,
-            bank,
-            args.speed,
-            None,
-            clock_tx,
-            stop_rx.clone(),
-        ));
+/// The demo's plant, served on a loopback port.
+struct ServedPlant {
+    addr: SocketAddr,
+    /// The plant time, as the plant publishes it.
+    clock: watch::Receiver<f64>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stepping: tokio::task::JoinHandle<Result<QuadTank, twinshield_plant::PlantError>>,
+}
 
-        // The API and dashboard, with a throw-away TLS identity and an
-        // admin token for this run only.
-        let (api, token) = demo_api(args, &model, &api_dir.0, feed.clone()).await?;
-        let api_url = api.url();
-        let page = api.spawn(stop_rx.clone());
-        eprintln!(
-            "twinshield demo: plant on modbus://{plant_addr}, dashboard {api_url} \
-             ({} plant s at {}x{})",
-            args.seconds,
-            args.speed,
-            attack.map_or(String::new(), |a| format!(", attack `{}` at {} s", a.kind.name(), a.at)),
-        );
-        eprintln!("dashboard token (admin, this run only): {}", token.expose());
-        open_in_browser(&format!("{api_url}#token={}", token.expose()));
-        drop(token);
-
-        crate::rt::stop_on_ctrl_c(&stop_tx);
-
-        // The twin: polls the plant over Modbus TCP at the plant's rate.
-        let settings = TwinSettings {
-            sample_period: PLANT_STEP,
-            ..TwinSettings::default()
-        };
-        let twin = Twin::new(&model, settings)?;
-        let mut cfg = ClientConfig::new(plant_addr);
-        cfg.timeout = Duration::from_millis(500);
-        let client = ModbusClient::new(cfg, wiring.map().clone());
-        let started = Instant::now();
-        let seconds = args.seconds;
-        let speed = args.speed;
-        let clock = move || {
-            // A safety net in case the plant stopped advancing.
-            if started.elapsed().as_secs_f64() > 2.0 * seconds / speed + 10.0 {
-                return None;
-            }
-            let t = *clock_rx.borrow();
-            (t < seconds).then_some(t)
-        };
-        let outcome = sync::run(
-            SyncLoop {
-                model: &model,
-                wiring: &wiring,
-                client,
-                twin,
-                period: Duration::from_secs_f64(PLANT_STEP / args.speed),
-                feed: Some(feed),
-                attack: attack.map(|a| (a.kind.name(), a.at)),
-                recorder: None,
-                publisher: None,
-            },
-            clock,
-            stop_rx.clone(),
-        )
-        .await;
-        let _ = stop_tx.send(true);
-        let _ = plant_task.await;
-        let _ = server.await;
-        let _ = page.await;
-        let (twin, alarms, quality) = (outcome.twin, outcome.alarms, outcome.quality);
-        let summary = json!({
-            "samples": twin.samples(),
-            "alarms": alarms,
-            "attack": attack.map(|a| json!({"name": a.kind.name(), "at_s": a.at, "magnitude": a.magnitude})),
-            "plant_seconds": round1(args.seconds),
-            "speed": args.speed,
-            "data_quality_events": quality,
-            "plant": format!("modbus://{plant_addr}"),
-            "shield": crate::shield::status(),
-        });
-        println!("{}", serde_json::to_string(&summary)?);
-        Ok(ExitCode::SUCCESS)
+/// Serves `plant` over Modbus TCP on a loopback port the system chooses,
+/// stepping it at `speed` until `stop`.
+#[diversify]
+async fn start_plant(
+    plant: QuadTank,
+    speed: f64,
+    stop: &watch::Receiver<bool>,
+) -> Result<ServedPlant> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot open a loopback port for the plant")?;
+    let addr = listener.local_addr()?;
+    let bank = plant_host::new_bank(&plant);
+    let mut server_stop = stop.clone();
+    let server = tokio::spawn(twinshield_connect::serve(
+        listener,
+        bank.clone(),
+        UNIT_ID,
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    ));
+    // One site clock: the twin time-stamps its samples with the plant
+    // time current when it reads them, as an NTP-synchronised site would.
+    let (clock_tx, clock) = watch::channel(0.0);
+    let stepping = tokio::spawn(plant_host::drive(
+        plant,
+        bank,
+        speed,
+        None,
+        clock_tx,
+        stop.clone(),
+    ));
+    Ok(ServedPlant {
+        addr,
+        clock,
+        server,
+        stepping,
     })
+}
+
+/// The demo's plant, API and twin, until the plant time is up.
+#[diversify]
+async fn serve(
+    args: &DemoArgs,
+    model: &twinshield_model::Model,
+    map: twinshield_connect::PointMap,
+    plant: QuadTank,
+    attack: Option<Attack>,
+    api_dir: &DemoDir,
+) -> Result<ExitCode> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let plant = start_plant(plant, args.speed, &stop_rx).await?;
+    let feed = feed_for(model);
+    // The API and dashboard, with a throw-away TLS identity and an admin
+    // token for this run only.
+    let (api, token) = demo_api(args, model, &api_dir.0, feed.clone()).await?;
+    let api_url = api.url();
+    let page = api.spawn(stop_rx.clone());
+    eprintln!(
+        "twinshield demo: plant on modbus://{}, dashboard {api_url} \
+         ({} plant s at {}x{})",
+        plant.addr,
+        args.seconds,
+        args.speed,
+        attack.map_or(String::new(), |a| format!(
+            ", attack `{}` at {} s",
+            a.kind.name(),
+            a.at
+        )),
+    );
+    eprintln!("dashboard token (admin, this run only): {}", token.expose());
+    open_in_browser(&format!("{api_url}#token={}", token.expose()));
+    drop(token);
+    crate::executor::stop_on_ctrl_c(&stop_tx);
+
+    // The twin: polls the plant over Modbus TCP at the plant's rate.
+    let mut cfg = ClientConfig::new(plant.addr);
+    cfg.timeout = Duration::from_millis(500);
+    let source = ModbusClient::new(cfg, map);
+    let session = Session {
+        model,
+        wiring: Wiring::new(model, &source.describe())?,
+        source,
+        twin: Twin::new(
+            model,
+            TwinSettings {
+                sample_period: PLANT_STEP,
+                ..TwinSettings::default()
+            },
+        )?,
+        period: Duration::from_secs_f64(PLANT_STEP / args.speed),
+        feed: Some(feed),
+        attack: attack.map(|a| (a.kind.name(), a.at)),
+        recorder: None,
+        publisher: None,
+        shield: crate::shield::handle(),
+    };
+    let started = Instant::now();
+    let (seconds, speed) = (args.seconds, args.speed);
+    let clock = move || {
+        // A safety net in case the plant stopped advancing.
+        if started.elapsed().as_secs_f64() > 2.0 * seconds / speed + 10.0 {
+            return None;
+        }
+        let t = *plant.clock.borrow();
+        (t < seconds).then_some(t)
+    };
+    let outcome = session
+        .run(clock, stop_rx.clone(), &mut Console::new(Clock::Plant))
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = plant.stepping.await;
+    let _ = plant.server.await;
+    let _ = page.await;
+    let summary = DemoSummary {
+        alarms: outcome.alarms,
+        attack: attack.map(|a| AttackSummary {
+            at_s: a.at,
+            magnitude: a.magnitude,
+            name: a.kind.name().to_owned(),
+        }),
+        data_quality_events: outcome.quality,
+        plant: format!("modbus://{}", plant.addr),
+        plant_seconds: round1(args.seconds),
+        samples: outcome.twin.samples(),
+        shield: crate::shield::handle().status(),
+        speed: args.speed,
+    };
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -59,7 +59,7 @@ pub fn run(args: &HardenArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot harden {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o7777;
-    super::sealing::write_atomic(path, &bytes, mode)?;
+    super::files::write_atomic(path, &bytes, mode)?;
     println!(
         "hardened {}: {} guard regions over {:.1} MiB of code and read-only data (seed {seed})",
         path.display(),

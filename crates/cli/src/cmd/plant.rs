@@ -4,12 +4,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use twinshield_connect::{RegisterBank, SharedBank};
-use twinshield_plant::{Attack, AttackKind, PlantConfig, QuadTank, Registers, UNIT_ID};
+use twinshield_plant::{Attack, AttackKind, PlantConfig, QuadTank, UNIT_ID};
+use twinshield_runtime::plant_host;
 use twinshield_shield_macros::diversify;
 
 /// Reference plants.
@@ -77,9 +75,6 @@ pub struct QuadtankArgs {
     seconds: Option<f64>,
 }
 
-/// Plant step between register updates, plant seconds (the PLC's period).
-pub const PLANT_STEP: f64 = 0.1;
-
 /// Highest accepted `--speed`.
 pub const MAX_SPEED: f64 = 1000.0;
 
@@ -90,62 +85,6 @@ pub fn check_speed(speed: f64) -> Result<()> {
         bail!("--speed must be a number above 0 and at most {MAX_SPEED}");
     }
     Ok(())
-}
-
-/// Copies the plant's register image into the served bank.
-#[diversify]
-pub fn publish(bank: &SharedBank, r: &Registers) {
-    if let Ok(mut b) = bank.write() {
-        b.input = r.input.to_vec();
-        b.holding = r.holding.to_vec();
-        b.coils = r.coils.to_vec();
-    }
-}
-
-/// A bank holding the plant's registers.
-#[diversify]
-pub fn new_bank(plant: &QuadTank) -> SharedBank {
-    let bank = Arc::new(RwLock::new(RegisterBank::default()));
-    publish(&bank, &plant.registers());
-    bank
-}
-
-/// Steps `plant` in real time scaled by `speed` (wall period at least 1 ms,
-/// several plant steps per tick when faster), publishing registers after
-/// each tick and the plant time on `clock`, until `until` plant seconds or
-/// until `stop` turns true.
-#[diversify]
-pub async fn drive(
-    mut plant: QuadTank,
-    bank: SharedBank,
-    speed: f64,
-    until: Option<f64>,
-    clock: watch::Sender<f64>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<QuadTank> {
-    let wall_per_step = PLANT_STEP / speed;
-    let steps_per_tick = (0.001 / wall_per_step).ceil().max(1.0) as u32;
-    let tick = Duration::from_secs_f64(wall_per_step * f64::from(steps_per_tick));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
-        for _ in 0..steps_per_tick {
-            plant.step(PLANT_STEP)?;
-        }
-        publish(&bank, &plant.registers());
-        let _ = clock.send(plant.time());
-        if until.is_some_and(|end| plant.time() >= end - 1e-9) {
-            break;
-        }
-    }
-    Ok(plant)
 }
 
 /// Runs one `plant` subcommand.
@@ -163,12 +102,12 @@ pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
         seed: args.seed,
         attack,
     })?;
-    crate::rt::runtime()?.block_on(async move {
+    crate::executor::runtime()?.block_on(async move {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr().context("listener address")?;
-        let bank = new_bank(&plant);
+        let bank = plant_host::new_bank(&plant);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(twinshield_connect::serve(
@@ -191,8 +130,9 @@ pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
             ))
         );
         let (clock, _) = watch::channel(0.0);
-        crate::rt::stop_on_ctrl_c(&stop_tx);
-        let plant = drive(plant, bank, args.speed, args.seconds, clock, stop_rx).await?;
+        crate::executor::stop_on_ctrl_c(&stop_tx);
+        let plant =
+            plant_host::drive(plant, bank, args.speed, args.seconds, clock, stop_rx).await?;
         let _ = stop_tx.send(true);
         let _ = server.await;
         eprintln!(

@@ -65,11 +65,11 @@ pub struct RevokeArgs {
 /// The token file of this device (opening the device's identity).
 #[diversify]
 pub fn store(state: &StateArg) -> Result<TokenStore> {
-    let state = crate::cmd::sealing::state_dir(state.state.as_deref())?;
-    crate::shield::check_before_key_use();
+    let state = crate::cmd::files::state_dir(state.state.as_deref())?;
+    crate::shield::handle().check_before_key_use();
     let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
     Ok(TokenStore::new(
-        &crate::api::token_file(&state),
+        &twinshield_runtime::api::token_file(&state),
         device.storage_key("api-tokens"),
     ))
 }

@@ -1,11 +1,12 @@
 //! Records what the sync loop sees into the encrypted history store, and
 //! reports storage faults without ever holding the loop up.
 
+use crate::gate::{Gate, ShieldHandle};
 use std::path::PathBuf;
 use twinshield_model::Model;
-use twinshield_runtime::{AlarmEvent, Twin};
 use twinshield_shield_macros::diversify;
 use twinshield_store::{EventKind, Sample, StoreWriter};
+use twinshield_twin::{AlarmEvent, Twin};
 
 /// The channel layout of a stored sample for `model`: inputs, outputs, the
 /// twin's estimates and its residuals.
@@ -26,14 +27,19 @@ pub struct Recorder {
     fault: Option<String>,
     values: Vec<f32>,
     shield_recorded: usize,
+    gate: Gate,
+    shield: ShieldHandle,
 }
 
 #[diversify]
 impl Recorder {
-    /// A recorder writing through `writer`; with `ack_file`, the count of
-    /// durably stored samples is written there after every commit.
-    pub fn new(writer: StoreWriter, ack_file: Option<PathBuf>) -> Self {
+    /// A recorder writing through `writer` while `shield`'s gate allows
+    /// it; with `ack_file`, the count of durably stored samples is written
+    /// there after every commit.
+    pub fn new(writer: StoreWriter, ack_file: Option<PathBuf>, shield: ShieldHandle) -> Self {
         Recorder {
+            gate: shield.gate(),
+            shield,
             writer,
             ack_file,
             last_acked: 0,
@@ -47,7 +53,7 @@ impl Recorder {
     /// degraded the twin: it keeps monitoring, but writes nothing but the
     /// audit log).
     pub fn sample(&mut self, time: f64, twin: &Twin) {
-        if crate::shield::degraded() {
+        if !self.gate.allows_writes() {
             return;
         }
         let Some(r) = twin.history().latest() else {
@@ -71,7 +77,7 @@ impl Recorder {
 
     /// Queues an alarm's lifecycle event.
     pub fn alarm(&self, e: &AlarmEvent) {
-        if crate::shield::degraded() {
+        if !self.gate.allows_writes() {
             return;
         }
         let a = e.alarm();
@@ -99,7 +105,7 @@ impl Recorder {
 
     /// Queues a data-quality event.
     pub fn quality(&self, time: f64, what: &str) {
-        if crate::shield::degraded() {
+        if !self.gate.allows_writes() {
             return;
         }
         self.writer.event(EventKind::DataQuality, time, what);
@@ -133,7 +139,7 @@ impl Recorder {
     /// Queues the shield's findings not recorded yet, with the action
     /// taken: the audit trail of what the shield saw (never a secret).
     pub fn record_shield_findings(&mut self, time: f64) {
-        let Some(shield) = crate::shield::get() else {
+        let Some(shield) = self.shield.shield() else {
             return;
         };
         for (f, action) in shield.findings_since(self.shield_recorded) {

@@ -1,6 +1,6 @@
 //! In-process twin pipeline throughput: decode a register image → EKF →
 //! detectors → history append, on samples recorded from the reference
-//! plant. Run with `cargo bench -p twinshield-runtime --bench pipeline`.
+//! plant. Run with `cargo bench -p twinshield-twin --bench pipeline`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -9,7 +9,7 @@ use std::hint::black_box;
 use twinshield_connect::{Point, PointMap, RegisterBank, Table};
 use twinshield_model::Model;
 use twinshield_plant::{PlantConfig, QuadTank};
-use twinshield_runtime::{Twin, TwinSettings};
+use twinshield_twin::{Twin, TwinSettings};
 
 const SAMPLES: usize = 10_000;
 

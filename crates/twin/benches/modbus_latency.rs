@@ -3,7 +3,7 @@
 //! being published to the twin's alarm decision on it (sample-to-alarm
 //! latency). A bias is injected half-way so an alarm is actually raised.
 //!
-//! Run with `cargo bench -p twinshield-runtime --bench modbus_latency`
+//! Run with `cargo bench -p twinshield-twin --bench modbus_latency`
 //! (release build). Prints polls per second and latency percentiles.
 
 #![allow(
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use twinshield_connect::{ClientConfig, ModbusClient, Point, PointMap, RegisterBank, Table, serve};
 use twinshield_model::Model;
-use twinshield_runtime::{AlarmEvent, Twin, TwinSettings};
+use twinshield_twin::{AlarmEvent, Twin, TwinSettings};
 
 const RATE_HZ: f64 = 1000.0;
 const SECONDS: f64 = 20.0;

@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use twinshield_model::{Model, Simulator};
-use twinshield_runtime::{AlarmEvent, DetectorKind, Twin, TwinError, TwinSettings};
+use twinshield_twin::{AlarmEvent, DetectorKind, Twin, TwinError, TwinSettings};
 
 fn model() -> Model {
     Model::parse(

@@ -1,0 +1,78 @@
+//! The files commands read and write: the state directory, size-capped
+//! reads, whole-or-nothing writes.
+
+use anyhow::{Context, Result, bail};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use twinshield_shield_macros::diversify;
+use zeroize::Zeroizing;
+
+/// Largest bundle, device.fp, key or secret file read, bytes.
+const MAX_FILE: u64 = 64 * 1024 * 1024;
+
+/// The state directory: `--state`, else `/var/lib/twinshield` for root,
+/// else `$XDG_STATE_HOME/twinshield` (`~/.local/state/twinshield`).
+#[diversify]
+pub(crate) fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let root = fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if root.unwrap_or(false) {
+        return Ok(PathBuf::from("/var/lib/twinshield"));
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("twinshield"));
+    }
+    let home = std::env::var_os("HOME").context("cannot find a state directory: set --state")?;
+    Ok(PathBuf::from(home).join(".local/state/twinshield"))
+}
+
+#[diversify]
+pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let meta =
+        fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if meta.len() > MAX_FILE {
+        bail!("{what} {} is larger than 64 MiB", path.display());
+    }
+    fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+#[diversify]
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+    let bytes = Zeroizing::new(read_limited(path, what)?);
+    String::from_utf8(bytes.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| anyhow::anyhow!("{what} {} is not text", path.display()))
+}
+
+/// Writes `bytes` to `path` whole or not at all, with `mode`.
+#[diversify]
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".partial-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let result = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Serving the reference plant: stepping it in scaled real time and
+//! publishing its register image where a Modbus server reads it.
+
+use crate::eval::PLANT_STEP;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+use twinshield_connect::{RegisterBank, SharedBank};
+use twinshield_plant::{PlantError, QuadTank, Registers};
+use twinshield_shield_macros::diversify;
+
+/// Copies the plant's register image into the served bank.
+#[diversify]
+pub fn publish(bank: &SharedBank, r: &Registers) {
+    if let Ok(mut b) = bank.write() {
+        b.input = r.input.to_vec();
+        b.holding = r.holding.to_vec();
+        b.coils = r.coils.to_vec();
+    }
+}
+
+/// A bank holding the plant's registers.
+#[diversify]
+pub fn new_bank(plant: &QuadTank) -> SharedBank {
+    let bank = Arc::new(RwLock::new(RegisterBank::default()));
+    publish(&bank, &plant.registers());
+    bank
+}
+
+/// Steps `plant` in real time scaled by `speed` (wall period at least 1 ms,
+/// several plant steps per tick when faster), publishing registers after
+/// each tick and the plant time on `clock`, until `until` plant seconds or
+/// until `stop` turns true.
+#[diversify]
+pub async fn drive(
+    mut plant: QuadTank,
+    bank: SharedBank,
+    speed: f64,
+    until: Option<f64>,
+    clock: watch::Sender<f64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<QuadTank, PlantError> {
+    let wall_per_step = PLANT_STEP / speed;
+    let steps_per_tick = (0.001 / wall_per_step).ceil().max(1.0) as u32;
+    let tick = Duration::from_secs_f64(wall_per_step * f64::from(steps_per_tick));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        for _ in 0..steps_per_tick {
+            plant.step(PLANT_STEP)?;
+        }
+        publish(&bank, &plant.registers());
+        let _ = clock.send(plant.time());
+        if until.is_some_and(|end| plant.time() >= end - 1e-9) {
+            break;
+        }
+    }
+    Ok(plant)
+}

@@ -1,0 +1,245 @@
+//! A session: one twin watching one plant source, in lockstep. Every
+//! sample goes source → wiring → twin → alarms, and from there to the
+//! history recorder, the API feed and the backend link where the session
+//! has them. `run`, `demo` and `eval`-like hosts differ only in their
+//! source and their clock; what they print is their observer's business.
+
+use crate::api::{alarm_view, state_view};
+use crate::backend_link::BackendLink;
+use crate::gate::ShieldHandle;
+use crate::recorder::Recorder;
+use crate::summary::{AlarmSummary, round1};
+use crate::wiring::Wiring;
+use std::time::Duration;
+use tokio::sync::watch;
+use twinshield_connect::PlantSource;
+use twinshield_model::Model;
+use twinshield_shield_macros::diversify;
+use twinshield_twin::{AlarmEvent, Twin};
+
+/// Tolerance when comparing an alarm's time with a known attack start: the
+/// twin stamps a sample with the time it polled, so a value the plant
+/// published during the poll carries the previous tick's time (one plant
+/// step, 0.1 s), plus rounding of plant time.
+const ATTACK_TIME_TOLERANCE: f64 = 0.1 + 1e-6;
+
+/// The session's state after a sample, for a progress line.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The sample's time.
+    pub time: f64,
+    /// Samples taken so far.
+    pub samples: u64,
+    /// Largest |plant - twin| over the outputs, last sample.
+    pub worst_residual: f64,
+    /// Alarms active now.
+    pub active_alarms: usize,
+    /// Samples that could not be used so far.
+    pub quality_events: u64,
+}
+
+/// What a host shows of a running session (the CLI: a progress line and
+/// one line per alarm on standard error).
+pub trait SessionObserver {
+    /// An alarm was raised.
+    fn alarm_raised(&mut self, alarm: &AlarmSummary);
+    /// A sample went through the twin (or could not be used).
+    fn progress(&mut self, progress: &Progress);
+    /// Something an operator should read: the storage stopped or resumed.
+    fn notice(&mut self, line: &str);
+    /// The session ended.
+    fn finished(&mut self) {}
+}
+
+/// Everything a session is made of.
+pub struct Session<'a, S: PlantSource> {
+    /// The model the twin runs.
+    pub model: &'a Model,
+    /// How the source's channels map to the model.
+    pub wiring: Wiring,
+    /// The plant.
+    pub source: S,
+    /// The twin.
+    pub twin: Twin,
+    /// Wall time between polls.
+    pub period: Duration,
+    /// Where the API reads the twin's state and alarms from, if it runs.
+    pub feed: Option<twinshield_api::Feed>,
+    /// A known attack (name, start) to measure delays against.
+    pub attack: Option<(&'static str, f64)>,
+    /// Where to record history, if anywhere.
+    pub recorder: Option<Recorder>,
+    /// Where to publish alarms and summaries, if anywhere.
+    pub publisher: Option<BackendLink>,
+    /// The shield's verdict and checks.
+    pub shield: ShieldHandle,
+}
+
+/// What a session leaves behind.
+pub struct SessionOutcome {
+    /// The twin, with its history and alarms.
+    pub twin: Twin,
+    /// Every alarm raised.
+    pub alarms: Vec<AlarmSummary>,
+    /// Samples that could not be used.
+    pub quality: u64,
+    /// The recorder, flushed.
+    pub recorder: Option<Recorder>,
+}
+
+/// The loop's running state.
+struct Tally {
+    alarms: Vec<AlarmSummary>,
+    quality: u64,
+    u: Vec<f64>,
+    y: Vec<f64>,
+}
+
+#[diversify]
+impl<S: PlantSource> Session<'_, S> {
+    /// Polls until `clock` returns `None` or `stop` turns true. `clock`
+    /// gives the time to stamp the next sample with; a time not after the
+    /// previous one means "no new sample yet".
+    pub async fn run(
+        mut self,
+        mut clock: impl FnMut() -> Option<f64>,
+        mut stop: watch::Receiver<bool>,
+        observer: &mut dyn SessionObserver,
+    ) -> SessionOutcome {
+        let mut ticker = tokio::time::interval(self.period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tally = Tally {
+            alarms: Vec::new(),
+            quality: 0,
+            u: Vec::new(),
+            y: Vec::new(),
+        };
+        let mut last_t = f64::NEG_INFINITY;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            let Some(t) = clock() else { break };
+            if t <= last_t {
+                continue;
+            }
+            last_t = t;
+            self.sample(t, &mut tally, observer).await;
+        }
+        observer.finished();
+        if let Some(r) = self.recorder.as_mut() {
+            r.flush(last_t);
+        }
+        SessionOutcome {
+            twin: self.twin,
+            alarms: tally.alarms,
+            quality: tally.quality,
+            recorder: self.recorder,
+        }
+    }
+
+    /// One poll: read, decide, then tell everyone who listens.
+    async fn sample(&mut self, t: f64, tally: &mut Tally, observer: &mut dyn SessionObserver) {
+        let outcome = match self.source.read().await {
+            Ok(sample) => {
+                // From a reading to the twin's decision nothing waits: a
+                // stall here is someone stepping through the process.
+                let checkpoint = self.shield.checkpoint();
+                self.wiring.split(&sample, &mut tally.u, &mut tally.y);
+                let decided = self
+                    .twin
+                    .update(t, &tally.u, &tally.y)
+                    .map(<[AlarmEvent]>::to_vec)
+                    .map_err(|e| e.to_string());
+                if let Some(c) = checkpoint {
+                    c.end();
+                }
+                decided
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        self.shield.tick();
+        match outcome {
+            Ok(events) => self.decided(t, &events, tally, observer),
+            Err(what) => {
+                tally.quality += 1;
+                if let Some(r) = &self.recorder {
+                    r.quality(t, &what);
+                }
+                self.twin.quality_event(t, what);
+            }
+        }
+        if let Some(p) = self.publisher.as_mut() {
+            p.tick(t, self.model, &self.twin, tally.quality);
+        }
+        if let Some(line) = self.recorder.as_mut().and_then(|r| r.poll(t)) {
+            observer.notice(&line);
+        }
+        observer.progress(&Progress {
+            time: t,
+            samples: self.twin.samples(),
+            worst_residual: self.twin.history().latest().map_or(0.0, |r| {
+                r.residual.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+            }),
+            active_alarms: self.twin.alarms().active_count(),
+            quality_events: tally.quality,
+        });
+    }
+
+    /// A sample the twin took: record it, feed the API, pass alarms on.
+    fn decided(
+        &mut self,
+        t: f64,
+        events: &[AlarmEvent],
+        tally: &mut Tally,
+        observer: &mut dyn SessionObserver,
+    ) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.sample(t, &self.twin);
+        }
+        if let Some(feed) = &self.feed {
+            feed.publish_state(state_view(self.model, &self.twin, t));
+        }
+        for e in events {
+            if let Some(feed) = &self.feed {
+                feed.publish_alarm(alarm_view(e.alarm()));
+            }
+            if let Some(r) = &self.recorder {
+                r.alarm(e);
+            }
+            if let Some(p) = &self.publisher {
+                p.alarm(e);
+            }
+            match e {
+                AlarmEvent::Raised(a) => {
+                    let summary = self.summarise(a);
+                    observer.alarm_raised(&summary);
+                    tally.alarms.push(summary);
+                }
+                AlarmEvent::Cleared(a) => {
+                    if let Some(sum) = tally.alarms.iter_mut().find(|x| x.id == a.id) {
+                        sum.cleared_at_s = a.clear.map(round1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn summarise(&self, a: &twinshield_detect::Alarm) -> AlarmSummary {
+        AlarmSummary {
+            id: a.id,
+            channel: a.channels.join("+"),
+            detector: a.kind.name().to_owned(),
+            raised_at_s: round1(a.start),
+            delay_s: self
+                .attack
+                .filter(|(_, at)| a.start >= at - ATTACK_TIME_TOLERANCE)
+                .map(|(_, at)| round1((a.start - at).max(0.0))),
+            cleared_at_s: None,
+        }
+    }
+}
