@@ -7,24 +7,21 @@ use crate::observer::{Clock, Console};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use twinshield_backend::SignRefused;
+use twinshield_backend::BackendError;
 use twinshield_connect::{ClientConfig, ModbusClient, PlantSource};
 use twinshield_model::Model;
 use twinshield_runtime::api::{ApiKeys, BoundApi, Services, feed_for};
-use twinshield_runtime::backend_link::gated_signer;
-use twinshield_runtime::recorder::schema;
+use twinshield_runtime::device::{Backend, DeviceError, DeviceRequest, DeviceTwin};
 use twinshield_runtime::summary::{BackendReport, RunSummary};
 use twinshield_runtime::{BackendLink, Recorder, Session, ShieldHandle, Wiring, wiring};
-use twinshield_seal::{DeviceIdentity, EmbeddedSecret, OpenedBundle, PublisherPub};
-use twinshield_shield::Policy;
+use twinshield_seal::{EmbeddedSecret, PublisherPub};
 use twinshield_shield_macros::diversify;
-use twinshield_store::{Store, WriterConfig};
 use twinshield_twin::{Twin, TwinSettings};
 
 /// Arguments of `run`.
@@ -67,43 +64,6 @@ pub struct RunArgs {
     backend_ca: Option<PathBuf>,
 }
 
-/// The TLS client for the bundle's backend when it is `https://` (the
-/// system's trust roots and `--backend-ca`), built once before the twin
-/// starts; `None` for `http://` or no backend.
-#[diversify]
-fn backend_tls(
-    url: Option<&str>,
-    ca: Option<&Path>,
-) -> Result<Option<twinshield_backend::BackendTls>> {
-    let https = match url {
-        Some(u) => twinshield_backend::BackendUrl::parse(u)?.is_https(),
-        None => false,
-    };
-    if !https {
-        if let Some(ca) = ca {
-            eprintln!(
-                "warning: --backend-ca {} is not used: the bundle names no https:// backend",
-                ca.display()
-            );
-        }
-        return Ok(None);
-    }
-    let extra = match ca {
-        Some(p) => Some(read_limited(p, "backend CA certificate")?),
-        None => None,
-    };
-    match twinshield_backend::BackendTls::new(true, extra.as_deref()) {
-        Ok(tls) => Ok(Some(tls)),
-        Err(e @ twinshield_backend::BackendError::NoTrustRoots(_)) => {
-            bail!("{e}; give the backend's CA certificate (or its own) with --backend-ca FILE")
-        }
-        Err(e) => match ca {
-            Some(p) => Err(anyhow::Error::new(e).context(format!("--backend-ca {}", p.display()))),
-            None => Err(e.into()),
-        },
-    }
-}
-
 #[diversify]
 fn plant_addr(url: &str) -> Result<SocketAddr> {
     let rest = url
@@ -125,17 +85,6 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What a lockdown wipes: the device's keys and the bundle's secrets
-/// (both zeroize on drop).
-type Vault = Arc<Mutex<Option<(DeviceIdentity, Vec<(String, zeroize::Zeroizing<Vec<u8>>)>)>>>;
-
-/// The bundle's backend, ready to publish: URL, signer and outbox.
-type Backend = (
-    String,
-    twinshield_backend::Signer,
-    twinshield_backend::Outbox,
-);
-
 /// Checks the flags before anything is opened, so a refused command line
 /// changes nothing.
 #[diversify]
@@ -154,67 +103,6 @@ fn check(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The bundle's shield policy (the release default when it names none).
-#[diversify]
-fn policy_of(opened: &OpenedBundle) -> Result<Policy> {
-    Ok(match opened.shield_policy.as_deref() {
-        Some(text) => text
-            .parse::<Policy>()
-            .context("the bundle's shield policy")?,
-        None => Policy::release_default(),
-    })
-}
-
-/// Opens (and compacts) the history in `data` and a recorder over it.
-#[diversify]
-fn open_history(
-    data: &Path,
-    device: &DeviceIdentity,
-    model: &Model,
-    ack_file: Option<PathBuf>,
-    shield: ShieldHandle,
-) -> Result<Recorder> {
-    let mut store = Store::open(data, &device.storage_key("history"), Some(&schema(model)))
-        .with_context(|| format!("data directory {}", data.display()))?;
-    // Return the pages freed since the last run to the file system.
-    store
-        .compact()
-        .with_context(|| format!("cannot compact the history in {}", data.display()))?;
-    Ok(Recorder::new(
-        store.into_writer(WriterConfig::default())?,
-        ack_file,
-        shield,
-    ))
-}
-
-/// The backend's outbox beside the history, encrypted under a key derived
-/// from the device key, and a signer that signs with the device key where
-/// the vault holds it, never while the gate refuses key use.
-#[diversify]
-fn backend_of(
-    url: Option<String>,
-    data: &Path,
-    device: &DeviceIdentity,
-    vault: &Vault,
-    shield: &ShieldHandle,
-) -> Result<Option<Backend>> {
-    let Some(url) = url else { return Ok(None) };
-    let outbox =
-        twinshield_backend::Outbox::open(&data.join("outbox.redb"), &device.storage_key("outbox"))
-            .with_context(|| format!("data directory {}", data.display()))?;
-    let held = Arc::clone(vault);
-    let key_id = device.fingerprint().key_id_hex();
-    let signer = gated_signer(key_id, shield.gate(), move |msg| {
-        let held = held
-            .lock()
-            .map_err(|_| SignRefused("device key unavailable".into()))?;
-        held.as_ref()
-            .map(|(device, _)| device.sign(msg))
-            .ok_or_else(|| SignRefused("device key wiped".into()))
-    });
-    Ok(Some((url, signer, outbox)))
-}
-
 /// `twinshield run`: opens a bundle on this device and runs the twin.
 #[diversify]
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
@@ -223,59 +111,72 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let bytes = read_limited(&args.file, "bundle")?;
     let trust = PublisherPub::from_text(&read_text(&args.trust, "trusted key")?)?;
     let state = state_dir(args.state.as_deref())?;
-    let shield = crate::shield::handle();
-    shield.check_before_key_use();
-    let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
-    let opened = twinshield_seal::open(&bytes, &trust, &device)?;
-    let policy = policy_of(&opened)?;
-    let tls = backend_tls(opened.backend.as_deref(), args.backend_ca.as_deref())?;
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
-    let map = wiring::modbus_map(&opened.model)?;
-    // Checked before the history is opened (opening touches its file), so a
-    // refused bundle changes nothing in the state directory.
-    device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
+    let backend_ca = match &args.backend_ca {
+        Some(p) => Some(read_limited(p, "backend CA certificate")?),
+        None => None,
+    };
+    let shield = crate::shield::handle();
+    let request = DeviceRequest {
+        bundle: &bytes,
+        trust: &trust,
+        state: &state,
+        data: &data,
+        ack_file: args.ack_file.clone(),
+        api: args.listen.is_some(),
+        backend_ca: backend_ca.as_deref(),
+    };
+    let twin = DeviceTwin::open(request, &shield).map_err(|e| explain(e, args))?;
+    if twin.backend_tls.is_none()
+        && let Some(ca) = &args.backend_ca
+    {
+        eprintln!(
+            "warning: --backend-ca {} is not used: the bundle names no https:// backend",
+            ca.display()
+        );
+    }
     // From here the bundle's policy answers findings, the ones held since
     // start-up included.
     if let Some(s) = shield.shield() {
         crate::shield::show_environment_findings();
-        s.set_policy(policy);
+        s.set_policy(twin.policy);
     }
     warn_if_development_secret();
-    let recorder = open_history(
-        &data,
-        &device,
-        &opened.model,
-        args.ack_file.clone(),
-        shield.clone(),
-    )?;
-    let api_keys = args.listen.map(|_| ApiKeys {
-        tokens: device.storage_key("api-tokens"),
-        tls: device.storage_key("api-tls"),
-    });
-    announce(args, &opened, &device, &recorder);
-    let OpenedBundle {
-        header,
+    announce(args, &twin);
+    let DeviceTwin {
         model,
-        secrets,
+        header,
+        recorder,
+        api_keys,
         backend,
+        backend_tls,
         ..
-    } = opened;
-    let vault: Vault = Arc::new(Mutex::new(None));
-    let backend = backend_of(backend, &data, &device, &vault, &shield)?;
-    if let Ok(mut v) = vault.lock() {
-        *v = Some((device, secrets));
-    }
-    arm_lockdown(&shield, &vault);
+    } = twin;
+    let map = wiring::modbus_map(&model)?;
     let mut session = session_of(args, &model, addr, map, shield)?;
     session.recorder = Some(recorder);
     let hosted = Hosted {
         state,
         api_keys,
         backend,
-        tls,
+        tls: backend_tls,
         release: header.release,
     };
     crate::executor::runtime()?.block_on(serve(args, session, hosted))
+}
+
+/// Adds the flag that fixes it to a refusal about the backend's TLS.
+#[diversify]
+fn explain(e: DeviceError, args: &RunArgs) -> anyhow::Error {
+    match (e, &args.backend_ca) {
+        (DeviceError::BackendTls(e @ BackendError::NoTrustRoots(_)), _) => anyhow::anyhow!(
+            "{e}; give the backend's CA certificate (or its own) with --backend-ca FILE"
+        ),
+        (DeviceError::BackendTls(e), Some(p)) => {
+            anyhow::Error::new(e).context(format!("--backend-ca {}", p.display()))
+        }
+        (e, _) => e.into(),
+    }
 }
 
 /// A release must embed its own white-box secret: say so when it does not.
@@ -286,19 +187,6 @@ fn warn_if_development_secret() {
             "warning: this build embeds the public development white-box secret; \
              build releases with TWINSHIELD_WB_SECRET or TWINSHIELD_WB_SECRET_FILE"
         );
-    }
-}
-
-/// Makes a lockdown wipe what the vault holds.
-#[diversify]
-fn arm_lockdown(shield: &ShieldHandle, vault: &Vault) {
-    if let Some(s) = shield.shield() {
-        let held = Arc::clone(vault);
-        s.on_lockdown(Box::new(move || {
-            if let Ok(mut held) = held.lock() {
-                held.take();
-            }
-        }));
     }
 }
 
@@ -336,17 +224,13 @@ fn session_of<'m>(
 
 /// Says what runs, in the audit log and on standard error.
 #[diversify]
-fn announce(args: &RunArgs, opened: &OpenedBundle, device: &DeviceIdentity, recorder: &Recorder) {
-    let (model, header) = (&opened.model, &opened.header);
-    recorder.audit(
+fn announce(args: &RunArgs, twin: &DeviceTwin) {
+    let (model, header) = (&twin.model, &twin.header);
+    twin.recorder.audit(
         unix_now(),
         &format!(
             "twin started: `{}` {} release {} from publisher {} on device {}",
-            model.name,
-            model.version,
-            header.release,
-            header.publisher,
-            device.fingerprint().key_id_hex()
+            model.name, model.version, header.release, header.publisher, twin.device_key_id
         ),
     );
     eprintln!(
@@ -354,9 +238,9 @@ fn announce(args: &RunArgs, opened: &OpenedBundle, device: &DeviceIdentity, reco
         model.name,
         model.version,
         header.release,
-        device.fingerprint().key_id_hex(),
-        device.matched_components(),
-        device.fingerprint().components().count(),
+        twin.device_key_id,
+        twin.components.0,
+        twin.components.1,
         args.plant
     );
 }
@@ -426,7 +310,11 @@ async fn serve(
     // The API holds what it derived from them; the keys go now.
     hosted.api_keys = None;
     let publisher = match hosted.backend.take() {
-        Some((url, signer, outbox)) => {
+        Some(Backend {
+            url,
+            signer,
+            outbox,
+        }) => {
             let config = twinshield_backend::PublisherConfig {
                 tls: hosted.tls.take(),
                 ..twinshield_backend::PublisherConfig::default()
