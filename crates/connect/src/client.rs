@@ -1,7 +1,7 @@
 //! The twin's Modbus TCP client: timeouts, reconnection with backoff,
 //! resynchronisation, and validation of every reply.
 
-use crate::map::{PointMap, Table, decode};
+use crate::map::{Point, PointMap, Table, decode};
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
@@ -102,6 +102,9 @@ pub enum ReadError {
 pub struct Reading {
     /// Values, one per point.
     pub values: Vec<f64>,
+    /// The map's timestamp point, decoded: when the plant took the
+    /// values, in its own time base.
+    pub time: Option<f64>,
 }
 
 /// A Modbus TCP client polling one plant.
@@ -278,9 +281,10 @@ impl ModbusClient {
             }
         }
         let values = decode_points(&self.map, &self.raw)?;
+        let time = decode_timestamp(&self.map, &self.raw)?;
         self.backoff = self.cfg.backoff_min;
         self.retry_at = None;
-        Ok(Reading { values })
+        Ok(Reading { values, time })
     }
 }
 
@@ -288,28 +292,40 @@ impl ModbusClient {
 /// spans (`raw[i]` holds span `i`'s registers, or bits as 0/1).
 #[diversify]
 pub(crate) fn decode_points(map: &PointMap, raw: &[Vec<u16>]) -> Result<Vec<f64>, ReadError> {
-    let mut values = Vec::with_capacity(map.points().len());
-    for p in map.points() {
-        let covering = map.spans().iter().zip(raw).find(|(s, _)| {
-            s.table == p.table
-                && s.start <= p.address
-                && u32::from(p.address) + u32::from(p.words)
-                    <= u32::from(s.start) + u32::from(s.count)
+    map.points()
+        .iter()
+        .map(|p| decode_checked(map, raw, p))
+        .collect()
+}
+
+/// Decodes and validates `map`'s timestamp point, if it has one.
+#[diversify]
+pub(crate) fn decode_timestamp(map: &PointMap, raw: &[Vec<u16>]) -> Result<Option<f64>, ReadError> {
+    map.timestamp()
+        .map(|p| decode_checked(map, raw, p))
+        .transpose()
+}
+
+/// One point from the span that covers it, inside its declared range.
+#[diversify]
+fn decode_checked(map: &PointMap, raw: &[Vec<u16>], p: &Point) -> Result<f64, ReadError> {
+    let covering = map.spans().iter().zip(raw).find(|(s, _)| {
+        s.table == p.table
+            && s.start <= p.address
+            && u32::from(p.address) + u32::from(p.words) <= u32::from(s.start) + u32::from(s.count)
+    });
+    let value = covering
+        .and_then(|(s, items)| decode(p, s.start, items))
+        .unwrap_or(f64::NAN);
+    if !(value >= p.range.0 && value <= p.range.1) {
+        return Err(ReadError::OutOfRange {
+            point: p.name.clone(),
+            value,
+            low: p.range.0,
+            high: p.range.1,
         });
-        let value = covering
-            .and_then(|(s, items)| decode(p, s.start, items))
-            .unwrap_or(f64::NAN);
-        if !(value >= p.range.0 && value <= p.range.1) {
-            return Err(ReadError::OutOfRange {
-                point: p.name.clone(),
-                value,
-                low: p.range.0,
-                high: p.range.1,
-            });
-        }
-        values.push(value);
     }
-    Ok(values)
+    Ok(value)
 }
 
 #[diversify]

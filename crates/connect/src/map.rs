@@ -93,6 +93,7 @@ pub(crate) struct Span {
 pub struct PointMap {
     unit_id: u8,
     points: Vec<Point>,
+    timestamp: Option<Point>,
     spans: Vec<Span>,
 }
 
@@ -105,30 +106,32 @@ impl PointMap {
             return Err(MapError::Empty);
         }
         for p in &points {
-            let words_ok = if p.table.is_bit() {
-                p.words == 1
-            } else {
-                p.words == 1 || p.words == 2
-            };
-            let numbers_ok = p.scale.is_finite()
-                && p.scale != 0.0
-                && p.offset.is_finite()
-                && !p.range.0.is_nan()
-                && !p.range.1.is_nan()
-                && p.range.0 <= p.range.1;
-            if !words_ok || !numbers_ok {
-                return Err(MapError::BadPoint(p.name.clone()));
-            }
-            if u32::from(p.address).saturating_add(u32::from(p.words)) > 65536 {
-                return Err(MapError::PastEnd(p.name.clone()));
-            }
+            check_point(p)?;
         }
         let spans = plan(&points);
         Ok(PointMap {
             unit_id,
             points,
+            timestamp: None,
             spans,
         })
+    }
+
+    /// The same map with `point` read in the same requests as the
+    /// channels and reported as each reading's source time (in the
+    /// point's engineering unit, seconds), not as a channel.
+    pub fn with_timestamp(mut self, point: Point) -> Result<Self, MapError> {
+        check_point(&point)?;
+        let mut all = self.points.clone();
+        all.push(point.clone());
+        self.spans = plan(&all);
+        self.timestamp = Some(point);
+        Ok(self)
+    }
+
+    /// The point read as each reading's source time, if any.
+    pub fn timestamp(&self) -> Option<&Point> {
+        self.timestamp.as_ref()
     }
 
     /// The Modbus unit identifier to address.
@@ -144,6 +147,31 @@ impl PointMap {
     pub(crate) fn spans(&self) -> &[Span] {
         &self.spans
     }
+}
+
+/// Checks one point: a bit is one item, a register value one or two
+/// words; scale, offset and range are usable numbers; it ends inside
+/// the table.
+#[diversify]
+fn check_point(p: &Point) -> Result<(), MapError> {
+    let words_ok = if p.table.is_bit() {
+        p.words == 1
+    } else {
+        p.words == 1 || p.words == 2
+    };
+    let numbers_ok = p.scale.is_finite()
+        && p.scale != 0.0
+        && p.offset.is_finite()
+        && !p.range.0.is_nan()
+        && !p.range.1.is_nan()
+        && p.range.0 <= p.range.1;
+    if !words_ok || !numbers_ok {
+        return Err(MapError::BadPoint(p.name.clone()));
+    }
+    if u32::from(p.address).saturating_add(u32::from(p.words)) > 65536 {
+        return Err(MapError::PastEnd(p.name.clone()));
+    }
+    Ok(())
 }
 
 /// Largest gap of unused addresses worth reading over to save a request.

@@ -51,7 +51,9 @@ impl RegisterBank {
                 .unwrap_or_default()
             })
             .collect();
-        crate::client::decode_points(map, &raw).map(|values| crate::Reading { values })
+        let values = crate::client::decode_points(map, &raw)?;
+        let time = crate::client::decode_timestamp(map, &raw)?;
+        Ok(crate::Reading { values, time })
     }
 }
 

@@ -91,14 +91,15 @@ impl PlantSource for ModbusClient {
     type Error = ReadError;
 
     /// A Modbus reading is validated whole (ranges included), so every
-    /// value it delivers is good; the register map carries no time.
+    /// value it delivers is good; its time is the map's timestamp point,
+    /// where the plant has one.
     async fn read(&mut self) -> Result<PlantSample, ReadError> {
         let reading = ModbusClient::read(self).await?;
         let quality = vec![Quality::Good; reading.values.len()];
         Ok(PlantSample {
             values: reading.values,
             quality,
-            source_time: None,
+            source_time: reading.time,
         })
     }
 

@@ -110,6 +110,38 @@ async fn reads_and_scales_every_point() {
     }
 }
 
+/// A timestamp point is read in the same request as the channels and
+/// comes back as the reading's time, not as a channel value.
+#[tokio::test]
+async fn a_timestamp_point_arrives_with_its_sample() {
+    let bank = bank();
+    if let Ok(mut b) = bank.write() {
+        // Plant time 123456.7 s in 0.1 s counts, high word first.
+        let counts: u32 = 1_234_567;
+        b.input.extend([(counts >> 16) as u16, (counts & 0xffff) as u16]);
+    }
+    let (addr, _stop) = start_server(bank).await;
+    let clock = Point {
+        name: "clock".into(),
+        table: Table::Input,
+        address: 4,
+        words: 2,
+        scale: 0.1,
+        offset: 0.0,
+        signed: false,
+        range: (0.0, 1e9),
+    };
+    let map = quadtank_map().with_timestamp(clock).unwrap();
+    assert_eq!(map.points().len(), 7, "the timestamp is no channel");
+    let mut c = ModbusClient::new(config(addr), map);
+    let r = c.read().await.expect("sample");
+    assert_eq!(r.values.len(), 7);
+    assert!((r.time.unwrap() - 123_456.7).abs() < 1e-6, "{:?}", r.time);
+    // Without a timestamp point a reading carries no time.
+    let mut plain = ModbusClient::new(config(addr), quadtank_map());
+    assert_eq!(plain.read().await.expect("sample").time, None);
+}
+
 #[tokio::test]
 async fn exception_codes_become_typed_errors() {
     let (addr, _stop) = start_server(bank()).await;

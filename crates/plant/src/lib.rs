@@ -25,11 +25,13 @@
 //! | input | 1 | reported level y2 (h2) | 0.01 cm |
 //! | input | 2 | reported level y3 (h3) | 0.01 cm |
 //! | input | 3 | reported level y4 (h4) | 0.01 cm |
+//! | input | 4, 5 | plant time, high word first (a sample's own timestamp) | 0.1 s |
 //! | holding | 0 | pump 1 voltage command, as the PLC reports it | 1 mV |
 //! | holding | 1 | pump 2 voltage command, as the PLC reports it | 1 mV |
 //! | coil | 0 | pump status: either command above the dead zone (0.3 V) | — |
 //!
-//! Values are `round(value / unit)` clamped to `0..=65535`.
+//! Values are `round(value / unit)` clamped to `0..=65535` (the clock to
+//! `0..=2^32-1` over its two registers).
 #![forbid(unsafe_code)]
 
 mod attack;
@@ -48,6 +50,6 @@ pub use quadtank::{
     SETPOINT_INTERVAL, SETPOINT_RANGE, START_LEVELS, START_SETPOINTS, TANK_HEIGHT,
 };
 pub use registers::{
-    COIL_PUMPS, HOLDING_V1, HOLDING_V2, INPUT_Y1, INPUT_Y2, INPUT_Y3, INPUT_Y4, LEVEL_SCALE_CM,
-    Registers, UNIT_ID, VOLTAGE_SCALE_V,
+    CLOCK_SCALE_S, COIL_PUMPS, HOLDING_V1, HOLDING_V2, INPUT_CLOCK, INPUT_Y1, INPUT_Y2, INPUT_Y3,
+    INPUT_Y4, LEVEL_SCALE_CM, Registers, UNIT_ID, VOLTAGE_SCALE_V,
 };

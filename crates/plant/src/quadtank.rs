@@ -11,7 +11,7 @@ use rand_distr::StandardNormal;
 
 use crate::attack::{Attack, AttackKind, REPLAY_WINDOW_S};
 use crate::error::PlantError;
-use crate::registers::{Registers, level_register, voltage_register};
+use crate::registers::{Registers, clock_registers, level_register, voltage_register};
 
 /// Longest time step `QuadTank::step` accepts, s.
 pub const MAX_STEP: f64 = 10.0;
@@ -575,6 +575,7 @@ impl QuadTank {
             input,
             holding: self.commanded.map(voltage_register),
             coils: [self.commanded.iter().any(|v| *v > PUMP_DEAD_ZONE)],
+            clock: clock_registers(self.time),
         };
     }
 

@@ -148,7 +148,7 @@ fn simulate(
         plant.step(dt)?;
         let r = plant.registers();
         bank.input.clear();
-        bank.input.extend_from_slice(&r.input);
+        bank.input.extend_from_slice(&r.input_registers());
         bank.holding.clear();
         bank.holding.extend_from_slice(&r.holding);
         bank.coils.clear();

@@ -33,5 +33,5 @@ pub mod wiring;
 pub use backend_link::BackendLink;
 pub use gate::{Gate, Refused, ShieldHandle, Verdict};
 pub use recorder::Recorder;
-pub use session::{Progress, Session, SessionObserver, SessionOutcome};
+pub use session::{Progress, SampleTime, Session, SessionObserver, SessionOutcome};
 pub use wiring::{Wiring, WiringError};

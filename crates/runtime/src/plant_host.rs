@@ -13,7 +13,7 @@ use twinshield_shield_macros::diversify;
 #[diversify]
 pub fn publish(bank: &SharedBank, r: &Registers) {
     if let Ok(mut b) = bank.write() {
-        b.input = r.input.to_vec();
+        b.input = r.input_registers().to_vec();
         b.holding = r.holding.to_vec();
         b.coils = r.coils.to_vec();
     }

@@ -17,11 +17,23 @@ use twinshield_model::Model;
 use twinshield_shield_macros::diversify;
 use twinshield_twin::{AlarmEvent, Twin};
 
-/// Tolerance when comparing an alarm's time with a known attack start: the
-/// twin stamps a sample with the time it polled, so a value the plant
-/// published during the poll carries the previous tick's time (one plant
-/// step, 0.1 s), plus rounding of plant time.
-const ATTACK_TIME_TOLERANCE: f64 = 0.1 + 1e-6;
+/// Tolerance when comparing an alarm's time with a known attack start:
+/// rounding of plant time. A session that knows of an attack stamps its
+/// samples with the plant's own time ([`SampleTime::Source`]), so a value
+/// and its time arrive together.
+const ATTACK_TIME_TOLERANCE: f64 = 1e-6;
+
+/// Which time a session stamps its samples with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleTime {
+    /// The host clock's time when the source was polled (`run`: the
+    /// history is kept in Unix time, whatever the plant's clock says).
+    Poll,
+    /// The time the plant sent with the sample where it sends one (the
+    /// reference plant's clock registers), else the poll time. A sample
+    /// whose time did not advance is not taken again.
+    Source,
+}
 
 /// The session's state after a sample, for a progress line.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +85,8 @@ pub struct Session<'a, S: PlantSource> {
     pub publisher: Option<BackendLink>,
     /// The shield's verdict and checks.
     pub shield: ShieldHandle,
+    /// Which time the samples carry.
+    pub time: SampleTime,
 }
 
 /// What a session leaves behind.
@@ -89,6 +103,7 @@ pub struct SessionOutcome {
 
 /// The loop's running state.
 struct Tally {
+    last_source_time: f64,
     alarms: Vec<AlarmSummary>,
     quality: u64,
     u: Vec<f64>,
@@ -109,6 +124,7 @@ impl<S: PlantSource> Session<'_, S> {
         let mut ticker = tokio::time::interval(self.period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tally = Tally {
+            last_source_time: f64::NEG_INFINITY,
             alarms: Vec::new(),
             quality: 0,
             u: Vec::new(),
@@ -143,8 +159,20 @@ impl<S: PlantSource> Session<'_, S> {
     }
 
     /// One poll: read, decide, then tell everyone who listens.
-    async fn sample(&mut self, t: f64, tally: &mut Tally, observer: &mut dyn SessionObserver) {
-        let outcome = match self.source.read().await {
+    async fn sample(&mut self, poll_t: f64, tally: &mut Tally, observer: &mut dyn SessionObserver) {
+        let read = self.source.read().await;
+        let t = match (&read, self.time) {
+            (Ok(sample), SampleTime::Source) => match sample.source_time {
+                Some(st) if st <= tally.last_source_time => return,
+                Some(st) => {
+                    tally.last_source_time = st;
+                    st
+                }
+                None => poll_t,
+            },
+            _ => poll_t,
+        };
+        let outcome = match read {
             Ok(sample) => {
                 // From a reading to the twin's decision nothing waits: a
                 // stall here is someone stepping through the process.

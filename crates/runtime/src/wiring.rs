@@ -85,6 +85,22 @@ pub fn modbus_map(model: &Model) -> Result<PointMap, WiringError> {
     Ok(PointMap::new(bind.unit_id, points)?)
 }
 
+/// The reference plant's clock registers as a timestamp point: plant
+/// seconds, 0.1 s per count over two input registers.
+#[diversify]
+pub fn reference_plant_clock() -> Point {
+    Point {
+        name: "plant clock".to_owned(),
+        table: Table::Input,
+        address: twinshield_plant::INPUT_CLOCK,
+        words: 2,
+        scale: twinshield_plant::CLOCK_SCALE_S,
+        offset: 0.0,
+        signed: false,
+        range: (0.0, f64::from(u32::MAX) * twinshield_plant::CLOCK_SCALE_S),
+    }
+}
+
 /// How a source's samples map onto a model's inputs and outputs.
 #[derive(Debug, Clone)]
 pub struct Wiring {

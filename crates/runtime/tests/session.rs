@@ -164,6 +164,7 @@ fn session_under(degraded: bool) -> Left {
             recorder: Some(recorder),
             publisher: Some(BackendLink::new(publisher.clone(), shield.gate())),
             shield: shield.clone(),
+            time: twinshield_runtime::SampleTime::Poll,
         };
         let mut n = 0u32;
         let clock = move || {

@@ -20,7 +20,7 @@ use twinshield_runtime::api::{ApiKeys, BoundApi, Services, feed_for, token_file}
 use twinshield_runtime::eval::PLANT_STEP;
 use twinshield_runtime::summary::{AttackSummary, DemoSummary, round1};
 use twinshield_runtime::wiring::{self, quadtank};
-use twinshield_runtime::{Session, Wiring, plant_host};
+use twinshield_runtime::{SampleTime, Session, Wiring, plant_host};
 use twinshield_shield_macros::diversify;
 use twinshield_twin::{Twin, TwinSettings};
 
@@ -180,7 +180,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     }
     let attack = demo_attack(&args.attack)?;
     let model = sealed_for_this_machine(&quadtank()?)?;
-    let map = wiring::modbus_map(&model)?;
+    // The reference plant sends its clock with every sample.
+    let map = wiring::modbus_map(&model)?.with_timestamp(wiring::reference_plant_clock())?;
     let plant = QuadTank::new(PlantConfig {
         seed: args.seed,
         attack,
@@ -295,6 +296,7 @@ async fn serve(
         recorder: None,
         publisher: None,
         shield: crate::shield::handle(),
+        time: SampleTime::Source,
     };
     let started = Instant::now();
     let (seconds, speed) = (args.seconds, args.speed);

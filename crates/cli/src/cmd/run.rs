@@ -19,7 +19,9 @@ use twinshield_model::Model;
 use twinshield_runtime::api::{ApiKeys, BoundApi, Services, feed_for};
 use twinshield_runtime::device::{Backend, DeviceError, DeviceRequest, DeviceTwin};
 use twinshield_runtime::summary::{BackendReport, RunSummary};
-use twinshield_runtime::{BackendLink, Recorder, Session, ShieldHandle, Wiring, wiring};
+use twinshield_runtime::{
+    BackendLink, Recorder, SampleTime, Session, ShieldHandle, Wiring, wiring,
+};
 use twinshield_seal::{EmbeddedSecret, PublisherPub};
 use twinshield_shield_macros::diversify;
 use twinshield_twin::{Twin, TwinSettings};
@@ -219,6 +221,7 @@ fn session_of<'m>(
         recorder: None,
         publisher: None,
         shield,
+        time: SampleTime::Poll,
     })
 }
 
