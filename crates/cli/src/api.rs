@@ -6,7 +6,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use twinshield_api::ApiConfig;
-use twinshield_runtime::api::{ApiOptions, BoundApi};
+use twinshield_runtime::api::ApiOptions;
 use twinshield_shield_macros::diversify;
 
 /// How the API is served (flags shared by `run` and `demo`).
@@ -69,16 +69,5 @@ impl ApiArgs {
             rate_limit: self.rate_limit,
             ..ApiConfig::default()
         })
-    }
-}
-
-/// Says so when the bound API has no token yet.
-#[diversify]
-pub fn warn_without_tokens(api: &BoundApi) {
-    if !api.has_tokens {
-        eprintln!(
-            "warning: no API token yet: create one with `twinshield token new --role viewer` \
-             (every API request is refused until then)"
-        );
     }
 }

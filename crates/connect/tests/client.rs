@@ -118,7 +118,8 @@ async fn a_timestamp_point_arrives_with_its_sample() {
     if let Ok(mut b) = bank.write() {
         // Plant time 123456.7 s in 0.1 s counts, high word first.
         let counts: u32 = 1_234_567;
-        b.input.extend([(counts >> 16) as u16, (counts & 0xffff) as u16]);
+        b.input
+            .extend([(counts >> 16) as u16, (counts & 0xffff) as u16]);
     }
     let (addr, _stop) = start_server(bank).await;
     let clock = Point {

@@ -4,12 +4,17 @@
 //! A plant's register image goes through the same point map and wiring as
 //! a Modbus poll would.
 
+use crate::gate::ShieldHandle;
+use crate::session::{Progress, SampleTime, Session, SessionObserver};
+use crate::summary::AlarmSummary;
 use crate::summary::round1;
 use crate::wiring::{self, Wiring, WiringError};
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use twinshield_connect::{PlantSample, PointMap, Quality, RegisterBank};
+use twinshield_connect::{
+    ConnectionState, PlantSample, PlantSource, PointMap, Quality, RegisterBank, SourceInfo,
+};
 use twinshield_model::Model;
 use twinshield_plant::{Attack, AttackKind, PlantConfig, PlantError, QuadTank};
 use twinshield_shield_macros::diversify;
@@ -124,62 +129,114 @@ enum Outcome {
     },
 }
 
-/// Runs the plant and the twin together until `end` plant seconds or until
-/// `stop` says so; returns the raised alarms as (time, detector).
+/// The reference plant's register image as a plant source: the host
+/// loads each new image, the session reads it through the model's map.
+struct RegisterImage {
+    map: PointMap,
+    bank: RegisterBank,
+}
+
+#[diversify]
+impl RegisterImage {
+    fn load(&mut self, r: &twinshield_plant::Registers) {
+        self.bank.input.clear();
+        self.bank.input.extend_from_slice(&r.input_registers());
+        self.bank.holding.clear();
+        self.bank.holding.extend_from_slice(&r.holding);
+        self.bank.coils.clear();
+        self.bank.coils.extend_from_slice(&r.coils);
+    }
+}
+
+#[diversify]
+impl PlantSource for RegisterImage {
+    type Error = twinshield_connect::ReadError;
+
+    async fn read(&mut self) -> Result<PlantSample, Self::Error> {
+        let r = self.bank.read(&self.map)?;
+        Ok(PlantSample {
+            quality: vec![Quality::Good; r.values.len()],
+            values: r.values,
+            source_time: None,
+        })
+    }
+
+    fn state(&self) -> ConnectionState {
+        ConnectionState::Connected
+    }
+
+    fn describe(&self) -> SourceInfo {
+        source_info(&self.map)
+    }
+}
+
+/// Hands every raised alarm, with its sample time, to a stop rule.
+struct Watcher<F: FnMut(f64, &AlarmEvent) -> bool> {
+    stop_at: F,
+    stopped: bool,
+}
+
+impl<F: FnMut(f64, &AlarmEvent) -> bool> SessionObserver for Watcher<F> {
+    fn alarm_raised(&mut self, _: &AlarmSummary) {}
+    fn progress(&mut self, _: &Progress) {}
+    fn notice(&mut self, _: &str) {}
+    fn alarm_event(&mut self, t: f64, e: &AlarmEvent) {
+        if matches!(e, AlarmEvent::Raised(_)) && !self.stopped && (self.stop_at)(t, e) {
+            self.stopped = true;
+        }
+    }
+}
+
+/// Runs the plant and a session over it together until `end` plant
+/// seconds or until `stop` says so on a raised alarm.
 #[diversify]
 fn simulate(
     model: &Model,
     wiring: &Wiring,
     config: PlantConfig,
     end: f64,
-    mut stop: impl FnMut(f64, &AlarmEvent) -> bool,
+    stop: impl FnMut(f64, &AlarmEvent) -> bool,
 ) -> Result<(), EvalError> {
     let mut plant = QuadTank::new(config)?;
     let settings = TwinSettings {
         sample_period: PLANT_STEP,
         ..TwinSettings::default()
     };
-    let mut twin = Twin::new(model, settings)?;
-    let mut bank = RegisterBank::default();
-    let map = wiring::modbus_map(model)?;
-    let (mut u, mut y) = (Vec::new(), Vec::new());
-    while plant.time() < end {
-        let dt = plant.jittered_period(PLANT_STEP);
-        plant.step(dt)?;
-        let r = plant.registers();
-        bank.input.clear();
-        bank.input.extend_from_slice(&r.input_registers());
-        bank.holding.clear();
-        bank.holding.extend_from_slice(&r.holding);
-        bank.coils.clear();
-        bank.coils.extend_from_slice(&r.coils);
-        let t = plant.time();
-        let sample = match bank.read(&map) {
-            Ok(r) => PlantSample {
-                quality: vec![Quality::Good; r.values.len()],
-                values: r.values,
-                source_time: None,
-            },
-            Err(e) => {
-                twin.quality_event(t, e.to_string());
-                continue;
-            }
-        };
-        wiring.split(&sample, &mut u, &mut y);
-        match twin.update(t, &u, &y) {
-            Ok(events) => {
-                for e in events {
-                    if let AlarmEvent::Raised(_) = e
-                        && stop(t, e)
-                    {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(e) => twin.quality_event(t, e.to_string()),
+    let session = Session {
+        model,
+        wiring: wiring.clone(),
+        source: RegisterImage {
+            map: wiring::modbus_map(model)?,
+            bank: RegisterBank::default(),
+        },
+        twin: Twin::new(model, settings)?,
+        period: std::time::Duration::from_secs_f64(PLANT_STEP),
+        feed: None,
+        attack: None,
+        recorder: None,
+        publisher: None,
+        shield: ShieldHandle::new(None),
+        time: SampleTime::Poll,
+    };
+    let mut stepped = session.stepped();
+    let mut watcher = Watcher {
+        stop_at: stop,
+        stopped: false,
+    };
+    // The source is always ready: no timer or socket is ever awaited, so
+    // the smallest executor will do.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|_| EvalError::Lost)?;
+    rt.block_on(async {
+        while plant.time() < end && !watcher.stopped {
+            let dt = plant.jittered_period(PLANT_STEP);
+            plant.step(dt)?;
+            stepped.source_mut().load(&plant.registers());
+            stepped.step(plant.time(), &mut watcher).await;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[diversify]

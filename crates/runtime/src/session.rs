@@ -59,6 +59,9 @@ pub trait SessionObserver {
     fn progress(&mut self, progress: &Progress);
     /// Something an operator should read: the storage stopped or resumed.
     fn notice(&mut self, line: &str);
+    /// Every alarm event as the twin raised or cleared it, unrounded (for
+    /// hosts that measure, like `eval`).
+    fn alarm_event(&mut self, _time: f64, _event: &AlarmEvent) {}
     /// The session ended.
     fn finished(&mut self) {}
 }
@@ -110,26 +113,27 @@ struct Tally {
     y: Vec<f64>,
 }
 
+/// A session its host steps one sample at a time (`run` and `demo` step
+/// theirs on a timer; `eval` as fast as its in-process plant goes).
+pub struct SteppedSession<'a, S: PlantSource> {
+    session: Session<'a, S>,
+    tally: Tally,
+}
+
 #[diversify]
-impl<S: PlantSource> Session<'_, S> {
+impl<'a, S: PlantSource> Session<'a, S> {
     /// Polls until `clock` returns `None` or `stop` turns true. `clock`
     /// gives the time to stamp the next sample with; a time not after the
     /// previous one means "no new sample yet".
     pub async fn run(
-        mut self,
+        self,
         mut clock: impl FnMut() -> Option<f64>,
         mut stop: watch::Receiver<bool>,
         observer: &mut dyn SessionObserver,
     ) -> SessionOutcome {
         let mut ticker = tokio::time::interval(self.period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut tally = Tally {
-            last_source_time: f64::NEG_INFINITY,
-            alarms: Vec::new(),
-            quality: 0,
-            u: Vec::new(),
-            y: Vec::new(),
-        };
+        let mut stepped = self.stepped();
         let mut last_t = f64::NEG_INFINITY;
         loop {
             tokio::select! {
@@ -144,20 +148,56 @@ impl<S: PlantSource> Session<'_, S> {
                 continue;
             }
             last_t = t;
-            self.sample(t, &mut tally, observer).await;
+            stepped.step(t, observer).await;
         }
         observer.finished();
-        if let Some(r) = self.recorder.as_mut() {
+        if let Some(r) = stepped.session.recorder.as_mut() {
             r.flush(last_t);
         }
-        SessionOutcome {
-            twin: self.twin,
-            alarms: tally.alarms,
-            quality: tally.quality,
-            recorder: self.recorder,
-        }
+        stepped.finish()
     }
 
+    /// The session, ready to be stepped by its host.
+    pub fn stepped(self) -> SteppedSession<'a, S> {
+        SteppedSession {
+            session: self,
+            tally: Tally {
+                last_source_time: f64::NEG_INFINITY,
+                alarms: Vec::new(),
+                quality: 0,
+                u: Vec::new(),
+                y: Vec::new(),
+            },
+        }
+    }
+}
+
+#[diversify]
+impl<'a, S: PlantSource> SteppedSession<'a, S> {
+    /// Takes one sample, stamped `t` (or the plant's own time, see
+    /// [`SampleTime`]).
+    pub async fn step(&mut self, t: f64, observer: &mut dyn SessionObserver) {
+        self.session.sample(t, &mut self.tally, observer).await;
+    }
+
+    /// The plant source, for a host that feeds it.
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.session.source
+    }
+
+    /// What the session leaves behind (its recorder not flushed).
+    pub fn finish(self) -> SessionOutcome {
+        SessionOutcome {
+            twin: self.session.twin,
+            alarms: self.tally.alarms,
+            quality: self.tally.quality,
+            recorder: self.session.recorder,
+        }
+    }
+}
+
+#[diversify]
+impl<S: PlantSource> Session<'_, S> {
     /// One poll: read, decide, then tell everyone who listens.
     async fn sample(&mut self, poll_t: f64, tally: &mut Tally, observer: &mut dyn SessionObserver) {
         let read = self.source.read().await;
@@ -233,6 +273,7 @@ impl<S: PlantSource> Session<'_, S> {
             feed.publish_state(state_view(self.model, &self.twin, t));
         }
         for e in events {
+            observer.alarm_event(t, e);
             if let Some(feed) = &self.feed {
                 feed.publish_alarm(alarm_view(e.alarm()));
             }

@@ -9,19 +9,17 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use twinshield_backend::BackendError;
 use twinshield_connect::{ClientConfig, ModbusClient, PlantSource};
 use twinshield_model::Model;
-use twinshield_runtime::api::{ApiKeys, BoundApi, Services, feed_for};
-use twinshield_runtime::device::{Backend, DeviceError, DeviceRequest, DeviceTwin};
-use twinshield_runtime::summary::{BackendReport, RunSummary};
-use twinshield_runtime::{
-    BackendLink, Recorder, SampleTime, Session, ShieldHandle, Wiring, wiring,
-};
+use twinshield_runtime::api::feed_for;
+use twinshield_runtime::device::{DeviceError, DeviceRequest, DeviceTwin};
+use twinshield_runtime::host::{ApiHosting, Hosting, host};
+use twinshield_runtime::summary::RunSummary;
+use twinshield_runtime::{Recorder, SampleTime, Session, ShieldHandle, Wiring, wiring};
 use twinshield_seal::{EmbeddedSecret, PublisherPub};
 use twinshield_shield_macros::diversify;
 use twinshield_twin::{Twin, TwinSettings};
@@ -157,14 +155,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let map = wiring::modbus_map(&model)?;
     let mut session = session_of(args, &model, addr, map, shield)?;
     session.recorder = Some(recorder);
-    let hosted = Hosted {
-        state,
-        api_keys,
-        backend,
-        tls: backend_tls,
-        release: header.release,
+    let api = match (args.listen, api_keys) {
+        (Some(listen), Some(keys)) => Some(ApiHosting {
+            listen,
+            options: args.api.options()?,
+            state,
+            keys,
+        }),
+        _ => None,
     };
-    crate::executor::runtime()?.block_on(serve(args, session, hosted))
+    let hosting = Hosting {
+        api,
+        backend,
+        backend_tls,
+    };
+    crate::executor::runtime()?.block_on(serve(args, session, hosting, header.release))
 }
 
 /// Adds the flag that fixes it to a refusal about the backend's TLS.
@@ -248,89 +253,17 @@ fn announce(args: &RunArgs, twin: &DeviceTwin) {
     );
 }
 
-/// What the session's hosts (API, publisher) start from.
-struct Hosted {
-    state: PathBuf,
-    api_keys: Option<ApiKeys>,
-    backend: Option<Backend>,
-    tls: Option<twinshield_backend::BackendTls>,
-    release: u64,
-}
-
-/// Binds the API when `--listen` asks for it.
-#[diversify]
-async fn start_api(
-    args: &RunArgs,
-    hosted: &Hosted,
-    session: &Session<'_, ModbusClient>,
-    stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
-    let (Some(listen), Some(keys), Some(feed), Some(recorder)) = (
-        args.listen,
-        &hosted.api_keys,
-        &session.feed,
-        &session.recorder,
-    ) else {
-        return Ok(None);
-    };
-    let services = Arc::new(Services::new(
-        Some(recorder.store_handle()),
-        session.model,
-        session.shield.clone(),
-    ));
-    let options = args.api.options()?;
-    let api = BoundApi::bind(
-        listen,
-        &options,
-        &hosted.state,
-        keys,
-        feed.clone(),
-        services,
-    )
-    .await?;
-    crate::api::warn_without_tokens(&api);
-    eprintln!(
-        "API and dashboard {}{}",
-        api.url(),
-        api.fingerprint
-            .as_deref()
-            .map_or(String::new(), |f| format!(" (certificate sha256 {f})"))
-    );
-    Ok(Some(api.spawn(stop)))
-}
-
 /// Runs the session with its API and publisher until `--seconds` or
 /// Ctrl-C, then prints the summary.
 #[diversify]
 async fn serve(
     args: &RunArgs,
-    mut session: Session<'_, ModbusClient>,
-    mut hosted: Hosted,
+    session: Session<'_, ModbusClient>,
+    hosting: Hosting,
+    release: u64,
 ) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     crate::executor::stop_on_ctrl_c(&stop_tx);
-    let page = start_api(args, &hosted, &session, stop_rx.clone()).await?;
-    // The API holds what it derived from them; the keys go now.
-    hosted.api_keys = None;
-    let publisher = match hosted.backend.take() {
-        Some(Backend {
-            url,
-            signer,
-            outbox,
-        }) => {
-            let config = twinshield_backend::PublisherConfig {
-                tls: hosted.tls.take(),
-                ..twinshield_backend::PublisherConfig::default()
-            };
-            let handle = twinshield_backend::Publisher::start_with(&url, signer, outbox, config)?;
-            eprintln!("publishing alarms and summaries to {url}");
-            Some(handle)
-        }
-        None => None,
-    };
-    session.publisher = publisher
-        .clone()
-        .map(|h| BackendLink::new(h, session.shield.gate()));
     // History is kept in Unix time.
     let started = Instant::now();
     let epoch = unix_now();
@@ -343,17 +276,10 @@ async fn serve(
     };
     let model_name = session.model.name.clone();
     let shield = session.shield.clone();
-    let outcome = session
-        .run(clock, stop_rx, &mut Console::new(Clock::Elapsed))
-        .await;
-    let _ = stop_tx.send(true);
-    if let Some(p) = page {
-        let _ = p.await;
-    }
-    let backend = match &publisher {
-        Some(p) => Some(shut_down(p).await),
-        None => None,
-    };
+    let mut console = Console::new(Clock::Elapsed);
+    let stop = (stop_tx, stop_rx);
+    let hosted = host(session, hosting, clock, stop, &mut console).await?;
+    let (outcome, backend) = (hosted.outcome, hosted.backend);
     let mut recorder = outcome.recorder;
     if let Some(r) = recorder.as_mut() {
         r.audit(
@@ -367,7 +293,7 @@ async fn serve(
         backend,
         data_quality_events: outcome.quality,
         model: model_name,
-        release: hosted.release,
+        release,
         samples: outcome.twin.samples(),
         shield: shield.status(),
         storage_faults: recorder.as_ref().map(Recorder::faults),
@@ -375,27 +301,4 @@ async fn serve(
     };
     println!("{}", serde_json::to_string(&summary)?);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Gives the publisher 10 s to deliver what waits, and says how it went.
-#[diversify]
-async fn shut_down(p: &twinshield_backend::PublisherHandle) -> BackendReport {
-    let r = p.shutdown(Duration::from_secs(10)).await;
-    eprintln!(
-        "backend: {} message(s) delivered, {} waiting in the outbox{}",
-        r.sent,
-        r.pending,
-        p.last_error()
-            .filter(|_| r.failed_attempts > 0)
-            .map_or(String::new(), |e| format!(
-                "; {} failed attempt(s), the last: {e}",
-                r.failed_attempts
-            ))
-    );
-    BackendReport {
-        dropped: r.dropped,
-        failed_attempts: r.failed_attempts,
-        pending: r.pending,
-        sent: r.sent,
-    }
 }
