@@ -257,14 +257,18 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(404, "not found")
         if not (start < end and step > 0) or (end - start) / step > 10000:
             return self.error(400, "bad request")
+        series = q.get("series", "measured")
+        if series not in ("measured", "residual"):
+            return self.error(400, "bad request")
         idx = names.index(q["channel"])
         points = []
-        t = start
+        # buckets from the plant's start only, as a real history would hold
+        t = start + max(0, math.ceil(-start / step)) * step
         while t < end and t <= self.server.plant.now():
-            vals = [self.server.plant.sample(t + i * step / 4)[idx]["measured"] for i in range(4)]
+            vals = [self.server.plant.sample(t + i * step / 4)[idx][series] for i in range(4)]
             points.append({"time_s": round(t, 3), "min": min(vals), "mean": sum(vals) / 4, "max": max(vals)})
             t += step
-        return self.send_json(200, {"channel": q["channel"], "step_s": step, "points": points})
+        return self.send_json(200, {"channel": q["channel"], "series": series, "step_s": step, "points": points})
 
     def live(self):
         plant = self.server.plant
