@@ -89,7 +89,15 @@ fn the_dashboard_opens_with_every_chart_filled_from_the_demo_history() {
     std::fs::create_dir_all(&tmp).unwrap();
     let demo = RunningTwin::start_env(
         dir.path(),
-        &["demo", "--seconds", "900", "--speed", "10", "--attack", "none"],
+        &[
+            "demo",
+            "--seconds",
+            "900",
+            "--speed",
+            "10",
+            "--attack",
+            "none",
+        ],
         &[("TMPDIR", tmp.to_str().unwrap())],
         "dashboard token",
     );

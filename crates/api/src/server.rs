@@ -350,9 +350,9 @@ async fn history(
     let (from, to, series) = (p.from, p.to, p.series);
     let got =
         tokio::task::spawn_blocking(move || services.history(channel, series, from, to, points))
-        .await
-        .ok()
-        .and_then(Result::ok);
+            .await
+            .ok()
+            .and_then(Result::ok);
     let Some(points) = got else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE);
     };

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use twinshield_api::{
     AlarmView, ApiConfig, ApiError, ApiListener, AuditEntry, ChannelInfo, Feed, FindingView,
-    HistoryPoint, SecurityView, Series, ServiceError, TlsIdentity, TokenCheck, TokenStore, Transport,
-    TwinInfo, TwinServices,
+    HistoryPoint, SecurityView, Series, ServiceError, TlsIdentity, TokenCheck, TokenStore,
+    Transport, TwinInfo, TwinServices,
 };
 use twinshield_model::Model;
 use twinshield_shield_macros::diversify;
