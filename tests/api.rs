@@ -210,6 +210,18 @@ fn the_state_is_live_and_shows_no_model_internals() {
     let h = api.client.get(&path, Some(&api.viewer));
     assert_eq!(h.status, 200, "{h:?}");
     assert!(!h.json()["points"].as_array().unwrap().is_empty(), "{h:?}");
+    assert_eq!(h.json()["series"], "measured", "{h:?}");
+    // The residual (what the dashboard's second chart draws) is kept too,
+    // bucket for bucket beside the measurement.
+    let r = api
+        .client
+        .get(&format!("{path}&series=residual"), Some(&api.viewer));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["series"], "residual", "{r:?}");
+    let (hp, rp) = (h.json()["points"].clone(), r.json()["points"].clone());
+    let (hp, rp) = (hp.as_array().unwrap(), rp.as_array().unwrap());
+    assert!(!rp.is_empty(), "{r:?}");
+    assert_eq!(hp[0]["time_s"], rp[0]["time_s"], "{h:?}\n{r:?}");
     // Metrics in Prometheus text.
     let m = api.client.get("/api/v1/metrics", Some(&api.viewer));
     assert!(m.body.contains("twinshield_samples_total "), "{}", m.body);
@@ -269,6 +281,13 @@ fn hostile_requests_get_a_generic_4xx_and_change_nothing() {
             vec![],
             None,
             404,
+        ),
+        (
+            "GET",
+            "/api/v1/history?channel=y1&from=0&to=10&step=1&series=estimate".into(),
+            vec![],
+            None,
+            400,
         ),
         ("GET", "/api/v1/history".into(), vec![], None, 400),
         (

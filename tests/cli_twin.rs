@@ -6,8 +6,9 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
-use twinshield_e2e::{plant, run};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use twinshield_e2e::{Scratch, plant, run, twinshield};
 
 fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
@@ -64,6 +65,80 @@ fn demo_without_attack_raises_nothing() {
     let v = json(&r.stdout);
     assert_eq!(v["attack"], Value::Null);
     assert_eq!(v["alarms"].as_array().unwrap().len(), 0, "{v}");
+}
+
+/// The demo's entries (`twinshield-demo-*`) in `tmp`.
+fn demo_dirs(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("twinshield-demo-"))
+        .collect()
+}
+
+#[test]
+fn demo_records_a_temporary_history_and_removes_it_at_the_end() {
+    let scratch = Scratch::new("demo-history");
+    let tmp = scratch.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = Command::new(twinshield())
+        .args([
+            "demo",
+            "--seconds",
+            "60",
+            "--speed",
+            "20",
+            "--attack",
+            "none",
+        ])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it runs, its history is on disk (encrypted, in a directory of
+    // its own) and grows.
+    let started = Instant::now();
+    let mut recorded = None;
+    while recorded.is_none() && child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "demo hangs");
+        recorded = demo_dirs(&tmp)
+            .iter()
+            .filter(|n| n.starts_with("twinshield-demo-history-"))
+            .map(|n| tmp.join(n).join("history.redb"))
+            .find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        recorded.is_some(),
+        "no history file while running: {stderr}"
+    );
+    assert_eq!(demo_dirs(&tmp), Vec::<String>::new(), "left behind");
+    // Standard output is the summary, one line, with the keys it always had.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v = json(&stdout);
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "alarms",
+            "attack",
+            "data_quality_events",
+            "plant",
+            "plant_seconds",
+            "samples",
+            "shield",
+            "speed"
+        ],
+        "{stdout}"
+    );
 }
 
 #[test]

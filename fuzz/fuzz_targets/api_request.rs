@@ -11,13 +11,13 @@ use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 use twinshield_api::{
     AlarmView, ApiConfig, AuditEntry, ChannelInfo, Feed, HistoryPoint, Role, SecurityView,
-    ServiceError, TokenCheck, TokenStore, TwinInfo, TwinServices,
+    Series, ServiceError, TokenCheck, TokenStore, TwinInfo, TwinServices,
 };
 
 struct Stub;
 
 impl TwinServices for Stub {
-    fn history(&self, _: usize, from: f64, _: f64, _: usize) -> Result<Vec<HistoryPoint>, ServiceError> {
+    fn history(&self, _: usize, _: Series, from: f64, _: f64, _: usize) -> Result<Vec<HistoryPoint>, ServiceError> {
         Ok(vec![HistoryPoint { time_s: from, min: 0.0, mean: 1.0, max: 2.0 }])
     }
     fn audit_log(&self, _: usize) -> Result<Vec<AuditEntry>, ServiceError> {

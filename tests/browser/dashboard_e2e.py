@@ -6,7 +6,8 @@ Interface (stable; the Rust e2e test and .ci/run rely on it):
     python3 tests/browser/dashboard_e2e.py --url BASE (--token TOKEN |
         --token-file FILE) --screenshot OUT.png [--attack-wait SECONDS]
         [--ready-file FILE] [--chromium PATH] [--chromedriver PATH]
-        [--fragment-login] [--no-alarm] [--verbose]
+        [--fragment-login] [--no-alarm] [--history-first T
+        [--history-points N] [--history-span S]] [--verbose]
 
   --url          the dashboard's address, e.g. https://127.0.0.1:8443/
                  (self-signed certificates are accepted).
@@ -23,6 +24,14 @@ Interface (stable; the Rust e2e test and .ci/run rely on it):
                  demo` opens on a desktop) instead of typing into the form;
                  the token must then be gone from the address bar.
   --no-alarm     stop after the live checks (no alarm is waited for).
+  --history-first T  first wait (at most T + 60 s) until the twin's
+                 /api/v1/state reports time_s >= T (the demo's plant time),
+                 so its history holds T seconds; then, right after login,
+                 the first time every chart has drawn points, each must
+                 already show the history: at least --history-points
+                 points (default 100) spanning at least --history-span
+                 seconds (default 30), read from the canvases' data-points
+                 and data-span. Live data alone would show a point or two.
   --screenshot   where to write the PNG (written on success and, when the
                  browser still answers, on failure).
   --chromium / --chromedriver  default /usr/bin/chromium and chromedriver
@@ -30,7 +39,8 @@ Interface (stable; the Rust e2e test and .ci/run rely on it):
                  $CHROMIUM / $CHROMEDRIVER.
 
 Steps: open the page, type the token into #token, click #login-button, wait
-for the charts (canvas[data-channel] with data-points > 0), check that
+for the charts (canvas[data-channel] with data-points > 0; with
+--history-first, the first such drawing must hold the history), check that
 #last-update changes within 2 s, twice; wait for an .alarm[data-id] that is
 not .acknowledged and has a button .ack; check an alarm marker is drawn
 (a canvas with data-markers > 0); click .ack; wait until the item has the
@@ -54,6 +64,7 @@ import signal
 import socket
 import subprocess
 import sys
+import ssl
 import tempfile
 import time
 import urllib.error
@@ -75,9 +86,11 @@ return {
   message: shown(q('#message')) ? text('#message-text') : '',
   status: text('#status'),
   lastUpdate: text('#last-update'),
+  history: (q('#charts') || {dataset: {}}).dataset.history || '',
   canvases: [...document.querySelectorAll('#charts canvas[data-channel]')].map((c) => ({
     channel: c.dataset.channel, kind: c.dataset.kind || '',
     points: Number(c.dataset.points || 0), markers: Number(c.dataset.markers || 0),
+    span: Number(c.dataset.span || 0),
     width: c.width, height: c.height })),
   alarms: [...document.querySelectorAll('#alarms .alarm[data-id]')].map((li) => ({
     id: li.dataset.id, acknowledged: li.classList.contains('acknowledged'),
@@ -211,6 +224,57 @@ def check_console(wd):
             raise Fail("browser console: " + " ".join(msg.split())[:300])
 
 
+def twin_time(url, token):
+    """The twin's latest time_s from /api/v1/state (self-signed TLS accepted)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    req = urllib.request.Request(url.rstrip("/") + "/api/v1/state",
+                                 headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+    with opener.open(req, timeout=5) as res:
+        return float(json.loads(res.read())["time_s"])
+
+
+def wait_for_history(args, token):
+    """Wait until the twin has run --history-first seconds of its time."""
+    last = [None]
+
+    def ran_long_enough():
+        try:
+            last[0] = twin_time(args.url, token)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            last[0] = "error: %s" % e
+            return False
+        return last[0] >= args.history_first
+    try:
+        wait_for("", args.history_first + 60, ran_long_enough, interval=0.5)
+    except Fail:
+        raise Fail("the twin did not reach %g s of its time within %g s (last /state time_s: %s)"
+                   % (args.history_first, args.history_first + 60, last[0])) from None
+    log("the twin is at %.1f s: its history is long enough" % last[0])
+
+
+def check_history_first(snap, args):
+    """The first drawing with points on every chart holds the history."""
+    def all_drawn():
+        s = snap()
+        c = s["canvases"]
+        return c and all(x["points"] > 0 for x in c) and s
+    s = wait_for("the charts were not drawn after login (data-history %r)" % snap()["history"], 20, all_drawn,
+                 interval=0.02)
+    short = ["%s/%s: %d points over %.1f s" % (c["channel"], c["kind"], c["points"], c["span"])
+             for c in s["canvases"]
+             if c["points"] < args.history_points or c["span"] < args.history_span]
+    if short:
+        raise Fail("charts not filled from the history on first paint (data-history %r; want >= %d points "
+                   "over >= %g s): %s" % (s["history"], args.history_points, args.history_span, "; ".join(short)))
+    log("first paint: %s (data-history %s)" % (", ".join(
+        "%s/%s %d pts %.0f s" % (c["channel"], c["kind"], c["points"], c["span"]) for c in s["canvases"]),
+        s["history"]))
+    return s
+
+
 def run(wd, args, token):
     url = args.url + ("#token=" + token if args.fragment_login else "")
     try:
@@ -235,6 +299,7 @@ def run(wd, args, token):
     wait_for("the dashboard did not open after login", 20, logged_in)
     if args.fragment_login and "token" in snap()["href"]:
         raise Fail("the token stayed in the address bar after a #token= login")
+    first = check_history_first(snap, args) if args.history_first is not None else None
 
     def charts_drawn():
         s = snap()
@@ -258,6 +323,10 @@ def run(wd, args, token):
     print("READY", file=sys.stderr, flush=True)
     if args.no_alarm:
         check_console(wd)
+        if first is not None:
+            return "%d channels, live, opened with %d-%d points of history" % (
+                len(channels), min(c["points"] for c in first["canvases"]),
+                max(c["points"] for c in first["canvases"]))
         return "%d channels, live" % len(channels)
 
     log("waiting up to %g s for an alarm" % args.attack_wait)
@@ -330,7 +399,14 @@ def main():
                     help="log in through URL#token=... (what `twinshield demo` opens) instead of the form")
     ap.add_argument("--no-alarm", action="store_true",
                     help="stop after the live checks (no alarm expected)")
+    ap.add_argument("--history-first", type=float, metavar="T",
+                    help="wait for T s of twin time, then require the charts' first paint to show the history")
+    ap.add_argument("--history-points", type=int, default=100, metavar="N")
+    ap.add_argument("--history-span", type=float, default=30.0, metavar="S")
     args = ap.parse_args()
+    if args.history_first is not None and not (args.history_first > 0 and args.history_points > 0
+                                               and args.history_span >= 0):
+        ap.error("--history-first must be positive, --history-points positive, --history-span >= 0")
     VERBOSE = args.verbose
 
     def on_signal(signum, _frame):
@@ -349,6 +425,8 @@ def main():
         for exe in (args.chromium, args.chromedriver):
             if not (exe and os.access(exe, os.X_OK)):
                 raise Fail("%s not found: install Debian's chromium and chromium-driver" % exe)
+        if args.history_first is not None:
+            wait_for_history(args, token)
         port = free_port()
         with open(os.path.join(tmp, "chromedriver.log"), "wb") as dlog:
             proc = subprocess.Popen([args.chromedriver, "--port=%d" % port], stdin=subprocess.DEVNULL,

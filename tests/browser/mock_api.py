@@ -4,7 +4,7 @@ without the Rust runtime. Python standard library only; listens on loopback.
 
     python3 tests/browser/mock_api.py [--port 8765] [--alarm-after 5]
         [--repeat 0] [--speed 1] [--live-max-s 0] [--assets DIR]
-        [--tls-cert PEM --tls-key PEM] [--quiet]
+        [--tls-cert PEM --tls-key PEM] [--no-history] [--quiet]
 
 Serves crates/api/assets at /, /app.js, /app.css (with the CSP the real twin
 sends) and a fake /api/v1: channels h1..h4 of a four-tank plant, a sine-ish
@@ -14,6 +14,8 @@ Tokens "viewer", "operator", "admin" have those roles; anything else is 401.
 --port 0 picks a free port. The first line on stdout is always
 "mock_api listening on http(s)://127.0.0.1:PORT". --live-max-s N closes every
 /live stream after N seconds (to exercise the dashboard's reconnect).
+/history serves both series (measured, residual) from the plant's start;
+--no-history answers it 503, as a twin without a history does.
 """
 
 import argparse
@@ -242,6 +244,8 @@ class Handler(BaseHTTPRequestHandler):
             lines += ['twinshield_residual{channel="%s"} %f' % (c["name"], c["residual"]) for c in st["channels"]]
             return self.send_body(200, ("\n".join(lines) + "\n").encode(), "text/plain; version=0.0.4")
         if path == "/api/v1/history":
+            if self.server.no_history:
+                return self.error(503, "unavailable")
             return self.history(q)
         if path == "/api/v1/live":
             return self.live()
@@ -257,14 +261,18 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(404, "not found")
         if not (start < end and step > 0) or (end - start) / step > 10000:
             return self.error(400, "bad request")
+        series = q.get("series", "measured")
+        if series not in ("measured", "residual"):
+            return self.error(400, "bad request")
         idx = names.index(q["channel"])
         points = []
-        t = start
+        # buckets from the plant's start only, as a real history would hold
+        t = start + max(0, math.ceil(-start / step)) * step
         while t < end and t <= self.server.plant.now():
-            vals = [self.server.plant.sample(t + i * step / 4)[idx]["measured"] for i in range(4)]
+            vals = [self.server.plant.sample(t + i * step / 4)[idx][series] for i in range(4)]
             points.append({"time_s": round(t, 3), "min": min(vals), "mean": sum(vals) / 4, "max": max(vals)})
             t += step
-        return self.send_json(200, {"channel": q["channel"], "step_s": step, "points": points})
+        return self.send_json(200, {"channel": q["channel"], "series": series, "step_s": step, "points": points})
 
     def live(self):
         plant = self.server.plant
@@ -347,6 +355,7 @@ def main():
     ap.add_argument("--assets", default=os.path.join(here, "..", "..", "crates", "api", "assets"))
     ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (and --tls-key)")
     ap.add_argument("--tls-key")
+    ap.add_argument("--no-history", action="store_true", help="answer /api/v1/history with 503")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -363,6 +372,7 @@ def main():
     server.assets = os.path.abspath(args.assets)
     server.quiet = args.quiet
     server.live_max_s = args.live_max_s
+    server.no_history = args.no_history
     server.stopping = threading.Event()
 
     def ticker():

@@ -2,15 +2,20 @@
 // "Content-Security-Policy: default-src 'self'" (no inline script or style).
 //
 // After a token is entered (kept in sessionStorage), it reads /api/v1/twin,
-// /api/v1/alarms, /api/v1/security and the /api/v1/live server-sent events
-// stream. The stream is read with fetch() and a ReadableStream parser because
-// EventSource cannot send the Authorization header.
+// /api/v1/alarms, /api/v1/security, the last WINDOW_S of /api/v1/history
+// (drawn before live data, so the charts open filled) and then the
+// /api/v1/live server-sent events stream. The stream is read with fetch()
+// and a ReadableStream parser because EventSource cannot send the
+// Authorization header.
 //
 // Stable hooks for the browser test (tests/browser/dashboard_e2e.py):
 //   #login, #token, #login-button, #login-error, #logout, #status,
 //   #last-update (latest plant time, changes with every state event),
-//   #charts with canvas.chart[data-channel][data-kind=value|residual]
-//     (data-points: samples drawn, data-markers: alarm markers drawn),
+//   #charts (data-history: loading|drawn|empty|unavailable, once the
+//     history was asked for) with canvas.chart[data-channel]
+//     [data-kind=value|residual] (data-points: samples drawn, data-span:
+//     seconds from the oldest to the newest drawn, data-markers: alarm
+//     markers drawn),
 //   #alarms with li.alarm[data-id] (classes active|cleared, acknowledged)
 //     and button.ack, #security, #message.
 'use strict';
@@ -18,7 +23,9 @@
 (function () {
   const API = '/api/v1';
   const TOKEN_KEY = 'twinshield.token';
-  const WINDOW_S = 120;           // rolling window of plant time
+  const WINDOW_S = 600;           // rolling window of plant time
+  const HISTORY_STEP_S = 1;       // bucket of the history the charts open with
+  const HISTORY_WAIT_MS = 5000;   // live data waits at most this for the history
   const MIN_SPAN_S = 20;          // narrowest time axis while data builds up
   const STALL_MS = 10000;         // no bytes on /live for this long: reconnect
   const BACKOFF_MIN_MS = 500;
@@ -173,6 +180,7 @@
     S.backoff = BACKOFF_MIN_MS;
     S.connects = 0;
     $('#charts').textContent = '';
+    delete $('#charts').dataset.history;
     $('#alarms').textContent = '';
     $('#security').textContent = '–';
     $('#last-update').textContent = '–';
@@ -207,7 +215,90 @@
     renderAlarms();
     loadAlarms();
     loadSecurity();
-    connect();
+    // Live data only after the history is drawn (or given up on), so the
+    // charts open with the last minutes instead of growing from empty.
+    const gen = S.gen;
+    const waited = new Promise((resolve) => setTimeout(resolve, HISTORY_WAIT_MS));
+    Promise.race([loadHistory().catch(() => {}), waited]).then(() => {
+      if (gen === S.gen) connect();
+    });
+  }
+
+  // ----------------------------------------------------------------- history
+
+  // The last WINDOW_S before the twin's latest state, both series of every
+  // channel, in the twin's own time base (plant seconds in the demo, Unix
+  // seconds in `run`): "now" comes from /state, never from this clock.
+  // Without a history (503) the charts start empty, as live data builds.
+  async function loadHistory() {
+    const gen = S.gen;
+    const box = $('#charts');
+    box.dataset.history = 'loading';
+    let st;
+    try {
+      st = await api('/state');
+    } catch (e) {
+      if (gen === S.gen) box.dataset.history = 'unavailable';
+      return;
+    }
+    if (gen !== S.gen) return;
+    const now = Number(st.time_s);
+    if (!Number.isFinite(now) || !(Number(st.samples) > 0)) {
+      box.dataset.history = 'empty';
+      return;
+    }
+    // The band is not recorded: the latest one stands in for the past
+    // (it is the innovation's spread, which moves slowly once settled).
+    const bands = new Map((st.channels || []).map((c) => [String(c.name), Number(c.threshold)]));
+    const query = (name, series) => api('/history?' + new URLSearchParams({
+      channel: name, series, from: String(now - WINDOW_S), to: String(now), step: String(HISTORY_STEP_S),
+    }));
+    const got = await Promise.all(S.channels.map((c) =>
+      Promise.all([query(c.name, 'measured'), query(c.name, 'residual')]).catch(() => null)));
+    if (gen !== S.gen) return;
+    let drawn = 0;
+    let failed = 0;
+    got.forEach((pair, i) => {
+      const name = S.channels[i].name;
+      if (pair === null) failed += 1;
+      else drawn += mergeHistory(name, joinHistory(pair[0], pair[1], bands.get(name)), now);
+    });
+    box.dataset.history = failed ? 'unavailable' : drawn ? 'drawn' : 'empty';
+    S.dirty = true;
+  }
+
+  // One chart point per bucket, at its middle: the measured and residual
+  // means (the estimate is their difference, as live: measured - residual).
+  function joinHistory(measured, residual, band) {
+    const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+    const step = num(measured.step_s) || HISTORY_STEP_S;
+    const res = new Map();
+    for (const p of residual.points || []) res.set(p.time_s, num(p.mean));
+    const th = num(band);
+    const out = [];
+    for (const p of measured.points || []) {
+      const start = num(p.time_s);
+      if (start === null) continue;
+      const m = num(p.mean);
+      const r = res.has(p.time_s) ? res.get(p.time_s) : null;
+      out.push({ t: start + step / 2, m, e: m !== null && r !== null ? m - r : null, r, th });
+    }
+    return out.sort((a, b) => a.t - b.t);
+  }
+
+  // Puts recorded points in front of the live ones (older than the first
+  // live point: live data may have begun if the history was slow).
+  function mergeHistory(name, pts, now) {
+    const arr = S.series.get(name);
+    if (!arr) return 0;
+    if (S.latest === null || now > S.latest) S.latest = now;
+    const before = arr.length ? arr[0].t : Infinity;
+    const cut = S.latest - WINDOW_S;
+    const older = pts.filter((p) => p.t < before && p.t >= cut);
+    if (!older.length) return 0;
+    arr.unshift(...older);
+    if (S.first === null || older[0].t < S.first) S.first = older[0].t;
+    return older.length;
   }
 
   // ---------------------------------------------------------------- channels
@@ -773,11 +864,9 @@
       ctx.setLineDash([]);
     };
 
-    let drawn = 0;
     if (kind === 'value') {
       line((p) => p.m, C.measured, [], 1.3);
       line((p) => p.e, C.estimate, [], 1.6);
-      drawn = pts.filter((p) => p.m !== null || p.e !== null).length;
     } else {
       // ±threshold band
       const band = pts.filter((p) => p.th !== null);
@@ -796,22 +885,31 @@
       ctx.moveTo(pad.l, Math.round(Y(0)) + 0.5);
       ctx.lineTo(w - pad.r, Math.round(Y(0)) + 0.5);
       ctx.stroke();
-      // residual, red where it leaves the band
+      // residual, red where it leaves the band; one path per run of a
+      // colour (minutes of points: one stroke per segment would be slow)
       ctx.lineWidth = 1.6;
       let prev = null;
+      let pen = null;      // the point the current path ends at
+      let colour = null;
       for (const p of pts) {
         if (p.r === null) { prev = null; continue; }
-        drawn += 1;
         if (prev) {
           const over = p.th !== null && (Math.abs(p.r) > p.th || Math.abs(prev.r) > p.th);
-          ctx.strokeStyle = over ? C.alarm : C.residual;
-          ctx.beginPath();
-          ctx.moveTo(X(prev.t), Y(prev.r));
+          const c = over ? C.alarm : C.residual;
+          if (c !== colour) {
+            if (colour !== null) ctx.stroke();
+            ctx.strokeStyle = c;
+            colour = c;
+            ctx.beginPath();
+            pen = null;
+          }
+          if (pen !== prev) ctx.moveTo(X(prev.t), Y(prev.r));
           ctx.lineTo(X(p.t), Y(p.r));
-          ctx.stroke();
+          pen = p;
         }
         prev = p;
       }
+      if (colour !== null) ctx.stroke();
     }
 
     // alarm markers: a vertical line at raised_at_s with the alarm's id
@@ -836,7 +934,9 @@
     }
     ctx.restore();
 
-    canvas.dataset.points = String(drawn);
+    const drawn = pts.filter(kind === 'value' ? (p) => p.m !== null || p.e !== null : (p) => p.r !== null);
+    canvas.dataset.points = String(drawn.length);
+    canvas.dataset.span = drawn.length ? (drawn[drawn.length - 1].t - drawn[0].t).toFixed(1) : '0';
     canvas.dataset.markers = String(marks.filter((m) => m.ta >= t0).length);
   }
 

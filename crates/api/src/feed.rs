@@ -3,7 +3,7 @@
 //! asks of the rest of the twin ([`TwinServices`]: history, audit log,
 //! shield status).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 use twinshield_shield_macros::diversify;
@@ -76,6 +76,29 @@ pub struct AlarmView {
     pub acknowledged: bool,
 }
 
+/// Which of a channel's recorded series a history query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Series {
+    /// What the plant reported.
+    #[default]
+    Measured,
+    /// Plant minus twin (what the twin expected is the measurement minus
+    /// this).
+    Residual,
+}
+
+#[diversify]
+impl Series {
+    /// The series' name, as the query and the response spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Series::Measured => "measured",
+            Series::Residual => "residual",
+        }
+    }
+}
+
 /// One bucket of a downsampled history.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct HistoryPoint {
@@ -133,11 +156,12 @@ pub enum ServiceError {
 /// What the API needs from the rest of the twin. The binary implements it
 /// over the history store and the shield.
 pub trait TwinServices: Send + Sync + 'static {
-    /// One channel (index into [`TwinInfo::channels`]) over `[from, to]`
-    /// in at most `points` buckets.
+    /// One series of a channel (index into [`TwinInfo::channels`]) over
+    /// `[from, to]` in at most `points` buckets.
     fn history(
         &self,
         channel: usize,
+        series: Series,
         from: f64,
         to: f64,
         points: usize,

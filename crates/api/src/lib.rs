@@ -24,7 +24,7 @@ mod token;
 pub use error::ApiError;
 pub use feed::{
     AlarmView, AuditEntry, ChannelInfo, ChannelState, Feed, FindingView, HistoryPoint, LiveEvent,
-    SecurityView, ServiceError, StateView, TwinInfo, TwinServices,
+    SecurityView, Series, ServiceError, StateView, TwinInfo, TwinServices,
 };
 pub use limit::RateLimit;
 pub use server::{ApiConfig, ApiListener, Transport, router};

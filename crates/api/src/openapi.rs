@@ -72,10 +72,11 @@ fn schemas() -> Value {
             }
         },
         "History": {
-            "type": "object", "required": ["channel", "step_s", "points"],
+            "type": "object", "required": ["channel", "series", "step_s", "points"],
             "additionalProperties": false,
             "properties": {
                 "channel": {"type": "string"},
+                "series": {"type": "string", "enum": ["measured", "residual"]},
                 "step_s": number(),
                 "points": {"type": "array", "items": {
                     "type": "object", "required": ["time_s", "min", "mean", "max"],
@@ -189,8 +190,12 @@ pub fn document(version: &str) -> Value {
             .query
             .iter()
             .map(|p| {
+                let mut schema = json!({"type": p.kind});
+                if !p.values.is_empty() {
+                    schema["enum"] = json!(p.values);
+                }
                 json!({"name": p.name, "in": "query", "required": p.required,
-                       "schema": {"type": p.kind}})
+                       "schema": schema})
             })
             .collect();
         if r.path.contains("{id}") {

@@ -44,6 +44,8 @@ pub struct Param {
     pub kind: &'static str,
     /// Whether it must be given.
     pub required: bool,
+    /// The values it may take (an OpenAPI `enum`); empty for any.
+    pub values: &'static [&'static str],
 }
 
 /// One endpoint of the API.
@@ -125,28 +127,38 @@ pub const ROUTES: &[Route] = &[
         method: Method::Get,
         path: "/api/v1/history",
         role: Some(Role::Viewer),
-        summary: "One channel's history, downsampled to buckets of `step` seconds",
+        summary: "One series of a channel's history (`measured` by default, or `residual`), downsampled to buckets of `step` seconds",
         body: Body::Json("History"),
         query: &[
             Param {
                 name: "channel",
                 kind: "string",
                 required: true,
+                values: &[],
             },
             Param {
                 name: "from",
                 kind: "number",
                 required: true,
+                values: &[],
             },
             Param {
                 name: "to",
                 kind: "number",
                 required: true,
+                values: &[],
             },
             Param {
                 name: "step",
                 kind: "number",
                 required: true,
+                values: &[],
+            },
+            Param {
+                name: "series",
+                kind: "string",
+                required: false,
+                values: &["measured", "residual"],
             },
         ],
         json_body: false,
@@ -192,6 +204,7 @@ pub const ROUTES: &[Route] = &[
             name: "limit",
             kind: "integer",
             required: false,
+            values: &[],
         }],
         json_body: false,
         refusals: &[400, 503],

@@ -4,7 +4,7 @@
 //! a bounded number of connections).
 
 use crate::error::ApiError;
-use crate::feed::{Feed, HistoryPoint, LiveEvent, TwinServices};
+use crate::feed::{Feed, HistoryPoint, LiveEvent, Series, TwinServices};
 use crate::limit::RateLimit;
 use crate::routes;
 use crate::tls::ClientCerts;
@@ -311,6 +311,8 @@ struct HistoryParams {
     from: f64,
     to: f64,
     step: f64,
+    #[serde(default)]
+    series: Series,
 }
 
 /// Most buckets one history request may ask for.
@@ -345,16 +347,23 @@ async fn history(
     };
     let points = (span / p.step).ceil().max(1.0) as usize;
     let services = app.services.clone();
-    let (from, to) = (p.from, p.to);
-    let got = tokio::task::spawn_blocking(move || services.history(channel, from, to, points))
-        .await
-        .ok()
-        .and_then(Result::ok);
+    let (from, to, series) = (p.from, p.to, p.series);
+    let got =
+        tokio::task::spawn_blocking(move || services.history(channel, series, from, to, points))
+            .await
+            .ok()
+            .and_then(Result::ok);
     let Some(points) = got else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE);
     };
     let points: Vec<HistoryPoint> = points.into_iter().filter(|x| x.mean.is_finite()).collect();
-    Json(json!({"channel": p.channel, "step_s": p.step, "points": points})).into_response()
+    Json(json!({
+        "channel": p.channel,
+        "series": series.name(),
+        "step_s": p.step,
+        "points": points
+    }))
+    .into_response()
 }
 
 #[diversify]

@@ -3,6 +3,7 @@
 //! bound listener with the state directory's token file and TLS identity.
 
 use crate::gate::{Gate, ShieldHandle};
+use crate::recorder::schema;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use twinshield_api::{
     AlarmView, ApiConfig, ApiError, ApiListener, AuditEntry, ChannelInfo, Feed, FindingView,
-    HistoryPoint, SecurityView, ServiceError, TlsIdentity, TokenCheck, TokenStore, Transport,
-    TwinInfo, TwinServices,
+    HistoryPoint, SecurityView, Series, ServiceError, TlsIdentity, TokenCheck, TokenStore,
+    Transport, TwinInfo, TwinServices,
 };
 use twinshield_model::Model;
 use twinshield_shield_macros::diversify;
@@ -75,8 +76,9 @@ const MEMORY_AUDIT: usize = 1000;
 /// shield.
 pub struct Services {
     store: Option<StoreHandle>,
-    /// Index of the first output channel in a stored sample.
-    output_offset: usize,
+    /// Per output: where its measurement and its residual sit in a stored
+    /// sample.
+    stored: Vec<(usize, usize)>,
     memory: Mutex<VecDeque<AuditEntry>>,
     gate: Gate,
     shield: ShieldHandle,
@@ -84,14 +86,24 @@ pub struct Services {
 
 #[diversify]
 impl Services {
-    /// Services over `store` (stored samples put the model's inputs first),
-    /// or over memory only, writing while `shield`'s gate allows it.
+    /// Services over `store` (samples laid out as the recorder's
+    /// [`schema`] for `model`), or over memory only, writing while
+    /// `shield`'s gate allows it.
     pub fn new(store: Option<StoreHandle>, model: &Model, shield: ShieldHandle) -> Self {
+        // Found by name in the recorder's own layout, so the two cannot
+        // drift apart.
+        let layout = schema(model);
+        let at = |name: &str| layout.iter().position(|c| c == name).unwrap_or(usize::MAX);
+        let stored = model
+            .outputs
+            .iter()
+            .map(|o| (at(&o.name), at(&format!("res:{}", o.name))))
+            .collect();
         Services {
             gate: shield.gate(),
             shield,
             store,
-            output_offset: model.inputs.len(),
+            stored,
             memory: Mutex::new(VecDeque::new()),
         }
     }
@@ -115,12 +127,17 @@ impl TwinServices for Services {
     fn history(
         &self,
         channel: usize,
+        series: Series,
         from: f64,
         to: f64,
         points: usize,
     ) -> Result<Vec<HistoryPoint>, ServiceError> {
         let store = self.store.as_ref().ok_or(ServiceError::Unavailable)?;
-        let channel = channel + self.output_offset;
+        let &(measured, residual) = self.stored.get(channel).ok_or(ServiceError::Unavailable)?;
+        let channel = match series {
+            Series::Measured => measured,
+            Series::Residual => residual,
+        };
         let got = store
             .query(move |s| s.range(channel, from, to, points))
             .map_err(|_| ServiceError::Unavailable)?;

@@ -1,7 +1,8 @@
 //! `twinshield demo`: the whole chain on one machine with no set-up. The
 //! reference plant serves Modbus TCP on a loopback port, the twin polls it
-//! over a real socket, a status page shows both, an attack is injected after
-//! a while, and a JSON summary closes the run.
+//! over a real socket and records a history (encrypted, in a temporary
+//! directory, under a key drawn for this run), the dashboard shows both,
+//! an attack is injected after a while, and a JSON summary closes the run.
 
 use crate::cmd::plant::{self, AttackArgs};
 use crate::observer::{Clock, Console};
@@ -18,9 +19,10 @@ use twinshield_connect::{ClientConfig, ModbusClient, PlantSource};
 use twinshield_plant::{Attack, PlantConfig, QuadTank, UNIT_ID};
 use twinshield_runtime::api::{ApiKeys, BoundApi, Services, feed_for, token_file};
 use twinshield_runtime::eval::PLANT_STEP;
+use twinshield_runtime::recorder::schema;
 use twinshield_runtime::summary::{AttackSummary, DemoSummary, round1};
 use twinshield_runtime::wiring::{self, quadtank};
-use twinshield_runtime::{SampleTime, Session, Wiring, plant_host};
+use twinshield_runtime::{Recorder, SampleTime, Session, Wiring, plant_host};
 use twinshield_shield_macros::diversify;
 use twinshield_twin::{Twin, TwinSettings};
 
@@ -85,17 +87,19 @@ fn sealed_for_this_machine(model: &twinshield_model::Model) -> Result<twinshield
     Ok(opened.model)
 }
 
-/// A temporary directory for the demo's API identity and token file,
-/// removed when the demo ends.
+/// A temporary directory of the demo's (its API identity and token file,
+/// or its history), removed when the demo ends.
 struct DemoDir(std::path::PathBuf);
 
 #[diversify]
 impl DemoDir {
-    fn new() -> Result<Self> {
+    /// A new directory `twinshield-demo-WHAT-RANDOM` in the system's
+    /// temporary directory.
+    fn new(what: &str) -> Result<Self> {
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
         let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("twinshield-demo-api-{name}"));
+        let dir = std::env::temp_dir().join(format!("twinshield-demo-{what}-{name}"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(DemoDir(dir))
@@ -109,27 +113,51 @@ impl Drop for DemoDir {
     }
 }
 
+/// A key drawn for this run only: the demo has no device key to derive
+/// one from, and nothing it writes must outlive it.
+#[diversify]
+fn run_key() -> Result<zeroize::Zeroizing<[u8; 32]>> {
+    let mut k = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(k.as_mut()).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    Ok(k)
+}
+
+/// Full-rate samples the demo's history keeps, plant seconds: the
+/// dashboard reads the last 10 minutes, and a long demo at high speed
+/// must not fill the temporary directory (minute aggregates keep the rest).
+const DEMO_FULL_RATE_S: f64 = 3600.0;
+
+/// The demo's history, as `run` records one: an encrypted store in `dir`
+/// under a key drawn for this run, and a recorder over it.
+#[diversify]
+fn demo_recorder(model: &twinshield_model::Model, dir: &std::path::Path) -> Result<Recorder> {
+    let store = twinshield_store::Store::open(dir, &run_key()?, Some(&schema(model)))
+        .context("cannot open the demo's history")?;
+    let writer = store.into_writer(twinshield_store::WriterConfig {
+        full_rate: DEMO_FULL_RATE_S,
+        ..twinshield_store::WriterConfig::default()
+    })?;
+    Ok(Recorder::new(writer, None, crate::shield::handle()))
+}
+
 /// The demo's API: keys drawn for this run, an admin token issued into a
-/// token file in `dir`, bound on `--listen`.
+/// token file in `dir`, bound on `--listen`, its services reading the
+/// history through `history`.
 #[diversify]
 async fn demo_api(
     args: &DemoArgs,
     model: &twinshield_model::Model,
     dir: &std::path::Path,
     feed: twinshield_api::Feed,
+    history: twinshield_store::StoreHandle,
 ) -> Result<(BoundApi, twinshield_api::IssuedToken)> {
-    let key = || -> Result<zeroize::Zeroizing<[u8; 32]>> {
-        let mut k = zeroize::Zeroizing::new([0u8; 32]);
-        getrandom::fill(k.as_mut()).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-        Ok(k)
-    };
     let keys = ApiKeys {
-        tokens: key()?,
-        tls: key()?,
+        tokens: run_key()?,
+        tls: run_key()?,
     };
     let store = twinshield_api::TokenStore::new(&token_file(dir), keys.tokens.clone());
     let (_, token) = store.issue(twinshield_api::Role::Admin, Some(1))?;
-    let services = Arc::new(Services::new(None, model, crate::shield::handle()));
+    let services = Arc::new(Services::new(Some(history), model, crate::shield::handle()));
     let options = args.api.options()?;
     let api = BoundApi::bind(args.listen, &options, dir, &keys, feed, services).await?;
     Ok((api, token))
@@ -186,8 +214,19 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         seed: args.seed,
         attack,
     })?;
-    let api_dir = DemoDir::new()?;
-    crate::executor::runtime()?.block_on(serve(args, &model, map, plant, attack, &api_dir))
+    let dirs = DemoDirs {
+        api: DemoDir::new("api")?,
+        history: DemoDir::new("history")?,
+    };
+    crate::executor::runtime()?.block_on(serve(args, &model, map, plant, attack, &dirs))
+}
+
+/// The demo's temporary directories.
+struct DemoDirs {
+    /// The API's TLS identity and token file.
+    api: DemoDir,
+    /// The history.
+    history: DemoDir,
 }
 
 /// The demo's plant, served on a loopback port.
@@ -240,28 +279,19 @@ async fn start_plant(
     })
 }
 
-/// The demo's plant, API and twin, until the plant time is up.
+/// Says where the plant and the dashboard are and the run's token, and
+/// opens the dashboard on a desktop.
 #[diversify]
-async fn serve(
+fn announce(
     args: &DemoArgs,
-    model: &twinshield_model::Model,
-    map: twinshield_connect::PointMap,
-    plant: QuadTank,
+    plant: SocketAddr,
+    api_url: &str,
     attack: Option<Attack>,
-    api_dir: &DemoDir,
-) -> Result<ExitCode> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let plant = start_plant(plant, args.speed, &stop_rx).await?;
-    let feed = feed_for(model);
-    // The API and dashboard, with a throw-away TLS identity and an admin
-    // token for this run only.
-    let (api, token) = demo_api(args, model, &api_dir.0, feed.clone()).await?;
-    let api_url = api.url();
-    let page = api.spawn(stop_rx.clone());
+    token: twinshield_api::IssuedToken,
+) {
     eprintln!(
-        "twinshield demo: plant on modbus://{}, dashboard {api_url} \
+        "twinshield demo: plant on modbus://{plant}, dashboard {api_url} \
          ({} plant s at {}x{})",
-        plant.addr,
         args.seconds,
         args.speed,
         attack.map_or(String::new(), |a| format!(
@@ -272,14 +302,24 @@ async fn serve(
     );
     eprintln!("dashboard token (admin, this run only): {}", token.expose());
     open_in_browser(&format!("{api_url}#token={}", token.expose()));
-    drop(token);
-    crate::executor::stop_on_ctrl_c(&stop_tx);
+}
 
-    // The twin: polls the plant over Modbus TCP at the plant's rate.
-    let mut cfg = ClientConfig::new(plant.addr);
+/// The twin's session: polls the plant over Modbus TCP at the plant's
+/// rate, feeds the API and records the history.
+#[diversify]
+fn demo_session<'m>(
+    args: &DemoArgs,
+    model: &'m twinshield_model::Model,
+    plant: SocketAddr,
+    map: twinshield_connect::PointMap,
+    feed: twinshield_api::Feed,
+    attack: Option<Attack>,
+    recorder: Recorder,
+) -> Result<Session<'m, ModbusClient>> {
+    let mut cfg = ClientConfig::new(plant);
     cfg.timeout = Duration::from_millis(500);
     let source = ModbusClient::new(cfg, map);
-    let session = Session {
+    Ok(Session {
         model,
         wiring: Wiring::new(model, &source.describe())?,
         source,
@@ -293,11 +333,36 @@ async fn serve(
         period: Duration::from_secs_f64(PLANT_STEP / args.speed),
         feed: Some(feed),
         attack: attack.map(|a| (a.kind.name(), a.at)),
-        recorder: None,
+        recorder: Some(recorder),
         publisher: None,
         shield: crate::shield::handle(),
         time: SampleTime::Source,
-    };
+    })
+}
+
+/// The demo's plant, API and twin, until the plant time is up.
+#[diversify]
+async fn serve(
+    args: &DemoArgs,
+    model: &twinshield_model::Model,
+    map: twinshield_connect::PointMap,
+    plant: QuadTank,
+    attack: Option<Attack>,
+    dirs: &DemoDirs,
+) -> Result<ExitCode> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let plant = start_plant(plant, args.speed, &stop_rx).await?;
+    let feed = feed_for(model);
+    let recorder = demo_recorder(model, &dirs.history.0)?;
+    // The API and dashboard, with a throw-away TLS identity and an admin
+    // token for this run only, reading the run's history.
+    let history = recorder.store_handle();
+    let (api, token) = demo_api(args, model, &dirs.api.0, feed.clone(), history).await?;
+    let api_url = api.url();
+    let page = api.spawn(stop_rx.clone());
+    announce(args, plant.addr, &api_url, attack, token);
+    crate::executor::stop_on_ctrl_c(&stop_tx);
+    let session = demo_session(args, model, plant.addr, map, feed, attack, recorder)?;
     let started = Instant::now();
     let (seconds, speed) = (args.seconds, args.speed);
     let clock = move || {
