@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod backend_link;
+pub mod demo;
 pub mod device;
 pub mod eval;
 pub mod gate;
