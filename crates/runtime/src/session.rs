@@ -1,8 +1,9 @@
 //! A session: one twin watching one plant source, in lockstep. Every
 //! sample goes source → wiring → twin → alarms, and from there to the
 //! history recorder, the API feed and the backend link where the session
-//! has them. `run`, `demo` and `eval`-like hosts differ only in their
-//! source and their clock; what they print is their observer's business.
+//! has them. `run`, `demo` and `eval` differ only in their source and their
+//! clock (`eval` steps its session itself, see [`SteppedSession`]); what
+//! they print is their observer's business.
 
 use crate::api::{alarm_view, state_view};
 use crate::backend_link::BackendLink;
@@ -57,7 +58,8 @@ pub trait SessionObserver {
     fn alarm_raised(&mut self, alarm: &AlarmSummary);
     /// A sample went through the twin (or could not be used).
     fn progress(&mut self, progress: &Progress);
-    /// Something an operator should read: the storage stopped or resumed.
+    /// Something an operator should read: the storage stopped or resumed,
+    /// where the API listens, what the backend received.
     fn notice(&mut self, line: &str);
     /// Every alarm event as the twin raised or cleared it, unrounded (for
     /// hosts that measure, like `eval`).
