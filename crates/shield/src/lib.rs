@@ -4,7 +4,7 @@
 //! should report and hands over its keys. The shield makes the running
 //! binary notice and respond:
 //!
-//! - [`harden`] (the `twinshield harden` command) seals a built binary:
+//! - [`mod@harden`] (the `twinshield harden` command) seals a built binary:
 //!   keyed checksums over many overlapping regions of its code and
 //!   read-only data, written encoded into a [`guard`] table reserved in the
 //!   binary;

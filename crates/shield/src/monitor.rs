@@ -218,8 +218,8 @@ impl Shield {
         guard::check_region(memory, table, *base, *cursor).err()
     }
 
-    /// Called by the sync loop once per sample: cheap, and every
-    /// [`TICK_PERIOD`] it checks one guard region.
+    /// Called by the sync loop once per sample: cheap, and every 100 ms
+    /// (at most) it checks one guard region.
     #[inline(always)]
     pub fn tick(&self) {
         if !self
