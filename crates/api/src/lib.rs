@@ -8,6 +8,24 @@
 //! The twin publishes into a [`Feed`]; the API asks the rest of the twin
 //! for history, audit log and shield status through [`TwinServices`]; it
 //! knows nothing of plant protocols.
+//!
+//! A token issued into a sealed token file checks out with its role, and
+//! only the token itself does:
+//!
+//! ```
+//! use twinshield_api::{Role, TokenCheck, TokenRefusal, TokenStore};
+//! use zeroize::Zeroizing;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = || TokenStore::new(&dir.path().join("tokens"), Zeroizing::new([7u8; 32]));
+//! let (record, token) = store().issue("operator".parse::<Role>()?, None)?;
+//! let check = TokenCheck::new(store())?;
+//! let principal = check.check(token.expose())?;
+//! assert_eq!((principal.role, principal.token_id), (Role::Operator, record.id.clone()));
+//! let guessed = format!("tsk_{}_{}", record.id, "A".repeat(43));
+//! assert_eq!(check.check(&guessed), Err(TokenRefusal::WrongSecret));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod dashboard;

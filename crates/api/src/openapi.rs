@@ -2,7 +2,7 @@
 //! schemas of the types the handlers serialise (kept beside each other
 //! here and checked against real responses by the tests and schemathesis).
 
-use crate::routes::{Body, ROUTES};
+use crate::routes::{Body, ROUTES, Route};
 use serde_json::{Map, Value, json};
 use twinshield_shield_macros::diversify;
 
@@ -16,6 +16,9 @@ fn nullable_number() -> Value {
     json!({"type": "number", "nullable": true})
 }
 
+// Long: one `json!` literal, the table of every response schema: read and
+// kept in step with the serialised types as one table, it would only be
+// scattered by splitting.
 #[diversify]
 fn schemas() -> Value {
     json!({
@@ -155,74 +158,10 @@ fn reason(status: u16) -> &'static str {
 pub fn document(version: &str) -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let mut responses = Map::new();
-        let ok = match r.body {
-            Body::Json(name) => json!({"description": "OK", "content": {
-                "application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}
-            }}),
-            Body::EventStream => json!({"description": "OK", "content": {
-                "text/event-stream": {"schema": {"type": "string"}}
-            }}),
-            Body::Prometheus => json!({"description": "OK", "content": {
-                "text/plain": {"schema": {"type": "string"}}
-            }}),
-        };
-        responses.insert("200".into(), ok);
-        let mut refusals: Vec<u16> = r.refusals.to_vec();
-        refusals.push(429);
-        if let Some(role) = r.role {
-            refusals.push(401);
-            if role > crate::token::Role::Viewer {
-                refusals.push(403);
-            }
-        }
-        refusals.sort_unstable();
-        refusals.dedup();
-        for s in refusals {
-            responses.insert(
-                s.to_string(),
-                json!({"description": reason(s), "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                }}),
-            );
-        }
-        let mut params: Vec<Value> = r
-            .query
-            .iter()
-            .map(|p| {
-                let mut schema = json!({"type": p.kind});
-                if !p.values.is_empty() {
-                    schema["enum"] = json!(p.values);
-                }
-                json!({"name": p.name, "in": "query", "required": p.required,
-                       "schema": schema})
-            })
-            .collect();
-        if r.path.contains("{id}") {
-            params.push(json!({"name": "id", "in": "path", "required": true,
-                               "schema": {"type": "integer", "minimum": 0}}));
-        }
-        let mut op = json!({
-            "summary": r.summary,
-            "operationId": format!("{}{}", r.method.name().to_lowercase(),
-                r.path.trim_start_matches("/api/v1").replace(['/', '{', '}', '.'], "_")),
-            "parameters": params,
-            "responses": responses,
-        });
-        if r.role.is_some() {
-            op["security"] = json!([{"bearer": []}]);
-        } else {
-            op["security"] = json!([]);
-        }
-        if r.json_body {
-            op["requestBody"] = json!({"required": true, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Ack"}}
-            }});
-        }
         let entry = paths
             .entry(r.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
-        entry[r.method.name().to_lowercase()] = op;
+        entry[r.method.name().to_lowercase()] = operation(r);
     }
     json!({
         "openapi": "3.0.3",
@@ -238,4 +177,83 @@ pub fn document(version: &str) -> Value {
         },
         "security": [{"bearer": []}]
     })
+}
+
+/// The operation object of one route: its parameters, responses (the
+/// route's own refusals plus those every route or every token-checked route
+/// can give), security and request body.
+#[diversify]
+fn operation(r: &Route) -> Value {
+    let mut params: Vec<Value> = r
+        .query
+        .iter()
+        .map(|p| {
+            let mut schema = json!({"type": p.kind});
+            if !p.values.is_empty() {
+                schema["enum"] = json!(p.values);
+            }
+            json!({"name": p.name, "in": "query", "required": p.required,
+                   "schema": schema})
+        })
+        .collect();
+    if r.path.contains("{id}") {
+        params.push(json!({"name": "id", "in": "path", "required": true,
+                           "schema": {"type": "integer", "minimum": 0}}));
+    }
+    let mut op = json!({
+        "summary": r.summary,
+        "operationId": format!("{}{}", r.method.name().to_lowercase(),
+            r.path.trim_start_matches("/api/v1").replace(['/', '{', '}', '.'], "_")),
+        "parameters": params,
+        "responses": responses(r),
+    });
+    if r.role.is_some() {
+        op["security"] = json!([{"bearer": []}]);
+    } else {
+        op["security"] = json!([]);
+    }
+    if r.json_body {
+        op["requestBody"] = json!({"required": true, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Ack"}}
+        }});
+    }
+    op
+}
+
+/// The responses of one route: its body on 200, an error body on each
+/// refusal.
+#[diversify]
+fn responses(r: &Route) -> Map<String, Value> {
+    let mut responses = Map::new();
+    let ok = match r.body {
+        Body::Json(name) => json!({"description": "OK", "content": {
+            "application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}
+        }}),
+        Body::EventStream => json!({"description": "OK", "content": {
+            "text/event-stream": {"schema": {"type": "string"}}
+        }}),
+        Body::Prometheus => json!({"description": "OK", "content": {
+            "text/plain": {"schema": {"type": "string"}}
+        }}),
+    };
+    responses.insert("200".into(), ok);
+    let mut refusals: Vec<u16> = r.refusals.to_vec();
+    refusals.push(429);
+    if let Some(role) = r.role {
+        refusals.push(401);
+        if role > crate::token::Role::Viewer {
+            refusals.push(403);
+        }
+    }
+    refusals.sort_unstable();
+    refusals.dedup();
+    for s in refusals {
+        responses.insert(
+            s.to_string(),
+            json!({"description": reason(s), "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+            }}),
+        );
+    }
+    responses
 }

@@ -332,38 +332,7 @@ pub fn parse_signature_headers(
             _ => return Err(Rejection::Coverage),
         }
     }
-    let (mut created, mut nonce, mut keyid, mut alg) = (None, None, None, None);
-    for (k, v) in params {
-        match (k.as_str(), v) {
-            ("created", Bare::Integer(i)) => created = Some(*i),
-            ("nonce", Bare::String(s)) => nonce = Some(s.clone()),
-            ("keyid", Bare::String(s)) => keyid = Some(s.clone()),
-            ("alg", Bare::String(s)) => alg = Some(s.clone()),
-            ("created" | "nonce" | "keyid" | "alg", _) => {
-                return Err(bad(SI, "a parameter has the wrong type"));
-            }
-            _ => return Err(bad(SI, "unexpected parameter")),
-        }
-    }
-    let created = created.ok_or(bad(SI, "no created parameter"))?;
-    let nonce = nonce.ok_or(bad(SI, "no nonce parameter"))?;
-    let keyid = keyid.ok_or(bad(SI, "no keyid parameter"))?;
-    if alg.ok_or(bad(SI, "no alg parameter"))? != ALG {
-        return Err(Rejection::UnsupportedAlgorithm);
-    }
-    let nonce_ok = URL_SAFE_NO_PAD
-        .decode(&nonce)
-        .is_ok_and(|n| n.len() == NONCE_BYTES);
-    if !nonce_ok {
-        return Err(bad(SI, "nonce is not 16 bytes of base64url"));
-    }
-    if keyid.len() != 16
-        || !keyid
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(bad(SI, "keyid is not 16 lowercase hex digits"));
-    }
+    let parameters = signature_params(params)?;
     let wanted: BTreeSet<&str> = COMPONENTS.into_iter().collect();
     let got: BTreeSet<&str> = components.iter().map(String::as_str).collect();
     if got != wanted || components.len() != COMPONENTS.len() {
@@ -372,12 +341,54 @@ pub fn parse_signature_headers(
     Ok(ParsedSignature {
         signature_params: sf::serialize_inner_list(items, params),
         components,
-        params: SignatureParams {
-            created,
-            nonce,
-            keyid,
-        },
+        params: parameters,
         signature,
+    })
+}
+
+/// The parameters of `Signature-Input`'s inner list: exactly `created`,
+/// `nonce` (16 bytes of base64url), `keyid` (16 lowercase hex digits) and
+/// `alg` (`ed25519`), each of its type.
+#[diversify]
+fn signature_params(params: &sf::Params) -> Result<SignatureParams, Rejection> {
+    const SI: &str = "Signature-Input";
+    let bad = |reason: &'static str| Rejection::Malformed { header: SI, reason };
+    let (mut created, mut nonce, mut keyid, mut alg) = (None, None, None, None);
+    for (k, v) in params {
+        match (k.as_str(), v) {
+            ("created", Bare::Integer(i)) => created = Some(*i),
+            ("nonce", Bare::String(s)) => nonce = Some(s.clone()),
+            ("keyid", Bare::String(s)) => keyid = Some(s.clone()),
+            ("alg", Bare::String(s)) => alg = Some(s.clone()),
+            ("created" | "nonce" | "keyid" | "alg", _) => {
+                return Err(bad("a parameter has the wrong type"));
+            }
+            _ => return Err(bad("unexpected parameter")),
+        }
+    }
+    let created = created.ok_or(bad("no created parameter"))?;
+    let nonce = nonce.ok_or(bad("no nonce parameter"))?;
+    let keyid = keyid.ok_or(bad("no keyid parameter"))?;
+    if alg.ok_or(bad("no alg parameter"))? != ALG {
+        return Err(Rejection::UnsupportedAlgorithm);
+    }
+    let nonce_ok = URL_SAFE_NO_PAD
+        .decode(&nonce)
+        .is_ok_and(|n| n.len() == NONCE_BYTES);
+    if !nonce_ok {
+        return Err(bad("nonce is not 16 bytes of base64url"));
+    }
+    if keyid.len() != 16
+        || !keyid
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad("keyid is not 16 lowercase hex digits"));
+    }
+    Ok(SignatureParams {
+        created,
+        nonce,
+        keyid,
     })
 }
 

@@ -12,6 +12,31 @@
 //! - [`Publisher`]: the task that delivers the outbox with backoff, over
 //!   HTTPS ([`BackendTls`]) or plain HTTP to a loopback address;
 //! - [`Receiver`]: the reference receiver (verify, store exactly once).
+//!
+//! A request signed with a device's key verifies against that device's
+//! public key, once: the same signed request again is a replay.
+//!
+//! ```
+//! use ed25519_dalek::SigningKey;
+//! use twinshield_backend::{MESSAGES_PATH, Rejection, RequestParts, Signer, Verifier};
+//!
+//! let (device, key) = ("0123456789abcdef", SigningKey::from_bytes(&[5; 32]));
+//! let verifier = Verifier::from_keys([(device.to_owned(), key.verifying_key().to_bytes())])?;
+//! let signer = Signer::from_signing_key(device, key);
+//! let (body, now) = (br#"{"kind":"heartbeat"}"#, 1_700_000_000);
+//! let headers = signer.sign_request("POST", MESSAGES_PATH, body, now)?;
+//! let request = RequestParts {
+//!     method: "POST",
+//!     path: MESSAGES_PATH,
+//!     signature_input: Some(&headers.signature_input),
+//!     signature: Some(&headers.signature),
+//!     content_digest: Some(&headers.content_digest),
+//!     body,
+//! };
+//! assert_eq!(verifier.verify(&request, now + 5)?.keyid, device);
+//! assert_eq!(verifier.verify(&request, now + 6), Err(Rejection::Replay));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod httpsig;

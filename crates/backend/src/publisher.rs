@@ -433,16 +433,7 @@ impl Task {
         let mut stop: Option<Stop> = None;
         let mut closed = false;
         loop {
-            loop {
-                match self.rx.try_recv() {
-                    Ok(cmd) => self.accept(cmd, &mut stop).await,
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
+            closed |= self.take_commands(&mut stop).await;
             let deadline = stop.as_ref().map(|(d, _)| *d);
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
@@ -471,60 +462,101 @@ impl Task {
                     (Some(t), Some(d)) => Some(t.min(d)),
                     (t, d) => t.or(d),
                 };
-                let sleep = async {
-                    match wake {
-                        Some(w) => tokio::time::sleep_until(w).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    () = sleep => {}
-                    cmd = self.rx.recv(), if !closed => match cmd {
-                        Some(cmd) => self.accept(cmd, &mut stop).await,
-                        None => closed = true,
-                    },
-                }
+                closed |= self.wait_for_command(wake, &mut stop, closed).await;
                 if next.is_none() {
                     retry_at = None;
                 }
                 continue;
             }
             let Some(msg) = next else { continue };
-            let sent = send(
-                &self.url,
-                self.link.as_ref(),
-                &self.signer,
-                &msg,
-                self.config.request_timeout,
-            )
-            .await;
-            match sent {
-                Ok(status) => {
-                    let seq = msg.seq;
-                    if let Err(e) = blocking(&self.outbox, move |o| o.remove(seq)).await {
-                        tracing::error!(error = %e, "delivered message stays in the outbox");
-                    }
-                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.stats.pending.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |p| Some(p.saturating_sub(1)),
-                    );
-                    tracing::debug!(id = %msg.id, status, "message delivered");
-                    backoff.reset();
-                    retry_at = None;
-                }
-                Err(e) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut last) = self.stats.last_error.lock() {
-                        *last = Some(e.to_string());
-                    }
-                    let delay = backoff.next_delay();
-                    tracing::warn!(id = %msg.id, error = %e, retry_in_s = delay.as_secs_f64(), "delivery failed");
-                    retry_at = Some(Instant::now() + delay);
-                }
+            retry_at = self.deliver(&msg, &mut backoff).await;
+        }
+        self.finish(stop).await;
+    }
+
+    /// Accepts every command already queued; returns whether the channel
+    /// is closed (every handle dropped).
+    async fn take_commands(&mut self, stop: &mut Option<Stop>) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.accept(cmd, stop).await,
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
             }
         }
+    }
+
+    /// Waits until `wake` (with no `wake`, for ever) or, unless the
+    /// channel is `closed`, the next command, which it accepts; returns
+    /// whether the channel turned out to be closed.
+    async fn wait_for_command(
+        &mut self,
+        wake: Option<Instant>,
+        stop: &mut Option<Stop>,
+        closed: bool,
+    ) -> bool {
+        let sleep = async {
+            match wake {
+                Some(w) => tokio::time::sleep_until(w).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => false,
+            cmd = self.rx.recv(), if !closed => match cmd {
+                Some(cmd) => {
+                    self.accept(cmd, stop).await;
+                    false
+                }
+                None => true,
+            },
+        }
+    }
+
+    /// Sends `msg`: delivered, it leaves the outbox and the backoff starts
+    /// over; failed, the error is recorded. Returns when to try again
+    /// (`None` after a delivery).
+    async fn deliver(&self, msg: &Message, backoff: &mut Backoff) -> Option<Instant> {
+        let sent = send(
+            &self.url,
+            self.link.as_ref(),
+            &self.signer,
+            msg,
+            self.config.request_timeout,
+        )
+        .await;
+        match sent {
+            Ok(status) => {
+                let seq = msg.seq;
+                if let Err(e) = blocking(&self.outbox, move |o| o.remove(seq)).await {
+                    tracing::error!(error = %e, "delivered message stays in the outbox");
+                }
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                let _ =
+                    self.stats
+                        .pending
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                            Some(p.saturating_sub(1))
+                        });
+                tracing::debug!(id = %msg.id, status, "message delivered");
+                backoff.reset();
+                None
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = self.stats.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(id = %msg.id, error = %e, retry_in_s = delay.as_secs_f64(), "delivery failed");
+                Some(Instant::now() + delay)
+            }
+        }
+    }
+
+    /// Stops: counts what is left in the outbox, closes the channel, frees
+    /// the outbox and answers the shutdown request, if one was made.
+    async fn finish(mut self, stop: Option<Stop>) {
         if let Ok(n) = blocking(&self.outbox, Outbox::len).await {
             self.stats.pending.store(n, Ordering::Relaxed);
         }

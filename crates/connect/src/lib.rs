@@ -15,6 +15,31 @@
 //! quality and, where the plant provides it, the plant's own timestamp.
 //!
 //! This crate knows nothing of twin models: it deals in [`Point`]s.
+//!
+//! A [`PointMap`] decodes a [`RegisterBank`] exactly as a read over the
+//! network would, range check included:
+//!
+//! ```
+//! use twinshield_connect::{Point, PointMap, ReadError, RegisterBank, Table};
+//!
+//! let level = Point {
+//!     name: "y1".into(),
+//!     table: Table::Input,
+//!     address: 0,
+//!     words: 1,
+//!     scale: 0.01,
+//!     offset: 0.0,
+//!     signed: false,
+//!     range: (0.0, 30.0),
+//! };
+//! let map = PointMap::new(1, vec![level])?;
+//! let mut bank = RegisterBank { input: vec![1226], ..RegisterBank::default() };
+//! assert!((bank.read(&map)?.values[0] - 12.26).abs() < 1e-9);
+//!
+//! bank.input[0] = 4000; // 40 cm: outside the point's range
+//! assert!(matches!(bank.read(&map), Err(ReadError::OutOfRange { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod client;

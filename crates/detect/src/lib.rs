@@ -26,6 +26,22 @@
 //!
 //! The crate does not depend on the model crate: it takes plain numbers and
 //! slices, and the runtime adapts.
+//!
+//! A persistent 2σ shift crosses the default CUSUM threshold (h = 8, drift
+//! 0.5: each sample adds 1.5) on the sixth sample:
+//!
+//! ```
+//! use twinshield_detect::{CusumDetector, CusumSettings};
+//!
+//! let mut cusum = CusumDetector::new(CusumSettings::default())?;
+//! for _ in 0..5 {
+//!     assert!(!cusum.update(2.0, 1.0).alarming);
+//! }
+//! let status = cusum.update(2.0, 1.0);
+//! assert!(status.alarming);
+//! assert!(status.statistic > status.threshold);
+//! # Ok::<(), twinshield_detect::DetectError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 use twinshield_shield_macros::diversify;

@@ -610,35 +610,7 @@ impl Program {
         let mut written = vec![false; usize::from(n_regs)];
         let mut code = Vec::with_capacity(n_code);
         for i in 0..n_code {
-            let wire = r.u8()?;
-            let op = enc.op(wire).ok_or(DecodeError::UnknownOpcode(wire))?;
-            let mut regs = [0u16; 4];
-            for (slot, reg) in regs.iter_mut().enumerate() {
-                *reg = enc.operand(r.u16()?, slot as u16);
-            }
-            let [dst, a, b, c] = regs;
-            let readable = |reg: u16| {
-                let reg = usize::from(reg);
-                reg < first_temp || written.get(reg).copied().unwrap_or(false)
-            };
-            let operands = [a, b, c];
-            let used = operands.get(..op.arity()).unwrap_or(&[]);
-            let unused_zero = operands
-                .get(op.arity()..)
-                .unwrap_or(&[])
-                .iter()
-                .all(|&x| x == 0);
-            if !used.iter().all(|&x| readable(x))
-                || !unused_zero
-                || usize::from(dst) < first_temp
-                || usize::from(dst) >= usize::from(n_regs)
-            {
-                return Err(DecodeError::BadRegister(i));
-            }
-            if let Some(w) = written.get_mut(usize::from(dst)) {
-                *w = true;
-            }
-            code.push(Instr { op, dst, a, b, c });
+            code.push(decode_instr(&mut r, enc, i, first_temp, &mut written)?);
         }
         let mut results = Vec::with_capacity(usize::from(n_results));
         for i in 0..usize::from(n_results) {
@@ -662,6 +634,50 @@ impl Program {
             results,
         })
     }
+}
+
+/// Reads instruction `index` under `enc`: its operands must be registers
+/// already readable (inputs, states, constants, or temporaries written by an
+/// earlier instruction), its unused operands 0, and its destination a
+/// temporary within `written` (the register file), which it then marks
+/// written.
+#[diversify]
+fn decode_instr(
+    r: &mut Reader<'_>,
+    enc: &Encoding,
+    index: usize,
+    first_temp: usize,
+    written: &mut [bool],
+) -> Result<Instr, DecodeError> {
+    let wire = r.u8()?;
+    let op = enc.op(wire).ok_or(DecodeError::UnknownOpcode(wire))?;
+    let mut regs = [0u16; 4];
+    for (slot, reg) in regs.iter_mut().enumerate() {
+        *reg = enc.operand(r.u16()?, slot as u16);
+    }
+    let [dst, a, b, c] = regs;
+    let readable = |reg: u16| {
+        let reg = usize::from(reg);
+        reg < first_temp || written.get(reg).copied().unwrap_or(false)
+    };
+    let operands = [a, b, c];
+    let used = operands.get(..op.arity()).unwrap_or(&[]);
+    let unused_zero = operands
+        .get(op.arity()..)
+        .unwrap_or(&[])
+        .iter()
+        .all(|&x| x == 0);
+    if !used.iter().all(|&x| readable(x))
+        || !unused_zero
+        || usize::from(dst) < first_temp
+        || usize::from(dst) >= written.len()
+    {
+        return Err(DecodeError::BadRegister(index));
+    }
+    if let Some(w) = written.get_mut(usize::from(dst)) {
+        *w = true;
+    }
+    Ok(Instr { op, dst, a, b, c })
 }
 
 #[cfg(test)]

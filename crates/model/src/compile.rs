@@ -379,78 +379,10 @@ pub(crate) fn emit(
     n_inputs: u16,
     n_states: u16,
 ) -> Option<Program> {
-    let n = graph.nodes.len();
-    // Reachable nodes and how often each is used as an operand.
-    let mut live = vec![false; n];
-    let mut uses = vec![0u32; n];
-    let mut stack: Vec<NodeId> = roots.to_vec();
-    while let Some(id) = stack.pop() {
-        let slot = live.get_mut(id as usize)?;
-        if *slot {
-            continue;
-        }
-        *slot = true;
-        if let Node::Op(op, args) = graph.node(id)? {
-            for &x in args.get(..op.arity())? {
-                *uses.get_mut(x as usize)? += 1;
-                stack.push(x);
-            }
-        }
-    }
-    let is_root = |id: NodeId| roots.contains(&id);
-    let fusable = |id: NodeId| {
-        matches!(graph.node(id), Some(Node::Op(Op::Mul, _)))
-            && uses.get(id as usize) == Some(&1)
-            && !is_root(id)
-    };
-    // Decide fusions first: an add/sub whose operand is a fusable mul
-    // absorbs it, and that mul is then not emitted on its own.
-    let mut fused: HashMap<NodeId, (Op, [NodeId; 3])> = HashMap::new();
-    let mut absorbed = vec![false; n];
-    for id in 0..n {
-        let id = NodeId::try_from(id).ok()?;
-        if !*live.get(id as usize)? {
-            continue;
-        }
-        let Some(Node::Op(op, [x, y, _])) = graph.node(id) else {
-            continue;
-        };
-        let mul_args = |m: NodeId| match graph.node(m) {
-            Some(Node::Op(Op::Mul, [p, q, _])) => Some((p, q)),
-            _ => None,
-        };
-        let choice = match op {
-            Op::Add if fusable(x) => mul_args(x).map(|(p, q)| (Op::MulAdd, [p, q, y], x)),
-            Op::Add if fusable(y) => mul_args(y).map(|(p, q)| (Op::MulAdd, [p, q, x], y)),
-            Op::Sub if fusable(x) => mul_args(x).map(|(p, q)| (Op::MulSub, [p, q, y], x)),
-            Op::Sub if fusable(y) => mul_args(y).map(|(p, q)| (Op::NegMulAdd, [p, q, x], y)),
-            _ => None,
-        };
-        if let Some((fop, args, mul)) = choice {
-            fused.insert(id, (fop, args));
-            *absorbed.get_mut(mul as usize)? = true;
-        }
-    }
-    // Constants get registers after inputs and states, temporaries after them.
-    let base = usize::from(n_inputs) + usize::from(n_states);
-    let mut consts = Vec::new();
-    let mut reg_of: Vec<Option<Reg>> = vec![None; n];
-    for (id, node) in graph.nodes.iter().enumerate() {
-        if !*live.get(id)? {
-            continue;
-        }
-        let r = match *node {
-            Node::Input(i) => i,
-            Node::State(i) => n_inputs.checked_add(i)?,
-            Node::Const(bits) => {
-                consts.push(f64::from_bits(bits));
-                Reg::try_from(base + consts.len() - 1).ok()?
-            }
-            Node::Op(..) => continue,
-        };
-        *reg_of.get_mut(id)? = Some(r);
-    }
-    let mut next = base + consts.len();
+    let (live, uses) = liveness(graph, roots)?;
+    let (fused, absorbed) = plan_fusions(graph, roots, &live, &uses)?;
+    let (consts, mut reg_of) = leaf_registers(graph, &live, n_inputs, n_states)?;
+    let mut next = usize::from(n_inputs) + usize::from(n_states) + consts.len();
     let mut code = Vec::new();
     // Nodes were created operands-first, so index order is a topological order.
     for (id, node) in graph.nodes.iter().enumerate() {
@@ -487,4 +419,109 @@ pub(crate) fn emit(
         code,
         results,
     })
+}
+
+/// The nodes reachable from `roots`, and how often each is used as an
+/// operand, both indexed by node.
+#[diversify]
+fn liveness(graph: &Graph, roots: &[NodeId]) -> Option<(Vec<bool>, Vec<u32>)> {
+    let n = graph.nodes.len();
+    let mut live = vec![false; n];
+    let mut uses = vec![0u32; n];
+    let mut stack: Vec<NodeId> = roots.to_vec();
+    while let Some(id) = stack.pop() {
+        let slot = live.get_mut(id as usize)?;
+        if *slot {
+            continue;
+        }
+        *slot = true;
+        if let Node::Op(op, args) = graph.node(id)? {
+            for &x in args.get(..op.arity())? {
+                *uses.get_mut(x as usize)? += 1;
+                stack.push(x);
+            }
+        }
+    }
+    Some((live, uses))
+}
+
+/// A live add or sub with its fused replacement, by node.
+type Fusions = HashMap<NodeId, (Op, [NodeId; 3])>;
+
+/// Decides the fusions before anything is emitted: an add/sub whose operand
+/// is a mul used only there (and not a root) absorbs it. Returns the fused
+/// instructions and, by node, whether a mul was absorbed (then it is not
+/// emitted on its own).
+#[diversify]
+fn plan_fusions(
+    graph: &Graph,
+    roots: &[NodeId],
+    live: &[bool],
+    uses: &[u32],
+) -> Option<(Fusions, Vec<bool>)> {
+    let n = graph.nodes.len();
+    let is_root = |id: NodeId| roots.contains(&id);
+    let fusable = |id: NodeId| {
+        matches!(graph.node(id), Some(Node::Op(Op::Mul, _)))
+            && uses.get(id as usize) == Some(&1)
+            && !is_root(id)
+    };
+    let mut fused: Fusions = HashMap::new();
+    let mut absorbed = vec![false; n];
+    for id in 0..n {
+        let id = NodeId::try_from(id).ok()?;
+        if !*live.get(id as usize)? {
+            continue;
+        }
+        let Some(Node::Op(op, [x, y, _])) = graph.node(id) else {
+            continue;
+        };
+        let mul_args = |m: NodeId| match graph.node(m) {
+            Some(Node::Op(Op::Mul, [p, q, _])) => Some((p, q)),
+            _ => None,
+        };
+        let choice = match op {
+            Op::Add if fusable(x) => mul_args(x).map(|(p, q)| (Op::MulAdd, [p, q, y], x)),
+            Op::Add if fusable(y) => mul_args(y).map(|(p, q)| (Op::MulAdd, [p, q, x], y)),
+            Op::Sub if fusable(x) => mul_args(x).map(|(p, q)| (Op::MulSub, [p, q, y], x)),
+            Op::Sub if fusable(y) => mul_args(y).map(|(p, q)| (Op::NegMulAdd, [p, q, x], y)),
+            _ => None,
+        };
+        if let Some((fop, args, mul)) = choice {
+            fused.insert(id, (fop, args));
+            *absorbed.get_mut(mul as usize)? = true;
+        }
+    }
+    Some((fused, absorbed))
+}
+
+/// The registers of the live leaves: inputs and states where the layout
+/// puts them, constants after them (in node order, returned as the
+/// program's constant table). Operations get theirs as they are emitted.
+#[diversify]
+fn leaf_registers(
+    graph: &Graph,
+    live: &[bool],
+    n_inputs: u16,
+    n_states: u16,
+) -> Option<(Vec<f64>, Vec<Option<Reg>>)> {
+    let base = usize::from(n_inputs) + usize::from(n_states);
+    let mut consts = Vec::new();
+    let mut reg_of: Vec<Option<Reg>> = vec![None; graph.nodes.len()];
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if !*live.get(id)? {
+            continue;
+        }
+        let r = match *node {
+            Node::Input(i) => i,
+            Node::State(i) => n_inputs.checked_add(i)?,
+            Node::Const(bits) => {
+                consts.push(f64::from_bits(bits));
+                Reg::try_from(base + consts.len() - 1).ok()?
+            }
+            Node::Op(..) => continue,
+        };
+        *reg_of.get_mut(id)? = Some(r);
+    }
+    Some((consts, reg_of))
 }

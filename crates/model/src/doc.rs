@@ -159,71 +159,13 @@ pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> Option<TwinDoc> {
         }
     }
     if let Some(t) = top.table(&mut r, "inputs", true) {
-        for (name, v) in entries(t) {
-            let Some(t) = r.table(v, &format!("[inputs.{}]", name.text)) else {
-                continue;
-            };
-            let mut f = Fields::new(t, &format!("[inputs.{}]", name.text));
-            let unit = f
-                .string(&mut r, "unit", false)
-                .map(|u| u.0)
-                .unwrap_or_default();
-            let range = f.range(&mut r, "range", true);
-            let nominal = f.number(&mut r, "nominal", false);
-            f.finish(&mut r);
-            doc.inputs.push(InputDecl {
-                name,
-                unit,
-                range,
-                nominal,
-            });
-        }
+        doc.inputs = read_inputs(&mut r, t);
     }
     if let Some(t) = top.table(&mut r, "states", true) {
-        for (name, v) in entries(t) {
-            let Some(t) = r.table(v, &format!("[states.{}]", name.text)) else {
-                continue;
-            };
-            let mut f = Fields::new(t, &format!("[states.{}]", name.text));
-            let unit = f
-                .string(&mut r, "unit", false)
-                .map(|u| u.0)
-                .unwrap_or_default();
-            let init = f.number(&mut r, "init", true);
-            let range = f.range(&mut r, "range", true);
-            let der = f.expr(&mut r, "der", true);
-            f.finish(&mut r);
-            doc.states.push(StateDecl {
-                name,
-                unit,
-                init,
-                range,
-                der,
-            });
-        }
+        doc.states = read_states(&mut r, t);
     }
     if let Some(t) = top.table(&mut r, "outputs", true) {
-        for (name, v) in entries(t) {
-            let Some(t) = r.table(v, &format!("[outputs.{}]", name.text)) else {
-                continue;
-            };
-            let mut f = Fields::new(t, &format!("[outputs.{}]", name.text));
-            let unit = f
-                .string(&mut r, "unit", false)
-                .map(|u| u.0)
-                .unwrap_or_default();
-            let expr = f.expr(&mut r, "expr", true);
-            let noise = f.number(&mut r, "noise", true);
-            let range = f.range(&mut r, "range", false);
-            f.finish(&mut r);
-            doc.outputs.push(OutputDecl {
-                name,
-                unit,
-                expr,
-                noise,
-                range,
-            });
-        }
+        doc.outputs = read_outputs(&mut r, t);
     }
     if let Some(t) = top.table(&mut r, "estimator", false) {
         let mut f = Fields::new(t, "[estimator]");
@@ -244,6 +186,82 @@ pub(crate) fn read(src: &str, diags: &mut Vec<Diagnostic>) -> Option<TwinDoc> {
     }
     top.finish(&mut r);
     Some(doc)
+}
+
+/// The `[inputs.NAME]` tables, in source order.
+#[diversify]
+fn read_inputs(r: &mut Reader<'_>, t: &DeTable<'_>) -> Vec<InputDecl> {
+    let mut inputs = Vec::new();
+    for (name, v) in entries(t) {
+        let section = format!("[inputs.{}]", name.text);
+        let Some(t) = r.table(v, &section) else {
+            continue;
+        };
+        let mut f = Fields::new(t, &section);
+        let unit = f.string(r, "unit", false).map(|u| u.0).unwrap_or_default();
+        let range = f.range(r, "range", true);
+        let nominal = f.number(r, "nominal", false);
+        f.finish(r);
+        inputs.push(InputDecl {
+            name,
+            unit,
+            range,
+            nominal,
+        });
+    }
+    inputs
+}
+
+/// The `[states.NAME]` tables, in source order.
+#[diversify]
+fn read_states(r: &mut Reader<'_>, t: &DeTable<'_>) -> Vec<StateDecl> {
+    let mut states = Vec::new();
+    for (name, v) in entries(t) {
+        let section = format!("[states.{}]", name.text);
+        let Some(t) = r.table(v, &section) else {
+            continue;
+        };
+        let mut f = Fields::new(t, &section);
+        let unit = f.string(r, "unit", false).map(|u| u.0).unwrap_or_default();
+        let init = f.number(r, "init", true);
+        let range = f.range(r, "range", true);
+        let der = f.expr(r, "der", true);
+        f.finish(r);
+        states.push(StateDecl {
+            name,
+            unit,
+            init,
+            range,
+            der,
+        });
+    }
+    states
+}
+
+/// The `[outputs.NAME]` tables, in source order.
+#[diversify]
+fn read_outputs(r: &mut Reader<'_>, t: &DeTable<'_>) -> Vec<OutputDecl> {
+    let mut outputs = Vec::new();
+    for (name, v) in entries(t) {
+        let section = format!("[outputs.{}]", name.text);
+        let Some(t) = r.table(v, &section) else {
+            continue;
+        };
+        let mut f = Fields::new(t, &section);
+        let unit = f.string(r, "unit", false).map(|u| u.0).unwrap_or_default();
+        let expr = f.expr(r, "expr", true);
+        let noise = f.number(r, "noise", true);
+        let range = f.range(r, "range", false);
+        f.finish(r);
+        outputs.push(OutputDecl {
+            name,
+            unit,
+            expr,
+            noise,
+            range,
+        });
+    }
+    outputs
 }
 
 #[diversify]

@@ -115,173 +115,12 @@ struct Declared {
 
 #[diversify]
 fn build(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model> {
-    let mut names: HashMap<String, Declared> = HashMap::new();
-    let mut declare = |name: &Name, kind: &'static str, diags: &mut Vec<Diagnostic>| {
-        if !is_identifier(&name.text) {
-            diags.push(Diagnostic::new(
-                name.span,
-                format!(
-                    "`{}` is not a valid name (letters, digits and `_`, not starting with a digit)",
-                    name.text
-                ),
-            ));
-        } else if matches!(name.text.as_str(), "and" | "or" | "not")
-            || compile::FUNCTIONS.contains(&name.text.as_str())
-        {
-            diags.push(Diagnostic::new(
-                name.span,
-                format!(
-                    "`{}` is a reserved word and cannot name a {kind}",
-                    name.text
-                ),
-            ));
-        } else if let Some(prev) = names.get(&name.text) {
-            diags.push(Diagnostic::new(
-                name.span,
-                format!(
-                    "duplicate name `{}`: already declared as a {} on line {}",
-                    name.text,
-                    prev.kind,
-                    crate::diag::line_col(src, prev.span.start).0
-                ),
-            ));
-        } else {
-            names.insert(
-                name.text.clone(),
-                Declared {
-                    kind,
-                    span: name.span,
-                },
-            );
-        }
-    };
-    for (n, _) in &doc.params {
-        declare(n, "parameter", diags);
-    }
-    for i in &doc.inputs {
-        declare(&i.name, "input", diags);
-    }
-    for s in &doc.states {
-        declare(&s.name, "state", diags);
-    }
-    for o in &doc.outputs {
-        declare(&o.name, "output", diags);
-    }
-    for (what, count) in [
-        ("inputs", doc.inputs.len()),
-        ("states", doc.states.len()),
-        ("outputs", doc.outputs.len()),
-    ] {
-        if count > MAX_CHANNELS {
-            diags.push(Diagnostic::new(
-                doc.top,
-                format!("too many {what}: {count} (at most {MAX_CHANNELS})"),
-            ));
-            return None;
-        }
-    }
-    if doc.states.is_empty() {
-        diags.push(Diagnostic::new(doc.top, "the model declares no states"));
-    }
-    if doc.outputs.is_empty() {
-        diags.push(Diagnostic::new(doc.top, "the model declares no outputs"));
-    }
-    if let Some(step) = doc.step
-        && step.value <= 0.0
-    {
-        diags.push(Diagnostic::new(
-            step.span,
-            "`step` must be greater than 0 seconds",
-        ));
-    }
-
-    let mut scope = HashMap::new();
-    for (n, v) in &doc.params {
-        scope
-            .entry(n.text.clone())
-            .or_insert(Binding::Param(v.value));
-    }
-    for (i, d) in doc.inputs.iter().enumerate() {
-        scope
-            .entry(d.name.text.clone())
-            .or_insert(Binding::Input(u16::try_from(i).ok()?));
-    }
-    for (i, d) in doc.states.iter().enumerate() {
-        scope
-            .entry(d.name.text.clone())
-            .or_insert(Binding::State(u16::try_from(i).ok()?));
-    }
-
-    let mut states = Vec::new();
-    for s in &doc.states {
-        if let (Some(init), Some(range)) = (s.init, &s.range)
-            && (init.value < range.lo || init.value > range.hi)
-        {
-            diags.push(Diagnostic::new(
-                init.span,
-                format!(
-                    "`init` of state `{}` is {}, outside its range [{}, {}]",
-                    s.name.text, init.value, range.lo, range.hi
-                ),
-            ));
-        }
-        states.push(State {
-            name: s.name.text.clone(),
-            unit: s.unit.clone(),
-            init: s.init.map_or(0.0, |n| n.value),
-            range: s
-                .range
-                .as_ref()
-                .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi)),
-        });
-    }
-    let mut inputs = Vec::new();
-    for i in &doc.inputs {
-        let range = i
-            .range
-            .as_ref()
-            .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi));
-        let nominal = match i.nominal {
-            Some(n) if n.value < range.0 || n.value > range.1 => {
-                diags.push(Diagnostic::new(
-                    n.span,
-                    format!(
-                        "`nominal` of input `{}` is {}, outside its range [{}, {}]",
-                        i.name.text, n.value, range.0, range.1
-                    ),
-                ));
-                n.value
-            }
-            Some(n) => n.value,
-            None => 0.5 * (range.0 + range.1),
-        };
-        inputs.push(Input {
-            name: i.name.text.clone(),
-            unit: i.unit.clone(),
-            range,
-            nominal,
-        });
-    }
-    let mut outputs = Vec::new();
-    for o in &doc.outputs {
-        if let Some(n) = o.noise
-            && n.value <= 0.0
-        {
-            diags.push(Diagnostic::new(
-                n.span,
-                "`noise` must be greater than 0 (the estimator weighs each sensor by it)",
-            ));
-        }
-        outputs.push(Output {
-            name: o.name.text.clone(),
-            unit: o.unit.clone(),
-            noise: o.noise.map_or(1.0, |n| n.value),
-            range: o
-                .range
-                .as_ref()
-                .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi)),
-        });
-    }
+    declare_names(src, doc, diags);
+    check_shape(doc, diags)?;
+    let scope = scope_of(doc)?;
+    let states = states_of(doc, diags);
+    let inputs = inputs_of(doc, diags);
+    let outputs = outputs_of(doc, diags);
 
     let mut lower = Lowerer::new(&scope);
     let der_roots: Vec<Option<NodeId>> = doc
@@ -340,6 +179,210 @@ fn build(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<Model>
         derivatives,
         sensors,
     })
+}
+
+/// Checks every declared name (parameters, inputs, states, outputs, in that
+/// order): a valid identifier, no reserved word, declared once.
+#[diversify]
+fn declare_names(src: &str, doc: &TwinDoc, diags: &mut Vec<Diagnostic>) {
+    let mut names: HashMap<String, Declared> = HashMap::new();
+    let mut declare = |name: &Name, kind: &'static str, diags: &mut Vec<Diagnostic>| {
+        if !is_identifier(&name.text) {
+            diags.push(Diagnostic::new(
+                name.span,
+                format!(
+                    "`{}` is not a valid name (letters, digits and `_`, not starting with a digit)",
+                    name.text
+                ),
+            ));
+        } else if matches!(name.text.as_str(), "and" | "or" | "not")
+            || compile::FUNCTIONS.contains(&name.text.as_str())
+        {
+            diags.push(Diagnostic::new(
+                name.span,
+                format!(
+                    "`{}` is a reserved word and cannot name a {kind}",
+                    name.text
+                ),
+            ));
+        } else if let Some(prev) = names.get(&name.text) {
+            diags.push(Diagnostic::new(
+                name.span,
+                format!(
+                    "duplicate name `{}`: already declared as a {} on line {}",
+                    name.text,
+                    prev.kind,
+                    crate::diag::line_col(src, prev.span.start).0
+                ),
+            ));
+        } else {
+            names.insert(
+                name.text.clone(),
+                Declared {
+                    kind,
+                    span: name.span,
+                },
+            );
+        }
+    };
+    for (n, _) in &doc.params {
+        declare(n, "parameter", diags);
+    }
+    for i in &doc.inputs {
+        declare(&i.name, "input", diags);
+    }
+    for s in &doc.states {
+        declare(&s.name, "state", diags);
+    }
+    for o in &doc.outputs {
+        declare(&o.name, "output", diags);
+    }
+}
+
+/// Checks the model's size and shape: channel counts within
+/// [`MAX_CHANNELS`] (`None` past it: nothing more is worth checking), at
+/// least one state and one output, a positive step.
+#[diversify]
+fn check_shape(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Option<()> {
+    for (what, count) in [
+        ("inputs", doc.inputs.len()),
+        ("states", doc.states.len()),
+        ("outputs", doc.outputs.len()),
+    ] {
+        if count > MAX_CHANNELS {
+            diags.push(Diagnostic::new(
+                doc.top,
+                format!("too many {what}: {count} (at most {MAX_CHANNELS})"),
+            ));
+            return None;
+        }
+    }
+    if doc.states.is_empty() {
+        diags.push(Diagnostic::new(doc.top, "the model declares no states"));
+    }
+    if doc.outputs.is_empty() {
+        diags.push(Diagnostic::new(doc.top, "the model declares no outputs"));
+    }
+    if let Some(step) = doc.step
+        && step.value <= 0.0
+    {
+        diags.push(Diagnostic::new(
+            step.span,
+            "`step` must be greater than 0 seconds",
+        ));
+    }
+    Some(())
+}
+
+/// What each name means in expressions; the first declaration of a name
+/// wins (duplicates were reported by [`declare_names`]).
+#[diversify]
+fn scope_of(doc: &TwinDoc) -> Option<HashMap<String, Binding>> {
+    let mut scope = HashMap::new();
+    for (n, v) in &doc.params {
+        scope
+            .entry(n.text.clone())
+            .or_insert(Binding::Param(v.value));
+    }
+    for (i, d) in doc.inputs.iter().enumerate() {
+        scope
+            .entry(d.name.text.clone())
+            .or_insert(Binding::Input(u16::try_from(i).ok()?));
+    }
+    for (i, d) in doc.states.iter().enumerate() {
+        scope
+            .entry(d.name.text.clone())
+            .or_insert(Binding::State(u16::try_from(i).ok()?));
+    }
+    Some(scope)
+}
+
+/// The declared states, reporting an `init` outside its range.
+#[diversify]
+fn states_of(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Vec<State> {
+    let mut states = Vec::new();
+    for s in &doc.states {
+        if let (Some(init), Some(range)) = (s.init, &s.range)
+            && (init.value < range.lo || init.value > range.hi)
+        {
+            diags.push(Diagnostic::new(
+                init.span,
+                format!(
+                    "`init` of state `{}` is {}, outside its range [{}, {}]",
+                    s.name.text, init.value, range.lo, range.hi
+                ),
+            ));
+        }
+        states.push(State {
+            name: s.name.text.clone(),
+            unit: s.unit.clone(),
+            init: s.init.map_or(0.0, |n| n.value),
+            range: s
+                .range
+                .as_ref()
+                .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi)),
+        });
+    }
+    states
+}
+
+/// The declared inputs, reporting a `nominal` outside its range.
+#[diversify]
+fn inputs_of(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Vec<Input> {
+    let mut inputs = Vec::new();
+    for i in &doc.inputs {
+        let range = i
+            .range
+            .as_ref()
+            .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi));
+        let nominal = match i.nominal {
+            Some(n) if n.value < range.0 || n.value > range.1 => {
+                diags.push(Diagnostic::new(
+                    n.span,
+                    format!(
+                        "`nominal` of input `{}` is {}, outside its range [{}, {}]",
+                        i.name.text, n.value, range.0, range.1
+                    ),
+                ));
+                n.value
+            }
+            Some(n) => n.value,
+            None => 0.5 * (range.0 + range.1),
+        };
+        inputs.push(Input {
+            name: i.name.text.clone(),
+            unit: i.unit.clone(),
+            range,
+            nominal,
+        });
+    }
+    inputs
+}
+
+/// The declared outputs, reporting a `noise` that is not positive.
+#[diversify]
+fn outputs_of(doc: &TwinDoc, diags: &mut Vec<Diagnostic>) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    for o in &doc.outputs {
+        if let Some(n) = o.noise
+            && n.value <= 0.0
+        {
+            diags.push(Diagnostic::new(
+                n.span,
+                "`noise` must be greater than 0 (the estimator weighs each sensor by it)",
+            ));
+        }
+        outputs.push(Output {
+            name: o.name.text.clone(),
+            unit: o.unit.clone(),
+            noise: o.noise.map_or(1.0, |n| n.value),
+            range: o
+                .range
+                .as_ref()
+                .map_or((f64::MIN, f64::MAX), |r| (r.lo, r.hi)),
+        });
+    }
+    outputs
 }
 
 /// Resolves a per-name setting against the declared names, reporting
@@ -491,124 +534,159 @@ fn modbus_map(
             1
         }
     };
-    let mut points: Vec<(ModbusPoint, Span)> = Vec::new();
+    let mut points: Vec<ModbusPoint> = Vec::new();
     for p in &m.points {
-        let channel = if let Some(i) = doc.inputs.iter().position(|x| x.name.text == p.name.text) {
-            Channel::Input(i)
-        } else if let Some(i) = doc.outputs.iter().position(|x| x.name.text == p.name.text) {
-            Channel::Output(i)
-        } else {
-            diags.push(Diagnostic::new(
-                p.name.span,
-                format!(
-                    "binding `{}` points at no declared input or output",
-                    p.name.text
-                ),
-            ));
-            continue;
-        };
-        if points.iter().any(|(q, _)| q.channel == channel) {
-            diags.push(Diagnostic::new(
-                p.name.span,
-                format!("`{}` is bound twice", p.name.text),
-            ));
-            continue;
+        if let Some(point) = modbus_point(p, doc, &points, diags) {
+            points.push(point);
         }
-        let Some((table_name, table_span)) = &p.table else {
-            continue;
-        };
-        let table = match table_name.as_str() {
-            "coil" => ModbusTable::Coil,
-            "discrete" => ModbusTable::Discrete,
-            "input" => ModbusTable::Input,
-            "holding" => ModbusTable::Holding,
-            other => {
-                diags.push(Diagnostic::new(
-                    *table_span,
-                    format!(
-                        "unknown Modbus table `{other}`; expected coil, discrete, input or holding"
-                    ),
-                ));
-                continue;
-            }
-        };
-        let Some(address) = p.address else { continue };
-        if address.value < 0.0 || address.value > 65535.0 || address.value.fract() != 0.0 {
-            diags.push(Diagnostic::new(
-                address.span,
-                "`address` must be a whole number from 0 to 65535",
-            ));
-            continue;
-        }
-        let words = match p.words {
-            None => 1u8,
-            Some(w) if table.is_bit() && w.value != 1.0 => {
-                diags.push(Diagnostic::new(
-                    w.span,
-                    "bit tables (coil, discrete) hold one bit per point: `words` must be 1",
-                ));
-                continue;
-            }
-            Some(w) if w.value == 1.0 || w.value == 2.0 => w.value as u8,
-            Some(w) => {
-                diags.push(Diagnostic::new(w.span, "`words` must be 1 or 2"));
-                continue;
-            }
-        };
-        let last = address.value + f64::from(words) - 1.0;
-        if last > 65535.0 {
-            diags.push(Diagnostic::new(
-                address.span,
-                "the point runs past address 65535",
-            ));
-            continue;
-        }
-        let scale = match p.scale {
-            None => 1.0,
-            Some(s) if s.value == 0.0 => {
-                diags.push(Diagnostic::new(s.span, "`scale` must not be 0"));
-                continue;
-            }
-            Some(s) => s.value,
-        };
-        let point = ModbusPoint {
-            channel,
-            table,
-            address: address.value as u16,
-            words,
-            scale,
-            offset: p.offset.map_or(0.0, |o| o.value),
-            signed: p.signed,
-        };
-        let end = |q: &ModbusPoint| u32::from(q.address) + u32::from(q.words);
-        if let Some((other, _)) = points.iter().find(|(q, _)| {
-            q.table == point.table
-                && u32::from(q.address) < end(&point)
-                && u32::from(point.address) < end(q)
-        }) {
-            let other_name = match other.channel {
-                Channel::Input(i) => doc.inputs.get(i).map(|x| x.name.text.clone()),
-                Channel::Output(i) => doc.outputs.get(i).map(|x| x.name.text.clone()),
-            }
-            .unwrap_or_default();
-            diags.push(Diagnostic::new(
-                address.span,
-                format!(
-                    "`{}` overlaps `{other_name}` in the {} table at address {}",
-                    p.name.text,
-                    table.name(),
-                    point.address
-                ),
-            ));
-            continue;
-        }
-        points.push((point, p.name.span));
     }
     if diags.len() > errors_before {
         return None;
     }
-    Some(ModbusMap {
-        unit_id,
-        points: points.into_iter().map(|(p, _)| p).collect(),
+    Some(ModbusMap { unit_id, points })
+}
+
+/// One binding of `[bind.modbus]`, checked against the declared channels
+/// and the points `bound` before it; `None` (reported, unless a key was
+/// missing, which the reader reported) when it cannot be used.
+#[diversify]
+fn modbus_point(
+    p: &doc::PointDecl,
+    doc: &TwinDoc,
+    bound: &[ModbusPoint],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ModbusPoint> {
+    let channel = bound_channel(p, doc, bound, diags)?;
+    let (table_name, table_span) = p.table.as_ref()?;
+    let table = modbus_table(table_name, *table_span, diags)?;
+    let address = p.address?;
+    if address.value < 0.0 || address.value > 65535.0 || address.value.fract() != 0.0 {
+        diags.push(Diagnostic::new(
+            address.span,
+            "`address` must be a whole number from 0 to 65535",
+        ));
+        return None;
+    }
+    let words = match p.words {
+        None => 1u8,
+        Some(w) if table.is_bit() && w.value != 1.0 => {
+            diags.push(Diagnostic::new(
+                w.span,
+                "bit tables (coil, discrete) hold one bit per point: `words` must be 1",
+            ));
+            return None;
+        }
+        Some(w) if w.value == 1.0 || w.value == 2.0 => w.value as u8,
+        Some(w) => {
+            diags.push(Diagnostic::new(w.span, "`words` must be 1 or 2"));
+            return None;
+        }
+    };
+    let last = address.value + f64::from(words) - 1.0;
+    if last > 65535.0 {
+        diags.push(Diagnostic::new(
+            address.span,
+            "the point runs past address 65535",
+        ));
+        return None;
+    }
+    let scale = match p.scale {
+        None => 1.0,
+        Some(s) if s.value == 0.0 => {
+            diags.push(Diagnostic::new(s.span, "`scale` must not be 0"));
+            return None;
+        }
+        Some(s) => s.value,
+    };
+    let point = ModbusPoint {
+        channel,
+        table,
+        address: address.value as u16,
+        words,
+        scale,
+        offset: p.offset.map_or(0.0, |o| o.value),
+        signed: p.signed,
+    };
+    if let Some(other) = overlapping(&point, bound) {
+        let other_name = match other.channel {
+            Channel::Input(i) => doc.inputs.get(i).map(|x| x.name.text.clone()),
+            Channel::Output(i) => doc.outputs.get(i).map(|x| x.name.text.clone()),
+        }
+        .unwrap_or_default();
+        diags.push(Diagnostic::new(
+            address.span,
+            format!(
+                "`{}` overlaps `{other_name}` in the {} table at address {}",
+                p.name.text,
+                table.name(),
+                point.address
+            ),
+        ));
+        return None;
+    }
+    Some(point)
+}
+
+/// The declared input or output a binding names, if it names one that is
+/// not bound already.
+#[diversify]
+fn bound_channel(
+    p: &doc::PointDecl,
+    doc: &TwinDoc,
+    bound: &[ModbusPoint],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Channel> {
+    let channel = if let Some(i) = doc.inputs.iter().position(|x| x.name.text == p.name.text) {
+        Channel::Input(i)
+    } else if let Some(i) = doc.outputs.iter().position(|x| x.name.text == p.name.text) {
+        Channel::Output(i)
+    } else {
+        diags.push(Diagnostic::new(
+            p.name.span,
+            format!(
+                "binding `{}` points at no declared input or output",
+                p.name.text
+            ),
+        ));
+        return None;
+    };
+    if bound.iter().any(|q| q.channel == channel) {
+        diags.push(Diagnostic::new(
+            p.name.span,
+            format!("`{}` is bound twice", p.name.text),
+        ));
+        return None;
+    }
+    Some(channel)
+}
+
+/// The Modbus table a binding's `table` names.
+#[diversify]
+fn modbus_table(name: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Option<ModbusTable> {
+    match name {
+        "coil" => Some(ModbusTable::Coil),
+        "discrete" => Some(ModbusTable::Discrete),
+        "input" => Some(ModbusTable::Input),
+        "holding" => Some(ModbusTable::Holding),
+        other => {
+            diags.push(Diagnostic::new(
+                span,
+                format!(
+                    "unknown Modbus table `{other}`; expected coil, discrete, input or holding"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// The first of `bound` that shares an address with `point` in its table.
+#[diversify]
+fn overlapping<'a>(point: &ModbusPoint, bound: &'a [ModbusPoint]) -> Option<&'a ModbusPoint> {
+    let end = |q: &ModbusPoint| u32::from(q.address) + u32::from(q.words);
+    bound.iter().find(|q| {
+        q.table == point.table
+            && u32::from(q.address) < end(point)
+            && u32::from(point.address) < end(q)
     })
 }

@@ -255,24 +255,7 @@ impl Model {
     /// Reads a bundle payload written by [`Model::to_payload`] under `enc`,
     /// checking every count, range and program against the declarations.
     pub fn from_payload(bytes: &[u8], enc: &Encoding) -> Result<Model, PayloadError> {
-        let mut header = R(bytes);
-        if header.take(4)? != MAGIC {
-            return Err(PayloadError::Malformed("not a model payload"));
-        }
-        let mut unmasked = bytes.to_vec();
-        match header.u8()? {
-            VERSION => {
-                if let Some(body) = unmasked.get_mut(HEADER_LEN..) {
-                    mask(body, enc.payload_key());
-                }
-            }
-            UNMASKED_VERSION => {}
-            _ => {
-                return Err(PayloadError::Malformed(
-                    "not a model payload of this version",
-                ));
-            }
-        }
+        let unmasked = unmask(bytes, enc)?;
         let mut r = R(unmasked.get(HEADER_LEN..).unwrap_or_default());
         let name = r.str()?;
         let version = r.str()?;
@@ -280,58 +263,17 @@ impl Model {
         if step <= 0.0 {
             return Err(PayloadError::Malformed("step is not positive"));
         }
-        let mut inputs = Vec::new();
-        for _ in 0..r.count()? {
-            let name = r.str()?;
-            let unit = r.str()?;
-            let range = r.range()?;
-            let nominal = r.finite()?;
-            inputs.push(Input {
-                name,
-                unit,
-                range,
-                nominal,
-            });
-        }
-        let (mut states, mut process_noise, mut initial_std) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..r.count()? {
-            let name = r.str()?;
-            let unit = r.str()?;
-            let init = r.finite()?;
-            let range = r.range()?;
-            states.push(State {
-                name,
-                unit,
-                init,
-                range,
-            });
-            process_noise.push(r.finite()?.abs());
-            initial_std.push(r.finite()?.abs());
-        }
-        let (mut outputs, mut measurement_noise, mut detect_out) =
-            (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..r.count()? {
-            let name = r.str()?;
-            let unit = r.str()?;
-            let noise = r.finite()?;
-            let range = r.range()?;
-            let m = r.finite()?;
-            if noise <= 0.0 || m <= 0.0 {
-                return Err(PayloadError::Malformed("a noise level is not positive"));
-            }
-            outputs.push(Output {
-                name,
-                unit,
-                noise,
-                range,
-            });
-            measurement_noise.push(m);
-            detect_out.push(OutputDetect {
-                cusum_drift: r.opt()?,
-                cusum_threshold: r.opt()?,
-                frozen_after: r.opt()?,
-            });
-        }
+        let inputs = read_inputs(&mut r)?;
+        let StatesRead {
+            states,
+            process_noise,
+            initial_std,
+        } = read_states(&mut r)?;
+        let OutputsRead {
+            outputs,
+            measurement_noise,
+            detect_out,
+        } = read_outputs(&mut r)?;
         let chi2_window = match r.opt()? {
             Some(w) if (1.0..=100_000.0).contains(&w) => Some(w as u32),
             Some(_) => return Err(PayloadError::Malformed("chi-square window out of range")),
@@ -340,44 +282,7 @@ impl Model {
         let chi2_false_alarm = r.opt()?;
         let modbus = match r.u8()? {
             0 => None,
-            1 => {
-                let unit_id = r.u8()?;
-                let mut points = Vec::new();
-                for _ in 0..r.count()? {
-                    let kind = r.u8()?;
-                    let index = usize::from(r.u16()?);
-                    let channel = match kind {
-                        0 if index < inputs.len() => Channel::Input(index),
-                        1 if index < outputs.len() => Channel::Output(index),
-                        _ => return Err(PayloadError::Inconsistent("a binding names no channel")),
-                    };
-                    let table = match r.u8()? {
-                        0 => ModbusTable::Coil,
-                        1 => ModbusTable::Discrete,
-                        2 => ModbusTable::Input,
-                        3 => ModbusTable::Holding,
-                        _ => return Err(PayloadError::Malformed("unknown Modbus table")),
-                    };
-                    let address = r.u16()?;
-                    let words = r.u8()?;
-                    let scale = r.finite()?;
-                    let offset = r.finite()?;
-                    let signed = r.u8()? != 0;
-                    if !(words == 1 || words == 2) || scale == 0.0 {
-                        return Err(PayloadError::Malformed("a binding is invalid"));
-                    }
-                    points.push(ModbusPoint {
-                        channel,
-                        table,
-                        address,
-                        words,
-                        scale,
-                        offset,
-                        signed,
-                    });
-                }
-                Some(ModbusMap { unit_id, points })
-            }
+            1 => Some(read_modbus(&mut r, inputs.len(), outputs.len())?),
             _ => return Err(PayloadError::Malformed("bad binding flag")),
         };
         let derivatives = Program::decode(r.blob()?, enc)?;
@@ -419,4 +324,166 @@ impl Model {
             sensors,
         })
     }
+}
+
+/// Checks the payload's magic and version and takes the mask off its body;
+/// returns the whole payload, header included, unmasked.
+#[diversify]
+fn unmask(bytes: &[u8], enc: &Encoding) -> Result<Vec<u8>, PayloadError> {
+    let mut header = R(bytes);
+    if header.take(4)? != MAGIC {
+        return Err(PayloadError::Malformed("not a model payload"));
+    }
+    let mut unmasked = bytes.to_vec();
+    match header.u8()? {
+        VERSION => {
+            if let Some(body) = unmasked.get_mut(HEADER_LEN..) {
+                mask(body, enc.payload_key());
+            }
+        }
+        UNMASKED_VERSION => {}
+        _ => {
+            return Err(PayloadError::Malformed(
+                "not a model payload of this version",
+            ));
+        }
+    }
+    Ok(unmasked)
+}
+
+/// The inputs, in declaration order.
+#[diversify]
+fn read_inputs(r: &mut R<'_>) -> Result<Vec<Input>, PayloadError> {
+    let mut inputs = Vec::new();
+    for _ in 0..r.count()? {
+        let name = r.str()?;
+        let unit = r.str()?;
+        let range = r.range()?;
+        let nominal = r.finite()?;
+        inputs.push(Input {
+            name,
+            unit,
+            range,
+            nominal,
+        });
+    }
+    Ok(inputs)
+}
+
+/// The states with, per state, its process noise and initial standard
+/// deviation (written beside each state, kept in the estimator's tuning).
+struct StatesRead {
+    states: Vec<State>,
+    process_noise: Vec<f64>,
+    initial_std: Vec<f64>,
+}
+
+#[diversify]
+fn read_states(r: &mut R<'_>) -> Result<StatesRead, PayloadError> {
+    let (mut states, mut process_noise, mut initial_std) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..r.count()? {
+        let name = r.str()?;
+        let unit = r.str()?;
+        let init = r.finite()?;
+        let range = r.range()?;
+        states.push(State {
+            name,
+            unit,
+            init,
+            range,
+        });
+        process_noise.push(r.finite()?.abs());
+        initial_std.push(r.finite()?.abs());
+    }
+    Ok(StatesRead {
+        states,
+        process_noise,
+        initial_std,
+    })
+}
+
+/// The outputs with, per output, its measurement noise and detector
+/// settings (written beside each output).
+struct OutputsRead {
+    outputs: Vec<Output>,
+    measurement_noise: Vec<f64>,
+    detect_out: Vec<OutputDetect>,
+}
+
+#[diversify]
+fn read_outputs(r: &mut R<'_>) -> Result<OutputsRead, PayloadError> {
+    let (mut outputs, mut measurement_noise, mut detect_out) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..r.count()? {
+        let name = r.str()?;
+        let unit = r.str()?;
+        let noise = r.finite()?;
+        let range = r.range()?;
+        let m = r.finite()?;
+        if noise <= 0.0 || m <= 0.0 {
+            return Err(PayloadError::Malformed("a noise level is not positive"));
+        }
+        outputs.push(Output {
+            name,
+            unit,
+            noise,
+            range,
+        });
+        measurement_noise.push(m);
+        detect_out.push(OutputDetect {
+            cusum_drift: r.opt()?,
+            cusum_threshold: r.opt()?,
+            frozen_after: r.opt()?,
+        });
+    }
+    Ok(OutputsRead {
+        outputs,
+        measurement_noise,
+        detect_out,
+    })
+}
+
+/// The Modbus map; each point must name one of the `n_inputs` inputs or
+/// `n_outputs` outputs.
+#[diversify]
+fn read_modbus(
+    r: &mut R<'_>,
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<ModbusMap, PayloadError> {
+    let unit_id = r.u8()?;
+    let mut points = Vec::new();
+    for _ in 0..r.count()? {
+        let kind = r.u8()?;
+        let index = usize::from(r.u16()?);
+        let channel = match kind {
+            0 if index < n_inputs => Channel::Input(index),
+            1 if index < n_outputs => Channel::Output(index),
+            _ => return Err(PayloadError::Inconsistent("a binding names no channel")),
+        };
+        let table = match r.u8()? {
+            0 => ModbusTable::Coil,
+            1 => ModbusTable::Discrete,
+            2 => ModbusTable::Input,
+            3 => ModbusTable::Holding,
+            _ => return Err(PayloadError::Malformed("unknown Modbus table")),
+        };
+        let address = r.u16()?;
+        let words = r.u8()?;
+        let scale = r.finite()?;
+        let offset = r.finite()?;
+        let signed = r.u8()? != 0;
+        if !(words == 1 || words == 2) || scale == 0.0 {
+            return Err(PayloadError::Malformed("a binding is invalid"));
+        }
+        points.push(ModbusPoint {
+            channel,
+            table,
+            address,
+            words,
+            scale,
+            offset,
+            signed,
+        });
+    }
+    Ok(ModbusMap { unit_id, points })
 }

@@ -32,6 +32,21 @@
 //!
 //! Values are `round(value / unit)` clamped to `0..=65535` (the clock to
 //! `0..=2^32-1` over its two registers).
+//!
+//! A step of the undisturbed plant stays at its steady start, and its
+//! registers report the levels within the sensors' noise and drift:
+//!
+//! ```
+//! use twinshield_plant::{PlantConfig, QuadTank, START_LEVELS};
+//!
+//! let mut plant = QuadTank::new(PlantConfig { seed: 7, attack: None })?;
+//! plant.step(0.1)?;
+//! assert!((plant.time() - 0.1).abs() < 1e-12);
+//! assert!((plant.true_levels()[0] - START_LEVELS[0]).abs() < 0.01);
+//! let reported = plant.registers().levels_cm();
+//! assert!((reported[0] - START_LEVELS[0]).abs() < 0.3);
+//! # Ok::<(), twinshield_plant::PlantError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod attack;

@@ -243,6 +243,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
         .map_err(|e| SealError::io(&format!("cannot replace {}", path.display()), &e))
 }
 
+/// The identity file as stored, parsed but not opened.
+struct StoredIdentity {
+    /// Salt of the share keys and commitments.
+    salt: [u8; 32],
+    /// Shares needed to rebuild the key-encryption key.
+    threshold: u8,
+    /// Per component: its label and its sealed share.
+    slots: Vec<(String, Vec<u8>)>,
+    /// The device's two private seeds, sealed under the key-encryption key.
+    sealed_keys: Vec<u8>,
+    /// Per component: its label and its commitment.
+    commitments: Vec<(String, [u8; 32])>,
+}
+
 #[diversify]
 impl DeviceIdentity {
     /// Opens the identity kept in `state`, creating it (keys, shares,
@@ -364,42 +378,13 @@ impl DeviceIdentity {
     /// components it was created with still match this machine.
     #[protect]
     pub fn open(state: &Path, secret: &dyn RuntimeSecret) -> Result<Self, SealError> {
-        let path = state.join(IDENTITY_FILE);
-        let bytes = fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                SealError::Identity(format!(
-                    "no device identity in {} (run `twinshield fingerprint` first)",
-                    state.display()
-                ))
-            } else {
-                SealError::io(&format!("cannot read {}", path.display()), &e)
-            }
-        })?;
-        let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
-        let mut r = Reader::new(&bytes, "device identity");
-        if r.take(4)? != ID_MAGIC || r.u8()? != VERSION {
-            return Err(bad("not a twinshield identity of this version"));
-        }
-        let salt = r.array::<32>()?;
-        let k = r.u8()?;
-        let n = r.u8()?;
-        if usize::from(k) < MIN_COMPONENTS || k > n {
-            return Err(bad("threshold out of range"));
-        }
-        let mut slots = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let label = r.str()?;
-            slots.push((label, r.blob()?.to_vec()));
-        }
-        let sealed_keys = r.blob()?.to_vec();
-        let m = r.u8()?;
-        let mut commitments = Vec::with_capacity(usize::from(m));
-        for _ in 0..m {
-            let label = r.str()?;
-            commitments.push((label, r.array::<32>()?));
-        }
-        r.finish()?;
-
+        let StoredIdentity {
+            salt,
+            threshold: k,
+            slots,
+            sealed_keys,
+            commitments,
+        } = Self::read_stored(state)?;
         let components = fingerprint::collect();
         let mut shares: Vec<Share> = Vec::new();
         for (label, sealed) in &slots {
@@ -438,7 +423,9 @@ impl DeviceIdentity {
         )
         .ok_or(not_this)?;
         let (Some(xi), Some(es)) = (keys.get(..32), keys.get(32..64)) else {
-            return Err(bad("key block has the wrong size"));
+            return Err(SealError::Malformed(
+                "device identity is corrupt: key block has the wrong size".into(),
+            ));
         };
         let mut x25519_ikm = Zeroizing::new([0u8; 32]);
         x25519_ikm.copy_from_slice(xi);
@@ -452,6 +439,55 @@ impl DeviceIdentity {
             state,
             matched,
         ))
+    }
+
+    /// Reads and parses the identity file in `state`. Protected like
+    /// [`DeviceIdentity::open`], whose first half it is: the file's layout
+    /// stays as hidden as the rest of opening.
+    #[protect]
+    fn read_stored(state: &Path) -> Result<StoredIdentity, SealError> {
+        let path = state.join(IDENTITY_FILE);
+        let bytes = fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SealError::Identity(format!(
+                    "no device identity in {} (run `twinshield fingerprint` first)",
+                    state.display()
+                ))
+            } else {
+                SealError::io(&format!("cannot read {}", path.display()), &e)
+            }
+        })?;
+        let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
+        let mut r = Reader::new(&bytes, "device identity");
+        if r.take(4)? != ID_MAGIC || r.u8()? != VERSION {
+            return Err(bad("not a twinshield identity of this version"));
+        }
+        let salt = r.array::<32>()?;
+        let k = r.u8()?;
+        let n = r.u8()?;
+        if usize::from(k) < MIN_COMPONENTS || k > n {
+            return Err(bad("threshold out of range"));
+        }
+        let mut slots = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let label = r.str()?;
+            slots.push((label, r.blob()?.to_vec()));
+        }
+        let sealed_keys = r.blob()?.to_vec();
+        let m = r.u8()?;
+        let mut commitments = Vec::with_capacity(usize::from(m));
+        for _ in 0..m {
+            let label = r.str()?;
+            commitments.push((label, r.array::<32>()?));
+        }
+        r.finish()?;
+        Ok(StoredIdentity {
+            salt,
+            threshold: k,
+            slots,
+            sealed_keys,
+            commitments,
+        })
     }
 
     /// The public description, for sealing.

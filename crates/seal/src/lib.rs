@@ -11,6 +11,34 @@
 //!
 //! Format: `docs/bundle-format.md`. Nothing here writes plaintext models or
 //! keys to disk; secrets live in zeroizing buffers.
+//!
+//! A publisher seals the shipped model for one device; that device opens
+//! it, and the header reads without any key:
+//!
+//! ```
+//! use twinshield_model::Model;
+//! use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealRequest, inspect, open, seal};
+//!
+//! let model = Model::parse("quadtank.twin", include_str!("../../../models/quadtank.twin"))?;
+//! let state = std::env::temp_dir().join(format!("twinshield-seal-doc-{}", std::process::id()));
+//! let (device, _created) = DeviceIdentity::open_or_create(&state, &EmbeddedSecret)?;
+//! let publisher = PublisherKey::generate()?;
+//! let bundle = seal(&SealRequest {
+//!     model: &model,
+//!     devices: &[device.fingerprint().clone()],
+//!     publisher: &publisher,
+//!     release: 1,
+//!     secrets: &[],
+//!     shield_policy: None,
+//!     backend: None,
+//! })?;
+//! let header = inspect(&bundle)?;
+//! assert_eq!((header.model_name.as_str(), header.release), ("quadtank", 1));
+//! let opened = open(&bundle, &publisher.public(), &device)?;
+//! assert_eq!(opened.model.outputs, model.outputs);
+//! # std::fs::remove_dir_all(&state)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod aead;

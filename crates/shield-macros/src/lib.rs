@@ -4,7 +4,9 @@
 //!   (derived from the build seed, the literal and the site) and decrypted
 //!   at use into a buffer that zeroizes on drop; the plain text is nowhere
 //!   in the binary. The expansion calls `twinshield_shield::obf::reveal`, so
-//!   a crate that uses it depends on `twinshield-shield` too.
+//!   a crate that uses it depends on `twinshield-shield` too. Its example
+//!   runs on the re-export `twinshield_shield::obf` (a proc-macro crate
+//!   cannot run doctests of its own macros).
 //! - `obf_bytes!(b"bytes")`: the same for byte strings (labels, markers).
 //! - `build_seed!()`: the seed these macros were keyed with, as a `u64`.
 //! - `#[protect]` on a function:

@@ -58,64 +58,13 @@ fn occurrences(hay: &[u8], needle: &[u8]) -> Vec<usize> {
 #[diversify]
 pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError> {
     let segments = load_segments(binary)?;
-    let found = occurrences(binary, &guard::marker());
-    let table_at = match found.as_slice() {
-        [] => return Err(HardenError::NoTable),
-        [one] => *one,
-        many => return Err(HardenError::Ambiguous(many.len())),
-    };
+    let (table_at, table_vaddr) = locate_table(binary, &segments)?;
     let table_end = table_at + TABLE_LEN;
-    let home = segments
-        .iter()
-        .find(|s| s.offset as usize <= table_at && table_end as u64 <= s.offset + s.filesz)
-        .ok_or(HardenError::Misplaced)?;
-    if home.writable || home.executable {
-        return Err(HardenError::Misplaced);
-    }
-    let table_vaddr = home.vaddr + (table_at as u64 - home.offset);
-
-    // Spans: the file ranges of non-writable segments, less the table.
-    let mut spans: Vec<(Segment, u64, u64)> = Vec::new();
-    for s in segments.iter().filter(|s| !s.writable && s.filesz > 0) {
-        let (start, end) = (s.offset, s.offset + s.filesz);
-        let (t0, t1) = (table_at as u64, table_end as u64);
-        if t1 <= start || t0 >= end {
-            spans.push((*s, start, end));
-        } else {
-            if start < t0 {
-                spans.push((*s, start, t0));
-            }
-            if t1 < end {
-                spans.push((*s, t1, end));
-            }
-        }
-    }
+    let spans = spans_around(&segments, table_at as u64, table_end as u64);
     let covered: u64 = spans.iter().map(|(_, a, b)| b - a).sum();
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Two staggered tilings of random-length regions: every byte is in at
-    // least two regions, and region boundaries differ from one seed to the
-    // next. The length adapts so the regions fit the table.
-    let budget = (CAPACITY - 2 * spans.len() - 16) as u64;
-    let target = ((2 * covered).div_ceil(budget) * 11 / 10).max(4096);
-    let mut pieces: Vec<(Segment, u64, u64)> = Vec::new();
-    for &(seg, start, end) in &spans {
-        for stagger in [0, target / 2] {
-            let mut at = start;
-            let first = stagger.min(end - start);
-            if first > 0 {
-                pieces.push((seg, at, at + first));
-                at += first;
-            }
-            while at < end {
-                let len = rng
-                    .random_range(target * 3 / 4..=target * 5 / 4)
-                    .min(end - at);
-                pieces.push((seg, at, at + len));
-                at += len;
-            }
-        }
-    }
+    let mut pieces = tile(&spans, covered, &mut rng);
     shuffle(&mut pieces, &mut rng);
     let key: u64 = rng.random();
     let regions = pieces
@@ -139,6 +88,80 @@ pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError>
     let encoded = guard::encode(&Table { key, regions })?;
     binary[table_at..table_end].copy_from_slice(&encoded);
     Ok(report)
+}
+
+/// The guard table's file offset and virtual address: exactly one marker,
+/// inside a segment that is neither writable nor executable.
+#[diversify]
+fn locate_table(binary: &[u8], segments: &[Segment]) -> Result<(usize, u64), HardenError> {
+    let found = occurrences(binary, &guard::marker());
+    let table_at = match found.as_slice() {
+        [] => return Err(HardenError::NoTable),
+        [one] => *one,
+        many => return Err(HardenError::Ambiguous(many.len())),
+    };
+    let table_end = table_at + TABLE_LEN;
+    let home = segments
+        .iter()
+        .find(|s| s.offset as usize <= table_at && table_end as u64 <= s.offset + s.filesz)
+        .ok_or(HardenError::Misplaced)?;
+    if home.writable || home.executable {
+        return Err(HardenError::Misplaced);
+    }
+    Ok((table_at, home.vaddr + (table_at as u64 - home.offset)))
+}
+
+/// The file ranges of the non-writable segments, less the table at
+/// `t0..t1` (it holds the checksums, so it cannot be checksummed).
+#[diversify]
+fn spans_around(segments: &[Segment], t0: u64, t1: u64) -> Vec<(Segment, u64, u64)> {
+    let mut spans = Vec::new();
+    for s in segments.iter().filter(|s| !s.writable && s.filesz > 0) {
+        let (start, end) = (s.offset, s.offset + s.filesz);
+        if t1 <= start || t0 >= end {
+            spans.push((*s, start, end));
+        } else {
+            if start < t0 {
+                spans.push((*s, start, t0));
+            }
+            if t1 < end {
+                spans.push((*s, t1, end));
+            }
+        }
+    }
+    spans
+}
+
+/// Two staggered tilings of `spans` by random-length regions: every byte
+/// is in at least two regions, and region boundaries differ from one seed
+/// to the next. The length adapts to `covered` so the regions fit the table.
+#[diversify]
+fn tile(
+    spans: &[(Segment, u64, u64)],
+    covered: u64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(Segment, u64, u64)> {
+    let budget = (CAPACITY - 2 * spans.len() - 16) as u64;
+    let target = ((2 * covered).div_ceil(budget) * 11 / 10).max(4096);
+    let mut pieces = Vec::new();
+    for &(seg, start, end) in spans {
+        for stagger in [0, target / 2] {
+            let mut at = start;
+            let first = stagger.min(end - start);
+            if first > 0 {
+                pieces.push((seg, at, at + first));
+                at += first;
+            }
+            while at < end {
+                let len = rng
+                    .random_range(target * 3 / 4..=target * 5 / 4)
+                    .min(end - at);
+                pieces.push((seg, at, at + len));
+                at += len;
+            }
+        }
+    }
+    pieces
 }
 
 #[diversify]

@@ -4,7 +4,7 @@
 //! should report and hands over its keys. The shield makes the running
 //! binary notice and respond:
 //!
-//! - [`harden`] (the `twinshield harden` command) seals a built binary:
+//! - [`mod@harden`] (the `twinshield harden` command) seals a built binary:
 //!   keyed checksums over many overlapping regions of its code and
 //!   read-only data, written encoded into a [`guard`] table reserved in the
 //!   binary;
@@ -20,6 +20,21 @@
 //! What it does not stop: a kernel-level attacker, or hardware-assisted
 //! split instruction and data views (a tampered instruction stream that
 //! reads back clean). See the README's honest limits.
+//!
+//! A response policy names the classes it changes; the others keep the
+//! release default:
+//!
+//! ```
+//! use twinshield_shield::{Action, FindingClass, Policy, PolicyError};
+//!
+//! let policy: Policy = "timing=degrade, environment=lockdown".parse()?;
+//! assert_eq!(policy.action(FindingClass::Timing), Action::Degrade);
+//! assert_eq!(policy.action(FindingClass::Environment), Action::Lockdown);
+//! assert_eq!(policy.action(FindingClass::Debugger), Action::Lockdown);
+//! assert_eq!(policy.to_string().parse::<Policy>()?, policy);
+//! assert!(matches!("tamper=ignore".parse::<Policy>(), Err(PolicyError::Action(_))));
+//! # Ok::<(), PolicyError>(())
+//! ```
 
 // `obf!` expands to `::twinshield_shield::...`: let that path work here too.
 extern crate self as twinshield_shield;
@@ -38,4 +53,16 @@ pub use finding::{Finding, FindingClass};
 pub use harden::{HardenError, HardenReport, harden};
 pub use monitor::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};
 pub use policy::{Action, Policy, PolicyError};
-pub use twinshield_shield_macros::{build_seed, obf, obf_bytes, protect};
+pub use twinshield_shield_macros::{build_seed, obf_bytes, protect};
+
+// `obf!`'s example lives on this re-export: a proc-macro crate cannot run
+// doctests of its own macros, and the expansion needs this crate anyway.
+/// A round trip: the literal is stored encrypted and comes back whole, in a
+/// buffer that zeroizes on drop.
+///
+/// ```
+/// let token = twinshield_shield::obf!("historian-token");
+/// assert_eq!(&*token, "historian-token");
+/// assert_eq!(token.bytes(), b"historian-token");
+/// ```
+pub use twinshield_shield_macros::obf;

@@ -104,53 +104,8 @@ impl Shield {
         // Opened first: after the process becomes non-dumpable some kernels
         // refuse the open.
         let memory = SelfMemory::open();
-        let mut found = Vec::new();
-        found.extend(probe::tracer());
-        if ptrace_self_check() == SelfCheck::Traced {
-            found.push(Finding::new(
-                FindingClass::Debugger,
-                "the ptrace self-check could not attach: a tracer is attached",
-            ));
-        }
-        found.extend(probe::environment_hooks());
-        found.extend(probe::emulation());
-        found.extend(probe::maps());
-        found.extend(probe::root());
-        found.extend(probe::dump_proof());
-
-        let embedded = match &options.guard_table {
-            Some(t) => Ok(t.clone()),
-            None => guard::embedded_table(),
-        };
-        let guard = match embedded {
-            Ok(table) => match memory {
-                Ok(memory) => Some(GuardState {
-                    memory,
-                    table,
-                    base: guard::table_address(),
-                    cursor: 0,
-                }),
-                Err(e) => {
-                    found.push(Finding::new(
-                        FindingClass::Tamper,
-                        format!("cannot read the running code to check it: {e}"),
-                    ));
-                    None
-                }
-            },
-            Err(TableError::NotHardened) if options.unprotected => {
-                found.push(Finding::new(
-                    FindingClass::Environment,
-                    "unprotected development build: integrity guards are off",
-                ));
-                None
-            }
-            Err(TableError::NotHardened) => return Err(StartError::NeverHardened),
-            Err(e) => {
-                found.push(Finding::new(FindingClass::Tamper, e.to_string()));
-                None
-            }
-        };
+        let mut found = Self::startup_findings();
+        let guard = Self::guard_state(options, memory, &mut found)?;
         let mut shield = Self {
             policy: Mutex::new(Policy::release_default()),
             deferred: Mutex::new(options.defer_to_bundle_policy.then(Vec::new)),
@@ -189,6 +144,72 @@ impl Shield {
         Ok(shield)
     }
 
+    /// What the start-up probes find: tracer, ptrace self-check, hooks,
+    /// emulation, instrumentation in the mappings, root, dump protection.
+    fn startup_findings() -> Vec<Finding> {
+        let mut found = Vec::new();
+        found.extend(probe::tracer());
+        if ptrace_self_check() == SelfCheck::Traced {
+            found.push(Finding::new(
+                FindingClass::Debugger,
+                "the ptrace self-check could not attach: a tracer is attached",
+            ));
+        }
+        found.extend(probe::environment_hooks());
+        found.extend(probe::emulation());
+        found.extend(probe::maps());
+        found.extend(probe::root());
+        found.extend(probe::dump_proof());
+        found
+    }
+
+    /// The guards' state over `memory` and the table (the options' or the
+    /// one embedded in the binary), or `None` with a finding in `found`
+    /// when they cannot run.
+    ///
+    /// # Errors
+    /// [`StartError::NeverHardened`] for an unhardened build without
+    /// `--unprotected`.
+    fn guard_state(
+        options: &Options,
+        memory: std::io::Result<SelfMemory>,
+        found: &mut Vec<Finding>,
+    ) -> Result<Option<GuardState>, StartError> {
+        let embedded = match &options.guard_table {
+            Some(t) => Ok(t.clone()),
+            None => guard::embedded_table(),
+        };
+        Ok(match embedded {
+            Ok(table) => match memory {
+                Ok(memory) => Some(GuardState {
+                    memory,
+                    table,
+                    base: guard::table_address(),
+                    cursor: 0,
+                }),
+                Err(e) => {
+                    found.push(Finding::new(
+                        FindingClass::Tamper,
+                        format!("cannot read the running code to check it: {e}"),
+                    ));
+                    None
+                }
+            },
+            Err(TableError::NotHardened) if options.unprotected => {
+                found.push(Finding::new(
+                    FindingClass::Environment,
+                    "unprotected development build: integrity guards are off",
+                ));
+                None
+            }
+            Err(TableError::NotHardened) => return Err(StartError::NeverHardened),
+            Err(e) => {
+                found.push(Finding::new(FindingClass::Tamper, e.to_string()));
+                None
+            }
+        })
+    }
+
     /// Checks every guard region. Inlined at each call site: every site is
     /// its own checker.
     #[inline(always)]
@@ -218,8 +239,8 @@ impl Shield {
         guard::check_region(memory, table, *base, *cursor).err()
     }
 
-    /// Called by the sync loop once per sample: cheap, and every
-    /// [`TICK_PERIOD`] it checks one guard region.
+    /// Called by the sync loop once per sample: cheap, and every 100 ms
+    /// (at most) it checks one guard region.
     #[inline(always)]
     pub fn tick(&self) {
         if !self

@@ -10,6 +10,28 @@
 //! once the transaction holding it has committed durably. When the disk
 //! fails (full, read-only), the writer keeps samples in memory (bounded),
 //! reports the fault, and resumes when writes succeed again.
+//!
+//! A sample written through the writer reads back under the same key, and
+//! the history opens under no other:
+//!
+//! ```
+//! use twinshield_store::{Sample, Store, StoreError, WriterConfig};
+//! use zeroize::Zeroizing;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let key = Zeroizing::new([7u8; 32]);
+//! let schema = ["v1".to_owned(), "y1".to_owned()];
+//! let writer = Store::open(dir.path(), &key, Some(&schema))?.into_writer(WriterConfig::default())?;
+//! assert!(writer.push(Sample { time: 10.0, values: vec![3.0, 12.5] }));
+//! drop(writer); // flushes, commits and closes the database
+//!
+//! let store = Store::open(dir.path(), &key, None)?;
+//! assert_eq!(store.latest()?.map(|s| s.values), Some(vec![3.0, 12.5]));
+//! drop(store);
+//! let other = Zeroizing::new([8u8; 32]);
+//! assert_eq!(Store::open(dir.path(), &other, None).unwrap_err(), StoreError::WrongDevice);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod codec;

@@ -411,142 +411,20 @@ impl Worker {
     /// Writes every pending sample and event in one transaction. Returns
     /// the samples written and the minute accumulator to keep on success.
     fn write(&mut self) -> Result<(usize, Option<MinuteAcc>), String> {
-        let e = |x: &dyn std::fmt::Display| x.to_string();
-        let seal = |table: &str, key: u64, pt: &[u8]| {
-            self.cipher
-                .seal(table, &key.to_le_bytes(), pt)
-                .ok_or_else(|| "cannot encrypt a record".to_owned())
-        };
         if self.db.is_none() {
-            self.db = Some(Arc::new(Database::create(&self.path).map_err(|x| e(&x))?));
+            self.db = Some(Arc::new(
+                Database::create(&self.path).map_err(|x| x.to_string())?,
+            ));
         }
         let Some(db) = self.db.as_ref() else {
             return Err("history database is closed".into());
         };
-        let w = db.begin_write().map_err(|x| e(&x))?;
+        let w = db.begin_write().map_err(|x| x.to_string())?;
         // Work on a copy: a failed transaction leaves the accumulator as it was.
         let mut minute = self.minute.clone();
-        let result = (|| -> Result<usize, String> {
-            let n = self.samples.len();
-            {
-                let mut samples = w.open_table(SAMPLES).map_err(|x| e(&x))?;
-                let mut minutes = w.open_table(MINUTES).map_err(|x| e(&x))?;
-                // Continue the newest block while it has room.
-                let mut block: Vec<Sample> = Vec::new();
-                let mut block_key: Option<u64> = None;
-                if let Some((k, v)) = samples.last().map_err(|x| e(&x))? {
-                    let key = k.value();
-                    if let Some(plain) = self.cipher.open("samples", &key.to_le_bytes(), v.value())
-                        && let Some(b) = codec::decode_block(&plain)
-                        && b.len() < BLOCK_SAMPLES
-                    {
-                        block = b;
-                        block_key = Some(key);
-                    }
-                }
-                for s in self.samples.iter() {
-                    let full = block.len() >= BLOCK_SAMPLES
-                        || block
-                            .first()
-                            .is_some_and(|f| s.time - f.time > BLOCK_SPAN || s.time < f.time);
-                    if full && let Some(k) = block_key.take() {
-                        samples
-                            .insert(
-                                k,
-                                seal("samples", k, &codec::encode_block(&block, self.channels))?
-                                    .as_slice(),
-                            )
-                            .map_err(|x| e(&x))?;
-                        block.clear();
-                    }
-                    if block.is_empty() {
-                        // Keys are block start times; never reuse one.
-                        let mut k = micros(s.time);
-                        while samples.get(k).map_err(|x| e(&x))?.is_some() && Some(k) != block_key {
-                            k += 1;
-                        }
-                        block_key = Some(k);
-                    }
-                    block.push(s.clone());
-                    // Minute aggregates.
-                    let m = minute_of(s.time);
-                    if minute.as_ref().is_some_and(|a| a.minute != m)
-                        && let Some(done) = minute.take()
-                    {
-                        write_minute(&mut minutes, &self.cipher, &done)?;
-                    }
-                    let acc = minute.get_or_insert_with(|| MinuteAcc {
-                        minute: m,
-                        count: 0,
-                        stats: vec![(f32::INFINITY, 0.0, f32::NEG_INFINITY); self.channels],
-                    });
-                    acc.count = acc.count.saturating_add(1);
-                    for (st, v) in acc.stats.iter_mut().zip(&s.values) {
-                        if v.is_finite() {
-                            st.0 = st.0.min(*v);
-                            st.1 += f64::from(*v);
-                            st.2 = st.2.max(*v);
-                        }
-                    }
-                }
-                if let Some(k) = block_key {
-                    samples
-                        .insert(
-                            k,
-                            seal("samples", k, &codec::encode_block(&block, self.channels))?
-                                .as_slice(),
-                        )
-                        .map_err(|x| e(&x))?;
-                }
-                // The running minute too, so it survives a crash.
-                if let Some(acc) = &minute {
-                    write_minute(&mut minutes, &self.cipher, acc)?;
-                }
-                // Retention, about once a minute of data time.
-                if let Some(newest) = self.samples.back().map(|s| s.time)
-                    && newest - self.last_retention >= 60.0
-                {
-                    self.last_retention = newest;
-                    let cut = micros(newest - self.config.full_rate);
-                    let old: Vec<u64> = samples
-                        .range(..cut)
-                        .map_err(|x| e(&x))?
-                        .filter_map(|r| r.ok().map(|(k, _)| k.value()))
-                        .collect();
-                    for k in old {
-                        samples.remove(k).map_err(|x| e(&x))?;
-                    }
-                    let mcut = minute_of(newest - self.config.minutes);
-                    let old: Vec<u64> = minutes
-                        .range(..mcut)
-                        .map_err(|x| e(&x))?
-                        .filter_map(|r| r.ok().map(|(k, _)| k.value()))
-                        .collect();
-                    for k in old {
-                        minutes.remove(k).map_err(|x| e(&x))?;
-                    }
-                }
-            }
-            if !self.events.is_empty() {
-                let mut events = w.open_table(EVENTS).map_err(|x| e(&x))?;
-                let first = events
-                    .last()
-                    .map_err(|x| e(&x))?
-                    .map_or(0, |(k, _)| k.value() + 1);
-                for (key, ev) in (first..).zip(self.events.iter()) {
-                    events
-                        .insert(
-                            key,
-                            seal("events", key, &codec::encode_event(ev))?.as_slice(),
-                        )
-                        .map_err(|x| e(&x))?;
-                }
-            }
-            Ok(n)
-        })();
-        match result {
+        match self.write_in(&w, &mut minute) {
             Ok(n) => {
-                w.commit().map_err(|x| e(&x))?;
+                w.commit().map_err(|x| x.to_string())?;
                 Ok((n, minute))
             }
             Err(err) => {
@@ -555,6 +433,184 @@ impl Worker {
             }
         }
     }
+
+    /// The body of [`Worker::write`]'s transaction `w`: samples with their
+    /// minute aggregates in `minute`, retention, then events. Returns the
+    /// samples written.
+    fn write_in(
+        &mut self,
+        w: &redb::WriteTransaction,
+        minute: &mut Option<MinuteAcc>,
+    ) -> Result<usize, String> {
+        let n = self.samples.len();
+        {
+            let mut samples = w.open_table(SAMPLES).map_err(|x| x.to_string())?;
+            let mut minutes = w.open_table(MINUTES).map_err(|x| x.to_string())?;
+            self.append_samples(&mut samples, &mut minutes, minute)?;
+            self.apply_retention(&mut samples, &mut minutes)?;
+        }
+        if !self.events.is_empty() {
+            let mut events = w.open_table(EVENTS).map_err(|x| x.to_string())?;
+            let first = events
+                .last()
+                .map_err(|x| x.to_string())?
+                .map_or(0, |(k, _)| k.value() + 1);
+            for (key, ev) in (first..).zip(self.events.iter()) {
+                let sealed = seal(&self.cipher, "events", key, &codec::encode_event(ev))?;
+                events
+                    .insert(key, sealed.as_slice())
+                    .map_err(|x| x.to_string())?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Appends the pending samples to the blocks of `samples` (continuing
+    /// the newest block while it has room) and folds them into the minute
+    /// aggregates, writing each finished minute and the running one.
+    fn append_samples(
+        &self,
+        samples: &mut redb::Table<u64, &[u8]>,
+        minutes: &mut redb::Table<u64, &[u8]>,
+        minute: &mut Option<MinuteAcc>,
+    ) -> Result<(), String> {
+        let (mut block, mut block_key) = self.open_block(samples)?;
+        for s in self.samples.iter() {
+            let full = block.len() >= BLOCK_SAMPLES
+                || block
+                    .first()
+                    .is_some_and(|f| s.time - f.time > BLOCK_SPAN || s.time < f.time);
+            if full && let Some(k) = block_key.take() {
+                let sealed = seal(
+                    &self.cipher,
+                    "samples",
+                    k,
+                    &codec::encode_block(&block, self.channels),
+                )?;
+                samples
+                    .insert(k, sealed.as_slice())
+                    .map_err(|x| x.to_string())?;
+                block.clear();
+            }
+            if block.is_empty() {
+                // Keys are block start times; never reuse one.
+                let mut k = micros(s.time);
+                while samples.get(k).map_err(|x| x.to_string())?.is_some() && Some(k) != block_key {
+                    k += 1;
+                }
+                block_key = Some(k);
+            }
+            block.push(s.clone());
+            self.aggregate(minutes, minute, s)?;
+        }
+        if let Some(k) = block_key {
+            let sealed = seal(
+                &self.cipher,
+                "samples",
+                k,
+                &codec::encode_block(&block, self.channels),
+            )?;
+            samples
+                .insert(k, sealed.as_slice())
+                .map_err(|x| x.to_string())?;
+        }
+        // The running minute too, so it survives a crash.
+        if let Some(acc) = minute.as_ref() {
+            write_minute(minutes, &self.cipher, acc)?;
+        }
+        Ok(())
+    }
+
+    /// The newest stored block and its key, if it has room for more
+    /// samples; else an empty block with no key yet.
+    fn open_block(
+        &self,
+        samples: &redb::Table<u64, &[u8]>,
+    ) -> Result<(Vec<Sample>, Option<u64>), String> {
+        if let Some((k, v)) = samples.last().map_err(|x| x.to_string())? {
+            let key = k.value();
+            if let Some(plain) = self.cipher.open("samples", &key.to_le_bytes(), v.value())
+                && let Some(b) = codec::decode_block(&plain)
+                && b.len() < BLOCK_SAMPLES
+            {
+                return Ok((b, Some(key)));
+            }
+        }
+        Ok((Vec::new(), None))
+    }
+
+    /// Folds `s` into the running minute aggregate, first writing the
+    /// previous minute when `s` starts a new one.
+    fn aggregate(
+        &self,
+        minutes: &mut redb::Table<u64, &[u8]>,
+        minute: &mut Option<MinuteAcc>,
+        s: &Sample,
+    ) -> Result<(), String> {
+        let m = minute_of(s.time);
+        if minute.as_ref().is_some_and(|a| a.minute != m)
+            && let Some(done) = minute.take()
+        {
+            write_minute(minutes, &self.cipher, &done)?;
+        }
+        let acc = minute.get_or_insert_with(|| MinuteAcc {
+            minute: m,
+            count: 0,
+            stats: vec![(f32::INFINITY, 0.0, f32::NEG_INFINITY); self.channels],
+        });
+        acc.count = acc.count.saturating_add(1);
+        for (st, v) in acc.stats.iter_mut().zip(&s.values) {
+            if v.is_finite() {
+                st.0 = st.0.min(*v);
+                st.1 += f64::from(*v);
+                st.2 = st.2.max(*v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops full-rate samples and minute aggregates past their retention,
+    /// about once a minute of data time.
+    fn apply_retention(
+        &mut self,
+        samples: &mut redb::Table<u64, &[u8]>,
+        minutes: &mut redb::Table<u64, &[u8]>,
+    ) -> Result<(), String> {
+        let Some(newest) = self.samples.back().map(|s| s.time) else {
+            return Ok(());
+        };
+        if newest - self.last_retention < 60.0 {
+            return Ok(());
+        }
+        self.last_retention = newest;
+        let cut = micros(newest - self.config.full_rate);
+        let old: Vec<u64> = samples
+            .range(..cut)
+            .map_err(|x| x.to_string())?
+            .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+            .collect();
+        for k in old {
+            samples.remove(k).map_err(|x| x.to_string())?;
+        }
+        let mcut = minute_of(newest - self.config.minutes);
+        let old: Vec<u64> = minutes
+            .range(..mcut)
+            .map_err(|x| x.to_string())?
+            .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+            .collect();
+        for k in old {
+            minutes.remove(k).map_err(|x| x.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Seals the record `key` of `table`.
+#[diversify]
+fn seal(cipher: &Cipher, table: &str, key: u64, plaintext: &[u8]) -> Result<Vec<u8>, String> {
+    cipher
+        .seal(table, &key.to_le_bytes(), plaintext)
+        .ok_or_else(|| "cannot encrypt a record".to_owned())
 }
 
 #[diversify]

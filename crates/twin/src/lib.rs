@@ -8,6 +8,24 @@
 //! windowed bias test per output, frozen and flat-line tests on the raw
 //! values, and a windowed chi-square test on the normalized innovation
 //! squared.
+//!
+//! A twin of the shipped quadruple-tank model takes one sample at its
+//! operating point: no alarm (it is still warming up), and the sample is in
+//! the history:
+//!
+//! ```
+//! use twinshield_model::Model;
+//! use twinshield_twin::{Twin, TwinSettings};
+//!
+//! let model = Model::parse("quadtank.twin", include_str!("../../../models/quadtank.twin"))?;
+//! let mut twin = Twin::new(&model, TwinSettings::default())?;
+//! let levels = [12.263, 12.783, 1.634, 1.409];
+//! let events = twin.update(0.0, &[3.0, 3.0], &levels)?;
+//! assert!(events.is_empty());
+//! assert_eq!(twin.samples(), 1);
+//! assert_eq!(twin.history().latest().map(|r| r.outputs.clone()), Some(levels.to_vec()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod history;

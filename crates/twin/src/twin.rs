@@ -207,21 +207,7 @@ impl Twin {
         inputs: &[f64],
         outputs: &[f64],
     ) -> Result<&[AlarmEvent], TwinError> {
-        let dt = match self.last {
-            Some(prev) if time.partial_cmp(&prev) != Some(std::cmp::Ordering::Greater) => {
-                self.refused += 1;
-                return Err(TwinError::TimeNotIncreasing {
-                    time,
-                    previous: prev,
-                });
-            }
-            Some(prev) => time - prev,
-            None if time.is_finite() => 0.0,
-            None => {
-                self.refused += 1;
-                return Err(TwinError::Settings("sample time must be finite".into()));
-            }
-        };
+        let dt = self.interval_to(time)?;
         if let Err(e) = self.ekf.step(inputs, outputs, dt) {
             self.refused += 1;
             return Err(e.into());
@@ -239,6 +225,50 @@ impl Twin {
         let nis = inn.nis;
         let elapsed = time - start;
         let armed = elapsed >= self.settings.warmup;
+        self.test_channels(time, dt, outputs, armed);
+        let chi2 = self.chi2.update(nis);
+        if armed {
+            observe(
+                &mut self.tracker,
+                &mut self.events,
+                self.chi2_src,
+                time,
+                &chi2,
+            );
+        }
+        self.record(time, inputs, outputs, nis);
+        Ok(&self.events)
+    }
+
+    /// Seconds from the previous sample to `time` (0 for the first sample),
+    /// or why `time` is refused (counted as refused).
+    // Inline: one call per sample, on the sync loop's path (and, inlined,
+    // covered by `update`'s own guards).
+    #[inline]
+    fn interval_to(&mut self, time: f64) -> Result<f64, TwinError> {
+        match self.last {
+            Some(prev) if time.partial_cmp(&prev) != Some(std::cmp::Ordering::Greater) => {
+                self.refused += 1;
+                Err(TwinError::TimeNotIncreasing {
+                    time,
+                    previous: prev,
+                })
+            }
+            Some(prev) => Ok(time - prev),
+            None if time.is_finite() => Ok(0.0),
+            None => {
+                self.refused += 1;
+                Err(TwinError::Settings("sample time must be finite".into()))
+            }
+        }
+    }
+
+    /// Runs each output's detectors on its normalized residual (less the
+    /// learnt baseline) and its raw value; once `armed`, their decisions go
+    /// to the alarm tracker.
+    // Inline: once per sample, on the sync loop's path.
+    #[inline]
+    fn test_channels(&mut self, time: f64, dt: f64, outputs: &[f64], armed: bool) {
         // The baseline learns as a running mean at first, then as an
         // exponential average; it pauses while any alarm is active so an
         // attack is not learnt as the new normal.
@@ -268,16 +298,12 @@ impl Twin {
                 }
             }
         }
-        let chi2 = self.chi2.update(nis);
-        if armed {
-            observe(
-                &mut self.tracker,
-                &mut self.events,
-                self.chi2_src,
-                time,
-                &chi2,
-            );
-        }
+    }
+
+    /// Appends the sample, the estimate and the residuals to the history.
+    // Inline: once per sample, on the sync loop's path.
+    #[inline]
+    fn record(&mut self, time: f64, inputs: &[f64], outputs: &[f64], nis: f64) {
         let inn = self.ekf.innovation();
         self.history.push(Record {
             time,
@@ -287,7 +313,6 @@ impl Twin {
             residual: inn.residual.clone(),
             nis,
         });
-        Ok(&self.events)
     }
 
     /// Records a sample that could not be read (a data-quality event).

@@ -22,6 +22,29 @@
 //!   `whitebox-trace` binary that writes traces for outside toolkits.
 //!
 //! Neither feature may be enabled in a shipped build.
+//!
+//! Tables generated for a key encrypt the FIPS-197 Appendix C.1 block to
+//! the standard's ciphertext, once the external output encoding is taken
+//! off (the runtime never takes it off: it consumes the encoded output):
+//!
+//! ```
+//! use twinshield_whitebox::{OutputEncoding, WhiteBox, aes_ref, generate::generate};
+//!
+//! let key: [u8; 16] = std::array::from_fn(|i| i as u8); // 000102…0f
+//! let block: [u8; 16] = std::array::from_fn(|i| (i as u8) * 0x11); // 001122…ff
+//! let fips197 = [
+//!     0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30,
+//!     0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a,
+//! ];
+//! let encoding_key = [7u8; 16];
+//! let image = generate(&key, &encoding_key, 1);
+//! let encoded = WhiteBox::new(&image)?.encrypt_encoded(&block);
+//! assert_ne!(encoded, fips197);
+//! let plain = OutputEncoding::from_key(&encoding_key).decode(&encoded);
+//! assert_eq!(plain, fips197);
+//! assert_eq!(plain, aes_ref::encrypt(&key, &block));
+//! # Ok::<(), twinshield_whitebox::TablesError>(())
+//! ```
 
 pub mod aes_ref;
 pub mod cipher;
