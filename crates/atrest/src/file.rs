@@ -34,9 +34,10 @@ pub enum WriteStep {
 }
 
 /// Why a whole-or-nothing write failed. Up to [`WriteStep::Rename`] the
-/// target is as it was and the temporary file is gone.
+/// target is as it was and the temporary file is gone. The message shows
+/// the operating system's reason, which is also the error's source.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}", path.display())]
+#[error("cannot write {}: {source}", path.display())]
 pub struct WriteError {
     /// The file that was to be written.
     pub path: PathBuf,
@@ -271,7 +272,10 @@ mod tests {
         let e = write_atomic(&path, b"bytes", 0o600).unwrap_err();
         assert_eq!(e.step, WriteStep::Rename);
         assert_eq!(e.path, path);
-        assert_eq!(e.to_string(), format!("cannot write {}", path.display()));
+        assert_eq!(
+            e.to_string(),
+            format!("cannot write {}: {}", path.display(), e.source)
+        );
         assert!(std::error::Error::source(&e).is_some());
         assert!(others(&d, "taken").is_empty());
         let _ = fs::remove_dir_all(&d);

@@ -54,6 +54,18 @@ pub enum SealError {
 }
 
 #[diversify]
+impl From<twinshield_atrest::EncryptError> for SealError {
+    fn from(e: twinshield_atrest::EncryptError) -> Self {
+        match e {
+            twinshield_atrest::EncryptError::Random(_) => SealError::Random,
+            twinshield_atrest::EncryptError::TooLong => {
+                SealError::Malformed("too large to encrypt".into())
+            }
+        }
+    }
+}
+
+#[diversify]
 impl SealError {
     pub(crate) fn io(what: &str, e: &std::io::Error) -> Self {
         SealError::Io(format!("{what}: {e}"))

@@ -13,12 +13,12 @@
 //! keys to disk; secrets live in zeroizing buffers.
 #![forbid(unsafe_code)]
 
-mod aead;
 mod bundle;
 mod device;
 mod error;
 pub mod fingerprint;
 mod publisher;
+mod random;
 mod secret;
 mod shamir;
 mod wire;
