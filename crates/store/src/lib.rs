@@ -125,7 +125,7 @@ impl Store {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let db = Database::create(dir.join(DB_FILE)).map_err(io)?;
-        let cipher = Cipher::new(key).ok_or_else(|| StoreError::Io("bad key".into()))?;
+        let cipher = Cipher::new(key);
         let stored_check = read_meta(&db, &cipher, "check")?;
         let stored_schema = read_meta(&db, &cipher, "schema")?;
         let schema: Vec<String> = match (stored_check, stored_schema) {
