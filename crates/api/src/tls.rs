@@ -64,7 +64,8 @@ impl TlsIdentity {
         let stored = sealed::seal(key, KEY_MAGIC, &der)
             .ok_or_else(|| ApiError::Tls("cannot seal the key".into()))?;
         sealed::write_private(&key_path, &stored).map_err(|e| io(&key_path, e))?;
-        std::fs::write(&cert_path, made.cert.pem()).map_err(|e| io(&cert_path, e))?;
+        twinshield_atrest::write_atomic(&cert_path, made.cert.pem().as_bytes(), 0o644)
+            .map_err(|e| io(&cert_path, e.source))?;
         Ok(TlsIdentity {
             chain: vec![made.cert.der().clone()],
             key: der,
