@@ -1,14 +1,14 @@
 //! The outbox: messages waiting to be delivered, kept in their own redb
-//! file, each encrypted with ChaCha20-Poly1305 under a key the caller
+//! file, each encrypted with ChaCha20-Poly1305 (`twinshield-atrest`'s
+//! `AeadKey`, the message's sequence number in the associated data) under a key the caller
 //! supplies (the device's storage key for `outbox`), so they survive a
 //! restart and open on this device only. A message leaves the outbox only
 //! when the backend has answered 2xx for it.
 
 use crate::message::{Message, MessageKind};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
+use twinshield_atrest::AeadKey;
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
@@ -47,7 +47,7 @@ fn io(e: impl std::fmt::Display) -> OutboxError {
 /// The encrypted, persistent queue of messages to send.
 pub struct Outbox {
     db: Database,
-    key: Zeroizing<[u8; 32]>,
+    key: AeadKey,
 }
 
 #[diversify]
@@ -75,7 +75,7 @@ impl Outbox {
         let db = Database::create(path).map_err(io)?;
         let outbox = Outbox {
             db,
-            key: key.clone(),
+            key: AeadKey::new(key),
         };
         let stored = {
             let r = outbox.db.begin_read().map_err(io)?;
@@ -110,36 +110,14 @@ impl Outbox {
         Ok(outbox)
     }
 
-    fn cipher(&self) -> Result<ChaCha20Poly1305, OutboxError> {
-        ChaCha20Poly1305::new_from_slice(self.key.as_slice()).map_err(|_| OutboxError::Random)
-    }
-
     fn seal(&self, label: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, OutboxError> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|_| OutboxError::Random)?;
-        let aad = [AAD, label].concat();
-        let ct = self
-            .cipher()?
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| OutboxError::Random)?;
-        Ok([nonce.as_slice(), &ct].concat())
+        self.key
+            .seal(&[AAD, label].concat(), plaintext)
+            .map_err(|_| OutboxError::Random)
     }
 
     fn open_sealed(&self, label: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        let (nonce, ct) = sealed.split_at_checked(12)?;
-        let nonce: [u8; 12] = nonce.try_into().ok()?;
-        let aad = [AAD, label].concat();
-        self.cipher()
-            .ok()?
-            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-            .ok()
-            .map(Zeroizing::new)
+        self.key.open(&[AAD, label].concat(), sealed).ok()
     }
 
     /// Queues a message from `device` durably (committed to disk before
@@ -260,6 +238,25 @@ mod tests {
             std::env::temp_dir().join(format!("twinshield-outbox-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// A message queued before `twinshield-atrest` (the outbox's own
+    /// ChaCha20-Poly1305 wrapper) still opens, under its sequence number only.
+    #[test]
+    fn what_the_previous_wrapper_sealed_still_opens() {
+        let d = dir("fixture");
+        let o = Outbox::open(&d.join("o.redb"), &Zeroizing::new([0x44u8; 32])).unwrap();
+        let fixture = "4f7d2daa88e8ae66a0a41ccddd32355a2c8d4a5f11daae90c58a078beea1361c\
+                       5da752ebd8ce723b";
+        let bytes: Vec<u8> = (0..fixture.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&fixture[i..i + 2], 16).unwrap())
+            .collect();
+        let plain = o.open_sealed(&42u64.to_le_bytes(), &bytes).unwrap();
+        assert_eq!(plain.as_slice(), b"{\"outbox\":1}");
+        assert!(o.open_sealed(&43u64.to_le_bytes(), &bytes).is_none());
+        drop(o);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
