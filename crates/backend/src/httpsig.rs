@@ -80,8 +80,9 @@ pub struct SignatureParams {
 
 #[diversify]
 impl SignatureParams {
-    /// The `Signature-Input` inner list: covered components and parameters.
-    pub fn serialize(&self) -> String {
+    /// The `Signature-Input` inner list: covered components and parameters;
+    /// refused if a parameter holds what a structured field cannot carry.
+    pub fn serialize(&self) -> Result<String, sf::SfError> {
         let items: Vec<Item> = COMPONENTS
             .iter()
             .map(|c| Item {
@@ -185,7 +186,9 @@ impl Signer {
         params: &SignatureParams,
     ) -> Result<SignedHeaders, crate::BackendError> {
         let content_digest = content_digest(body);
-        let inner = params.serialize();
+        let inner = params
+            .serialize()
+            .map_err(|_| crate::BackendError::Unsignable)?;
         let base = signature_base(
             &[
                 ("@method", method),
@@ -283,7 +286,7 @@ pub struct ParsedSignature {
 fn malformed(header: &'static str) -> impl Fn(sf::SfError) -> Rejection {
     move |e| Rejection::Malformed {
         header,
-        reason: e.0,
+        reason: e.reason(),
     }
 }
 
@@ -370,7 +373,7 @@ pub fn parse_signature_headers(
         return Err(Rejection::Coverage);
     }
     Ok(ParsedSignature {
-        signature_params: sf::serialize_inner_list(items, params),
+        signature_params: sf::serialize_inner_list(items, params).map_err(malformed(SI))?,
         components,
         params: SignatureParams {
             created,
@@ -679,7 +682,7 @@ mod tests {
         let Member::InnerList(items, params) = &dict[0].1 else {
             panic!("not an inner list");
         };
-        let inner = sf::serialize_inner_list(items, params);
+        let inner = sf::serialize_inner_list(items, params).unwrap();
         let base = signature_base(
             &[
                 ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
@@ -717,7 +720,7 @@ mod tests {
                 ("@path", PATH),
                 ("content-digest", &cd),
             ],
-            &p.serialize(),
+            &p.serialize().unwrap(),
         )
         .unwrap();
         assert_eq!(
@@ -729,7 +732,10 @@ mod tests {
              alg=\"ed25519\""
         );
         let h = signed(NOW, 0);
-        assert_eq!(h.signature_input, format!("sig1={}", p.serialize()));
+        assert_eq!(
+            h.signature_input,
+            format!("sig1={}", p.serialize().unwrap())
+        );
         assert!(h.signature.starts_with("sig1=:") && h.signature.ends_with(':'));
         // A newline in a component cannot be smuggled into the base.
         assert!(signature_base(&[("@path", "/a\n\"@method\": GET")], "()").is_none());
