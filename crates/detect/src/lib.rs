@@ -20,18 +20,17 @@
 //! report a non-finite statistic.
 //!
 //! [`AlarmTracker`] turns per-sample decisions into alarms with ids, start and
-//! clear times and evidence, and returns "raised"/"cleared" events.
-//! [`DetectorBank`] wires the standard set (CUSUM and frozen per output, one
-//! chi-square) from plain settings, with the defaults of the `.twin` format.
+//! clear times and evidence, and returns "raised"/"cleared" events. Which
+//! detectors watch which output, with which settings, is the twin's
+//! business (`crates/twin`).
 //!
 //! The crate does not depend on the model crate: it takes plain numbers and
-//! slices, and the runtime adapts.
+//! slices, and the twin adapts.
 #![forbid(unsafe_code)]
 
 use twinshield_shield_macros::diversify;
 
 mod alarm;
-mod bank;
 mod bias;
 mod chi2;
 mod cusum;
@@ -40,7 +39,6 @@ mod frozen;
 mod quantile;
 
 pub use alarm::{Alarm, AlarmEvent, AlarmTracker, DetectorKind, SourceId};
-pub use bank::{BankSettings, DetectorBank, OutputSettings};
 pub use bias::{BiasDetector, BiasSettings};
 pub use chi2::{ChiSquareDetector, ChiSquareSettings};
 pub use cusum::{CusumDetector, CusumSettings};
