@@ -119,11 +119,6 @@ impl AtomicFile {
         })))
     }
 
-    /// The file this one replaces on commit.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Syncs the bytes written to the disk, renames the temporary file
     /// over the target and syncs the directory. On error before the
     /// rename, the temporary file is removed and the target is unchanged.

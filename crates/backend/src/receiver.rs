@@ -39,15 +39,6 @@ pub struct MessageStore {
 
 #[diversify]
 impl MessageStore {
-    /// A store in memory only (tests).
-    pub fn in_memory() -> Self {
-        MessageStore {
-            file: None,
-            path: None,
-            ids: HashSet::new(),
-        }
-    }
-
     /// Opens (creating) `DIR/messages.jsonl` and reads the ids stored.
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
         let st = |e: std::io::Error| BackendError::Store(format!("{}: {e}", dir.display()));
