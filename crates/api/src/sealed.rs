@@ -3,6 +3,7 @@
 //! the magic bound in as associated data. The token file and the TLS key
 //! are stored this way.
 
+use crate::error::ApiError;
 use std::path::Path;
 use twinshield_atrest::AeadKey;
 use twinshield_shield_macros::diversify;
@@ -10,9 +11,13 @@ use zeroize::Zeroizing;
 
 /// Seals `plain` under `key`, tagged with `magic`.
 #[diversify]
-pub(crate) fn seal(key: &[u8; 32], magic: &[u8; 8], plain: &[u8]) -> Option<Vec<u8>> {
-    let sealed = AeadKey::new(key).seal(magic, plain).ok()?;
-    Some([magic.as_slice(), &sealed].concat())
+pub(crate) fn seal(
+    key: &[u8; 32],
+    magic: &[u8; 8],
+    plain: &[u8],
+) -> Result<Vec<u8>, twinshield_atrest::EncryptError> {
+    let sealed = AeadKey::new(key).seal(magic, plain)?;
+    Ok([magic.as_slice(), &sealed].concat())
 }
 
 /// Opens what [`seal`] made; `None` if the magic, the key or any byte is
@@ -27,11 +32,11 @@ pub(crate) fn open(key: &[u8; 32], magic: &[u8; 8], sealed: &[u8]) -> Option<Zer
 /// all (`twinshield-atrest`'s [`write_atomic`](twinshield_atrest::write_atomic)),
 /// creating its directory if needed.
 #[diversify]
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ApiError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| ApiError::io(dir, e))?;
     }
-    twinshield_atrest::write_atomic(path, bytes, 0o600).map_err(|e| e.source)
+    twinshield_atrest::write_atomic(path, bytes, 0o600).map_err(|e| ApiError::io(path, e.source))
 }
 
 #[cfg(test)]
