@@ -31,8 +31,13 @@ impl Cipher {
         }
     }
 
-    pub fn seal(&self, table: &str, key: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
-        self.key.seal(&aad(table, key), plaintext).ok()
+    pub fn seal(
+        &self,
+        table: &str,
+        key: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, twinshield_atrest::EncryptError> {
+        self.key.seal(&aad(table, key), plaintext)
     }
 
     pub fn open(&self, table: &str, key: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
