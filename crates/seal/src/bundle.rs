@@ -157,7 +157,7 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
             cek.as_slice(),
             &aad,
         )
-        .map_err(|_| SealError::Identity("cannot wrap the content key".into()))?;
+        .map_err(SealError::Wrap)?;
         header.bytes(&d.key_id());
         header.bytes(&enc.to_bytes());
         header.blob(&wrapped);
@@ -308,8 +308,8 @@ pub fn open(
         .map_err(|_| SealError::Decrypt)?;
     let mut r = Reader::new(&plaintext, "bundle payload");
     let seed = r.u64()?;
-    let model = Model::from_payload(r.blob()?, &Encoding::from_seed(seed))
-        .map_err(|e| SealError::Model(e.to_string()))?;
+    let model =
+        Model::from_payload(r.blob()?, &Encoding::from_seed(seed)).map_err(SealError::Model)?;
     let n = r.u16()?;
     let mut secrets = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
@@ -328,9 +328,7 @@ pub fn open(
     };
     r.finish()?;
     if model.name != p.header.model_name || model.version != p.header.model_version {
-        return Err(SealError::Model(
-            "header and payload name different models".into(),
-        ));
+        return Err(SealError::ModelMismatch);
     }
     Ok(OpenedBundle {
         header: p.header,

@@ -225,7 +225,7 @@ pub(crate) fn hex(b: &[u8]) -> String {
 #[diversify]
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     twinshield_atrest::write_atomic(path, bytes, 0o600)
-        .map_err(|e| SealError::io(&format!("cannot write {}", path.display()), &e.source))
+        .map_err(|e| SealError::io(format!("cannot write {}", path.display()), e.source))
 }
 
 #[diversify]
@@ -236,7 +236,11 @@ impl DeviceIdentity {
         state: &Path,
         secret: &dyn RuntimeSecret,
     ) -> Result<(Self, bool), SealError> {
-        if state.join(IDENTITY_FILE).exists() {
+        let file = state.join(IDENTITY_FILE);
+        let exists = file
+            .try_exists()
+            .map_err(|e| SealError::io(format!("cannot read {}", file.display()), e))?;
+        if exists {
             return Self::open(state, secret).map(|d| (d, false));
         }
         Self::create(state, secret).map(|d| (d, true))
@@ -254,8 +258,8 @@ impl DeviceIdentity {
         let k = n8.saturating_sub(2).max(MIN_COMPONENTS as u8).min(n8);
         fs::create_dir_all(state).map_err(|e| {
             SealError::io(
-                &format!("cannot create state directory {}", state.display()),
-                &e,
+                format!("cannot create state directory {}", state.display()),
+                e,
             )
         })?;
         #[cfg(unix)]
@@ -348,12 +352,9 @@ impl DeviceIdentity {
         let path = state.join(IDENTITY_FILE);
         let bytes = fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                SealError::Identity(format!(
-                    "no device identity in {} (run `twinshield fingerprint` first)",
-                    state.display()
-                ))
+                SealError::NoIdentity(state.to_path_buf())
             } else {
-                SealError::io(&format!("cannot read {}", path.display()), &e)
+                SealError::io(format!("cannot read {}", path.display()), e)
             }
         })?;
         let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
@@ -485,7 +486,14 @@ impl DeviceIdentity {
         let aad_label = obf_bytes!(b"twinshield/releases/v1");
         let aad = aad_label.bytes();
         let mut counters: Vec<(String, u64)> = Vec::new();
-        if let Ok(sealed) = fs::read(&path) {
+        // No file yet means no release run yet; a file that cannot be read
+        // is an error, never a reset of the counters.
+        let stored = match fs::read(&path) {
+            Ok(sealed) => Some(sealed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(SealError::io(format!("cannot read {}", path.display()), e)),
+        };
+        if let Some(sealed) = stored {
             let pt = AeadKey::new(&key).open(aad, &sealed).map_err(|_| {
                 SealError::Malformed(
                     "release counters are corrupt or belong to another device".into(),

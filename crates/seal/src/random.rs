@@ -6,7 +6,7 @@ use twinshield_shield_macros::diversify;
 /// Fills `buf` from the system's random number generator.
 #[diversify]
 pub(crate) fn fill(buf: &mut [u8]) -> Result<(), SealError> {
-    getrandom::fill(buf).map_err(|_| SealError::Random)
+    getrandom::fill(buf).map_err(SealError::Random)
 }
 
 #[cfg(test)]
