@@ -7,6 +7,7 @@
 //! (`"ed25519"`). The signature base is built by hand per RFC 9421 §2.5.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use crate::EnrolError;
 use crate::sf::{self, Bare, Item, Member};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -168,7 +169,7 @@ impl Signer {
         created: i64,
     ) -> Result<SignedHeaders, crate::BackendError> {
         let mut raw = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut raw).map_err(|_| crate::BackendError::Random)?;
+        getrandom::fill(&mut raw).map_err(crate::BackendError::Random)?;
         let params = SignatureParams {
             created,
             nonce: URL_SAFE_NO_PAD.encode(raw),
@@ -487,8 +488,11 @@ impl Verifier {
     ) -> Result<Self, crate::BackendError> {
         let mut map = HashMap::new();
         for (keyid, public) in devices {
-            let key = VerifyingKey::from_bytes(&public).map_err(|_| {
-                crate::BackendError::Enrol(format!("device {keyid} has an invalid Ed25519 key"))
+            let key = VerifyingKey::from_bytes(&public).map_err(|source| {
+                crate::BackendError::Enrol(EnrolError::BadKey {
+                    device: keyid.clone(),
+                    source,
+                })
             })?;
             map.insert(keyid, key);
         }
@@ -501,39 +505,41 @@ impl Verifier {
     /// A verifier that knows the devices enrolled in `dir`: every file
     /// whose name ends in `.fp`, decoded and self-signature checked.
     pub fn from_dir(dir: &Path) -> Result<Self, crate::BackendError> {
-        let enrol = |m: String| crate::BackendError::Enrol(m);
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| enrol(format!("cannot read {}: {e}", dir.display())))?;
+        let enrol = crate::BackendError::Enrol;
+        let unreadable = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| enrol(EnrolError::Read { path, source })
+        };
+        let entries = std::fs::read_dir(dir).map_err(unreadable(dir))?;
         let mut fps = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| enrol(format!("cannot read {}: {e}", dir.display())))?;
+            let entry = entry.map_err(unreadable(dir))?;
             let path = entry.path();
             if path.extension().is_none_or(|x| x != "fp") || !path.is_file() {
                 continue;
             }
             if fps.len() >= MAX_DEVICES {
-                return Err(enrol(format!(
-                    "more than {MAX_DEVICES} devices in {}",
-                    dir.display()
-                )));
+                return Err(enrol(EnrolError::TooMany {
+                    dir: dir.to_path_buf(),
+                    max: MAX_DEVICES,
+                }));
             }
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| enrol(format!("cannot read {}: {e}", path.display())))?;
+            let meta = std::fs::metadata(&path).map_err(unreadable(&path))?;
             if meta.len() > MAX_FP_FILE {
-                return Err(enrol(format!("{} is too large", path.display())));
+                return Err(enrol(EnrolError::TooLarge(path)));
             }
-            let bytes = std::fs::read(&path)
-                .map_err(|e| enrol(format!("cannot read {}: {e}", path.display())))?;
-            let fp =
-                DeviceFp::decode(&bytes).map_err(|e| enrol(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path).map_err(unreadable(&path))?;
+            let fp = DeviceFp::decode(&bytes).map_err(|source| {
+                enrol(EnrolError::Fingerprint {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
             tracing::info!(device = %fp.key_id_hex(), file = %path.display(), "device enrolled");
             fps.push(fp);
         }
         if fps.is_empty() {
-            return Err(enrol(format!(
-                "no device.fp (*.fp) in {}: enrol a device first",
-                dir.display()
-            )));
+            return Err(enrol(EnrolError::NoDevices(dir.to_path_buf())));
         }
         Self::new(fps)
     }

@@ -19,12 +19,30 @@ const AAD: &[u8] = b"twinshield/outbox/v1|";
 /// Most messages kept waiting; beyond, new ones are refused.
 pub const MAX_PENDING: u64 = 100_000;
 
-/// What can go wrong with the outbox.
+/// What can go wrong with the outbox. Where the database or the operating
+/// system gave a reason, the message shows it and
+/// [`std::error::Error::source`] returns it.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// The file could not be read or written.
+    /// The outbox's directory could not be created.
+    #[error("outbox I/O error: {source}")]
+    Directory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file could not be read or written (its `redb::Error::Io` holds
+    /// the operating system's reason).
     #[error("outbox I/O error: {0}")]
-    Io(String),
+    Database(#[source] redb::Error),
+    /// A message could not be encoded.
+    #[error("outbox I/O error: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The blocking task running an outbox operation failed.
+    #[error("outbox I/O error: outbox task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
     /// The outbox was written under another key (another device).
     #[error("the outbox belongs to another device")]
     WrongKey,
@@ -34,14 +52,14 @@ pub enum OutboxError {
     /// [`MAX_PENDING`] messages are already waiting.
     #[error("the outbox is full ({MAX_PENDING} messages waiting)")]
     Full,
-    /// No randomness for a nonce.
+    /// A message could not be sealed: no randomness for a nonce.
     #[error("no randomness available")]
-    Random,
+    Random(#[source] twinshield_atrest::EncryptError),
 }
 
 #[diversify]
-fn io(e: impl std::fmt::Display) -> OutboxError {
-    OutboxError::Io(e.to_string())
+fn io(e: impl Into<redb::Error>) -> OutboxError {
+    OutboxError::Database(e.into())
 }
 
 /// The encrypted, persistent queue of messages to send.
@@ -70,7 +88,10 @@ impl Outbox {
     /// Opens (creating if needed) the outbox file at `path` under `key`.
     pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Outbox, OutboxError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::create_dir_all(dir).map_err(|source| OutboxError::Directory {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let db = Database::create(path).map_err(io)?;
         let outbox = Outbox {
@@ -113,7 +134,7 @@ impl Outbox {
     fn seal(&self, label: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, OutboxError> {
         self.key
             .seal(&[AAD, label].concat(), plaintext)
-            .map_err(|_| OutboxError::Random)
+            .map_err(OutboxError::Random)
     }
 
     fn open_sealed(&self, label: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -153,7 +174,7 @@ impl Outbox {
                 time,
                 body,
             };
-            let plain = Zeroizing::new(serde_json::to_vec(&msg).map_err(io)?);
+            let plain = Zeroizing::new(serde_json::to_vec(&msg).map_err(OutboxError::Encode)?);
             let sealed = self.seal(&seq.to_le_bytes(), &plain)?;
             t.insert(seq, sealed.as_slice()).map_err(io)?;
             meta.insert("next", seq.saturating_add(1).to_le_bytes().as_slice())
