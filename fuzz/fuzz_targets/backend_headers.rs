@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(dict.len() <= twinshield_backend::sf::MAX_MEMBERS);
         for (_, member) in &dict {
             if let Member::InnerList(items, params) = member {
-                let again = format!("k={}", serialize_inner_list(items, params));
+                let inner = serialize_inner_list(items, params).expect("a parsed inner list serializes");
+                let again = format!("k={inner}");
                 let parsed = parse_dictionary(&again).expect("a serialized inner list parses");
                 assert_eq!(parsed.first().map(|(_, m)| m), Some(member));
             }

@@ -39,7 +39,7 @@ mod server;
 mod tls;
 mod token;
 
-pub use error::ApiError;
+pub use error::{ApiError, TlsCause};
 pub use feed::{
     AlarmView, AuditEntry, ChannelInfo, ChannelState, Feed, FindingView, HistoryPoint, LiveEvent,
     SecurityView, Series, ServiceError, StateView, TwinInfo, TwinServices,

@@ -1,37 +1,23 @@
-//! Small files sealed under a device-derived key (ChaCha20-Poly1305):
-//! `magic ‖ nonce ‖ ciphertext`, the magic bound in as associated data.
-//! The token file and the TLS key are stored this way.
+//! Small files sealed under a device-derived key (ChaCha20-Poly1305,
+//! `twinshield-atrest`'s [`AeadKey`]): `magic ‖ nonce ‖ ciphertext ‖ tag`,
+//! the magic bound in as associated data. The token file and the TLS key
+//! are stored this way.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use crate::error::ApiError;
 use std::path::Path;
+use twinshield_atrest::AeadKey;
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
-#[diversify]
-fn cipher(key: &[u8; 32]) -> Option<ChaCha20Poly1305> {
-    ChaCha20Poly1305::new_from_slice(key).ok()
-}
-
 /// Seals `plain` under `key`, tagged with `magic`.
 #[diversify]
-pub(crate) fn seal(key: &[u8; 32], magic: &[u8; 8], plain: &[u8]) -> Option<Vec<u8>> {
-    let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).ok()?;
-    let ct = cipher(key)?
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plain,
-                aad: magic,
-            },
-        )
-        .ok()?;
-    let mut out = Vec::with_capacity(8 + 12 + ct.len());
-    out.extend_from_slice(magic);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    Some(out)
+pub(crate) fn seal(
+    key: &[u8; 32],
+    magic: &[u8; 8],
+    plain: &[u8],
+) -> Result<Vec<u8>, twinshield_atrest::EncryptError> {
+    let sealed = AeadKey::new(key).seal(magic, plain)?;
+    Ok([magic.as_slice(), &sealed].concat())
 }
 
 /// Opens what [`seal`] made; `None` if the magic, the key or any byte is
@@ -39,38 +25,42 @@ pub(crate) fn seal(key: &[u8; 32], magic: &[u8; 8], plain: &[u8]) -> Option<Vec<
 #[diversify]
 pub(crate) fn open(key: &[u8; 32], magic: &[u8; 8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let body = sealed.strip_prefix(magic.as_slice())?;
-    let (nonce, ct) = body.split_at_checked(12)?;
-    let nonce: [u8; 12] = nonce.try_into().ok()?;
-    cipher(key)?
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: ct,
-                aad: magic,
-            },
-        )
-        .ok()
-        .map(Zeroizing::new)
+    AeadKey::new(key).open(magic, body).ok()
 }
 
-/// Writes `bytes` to `path` readable by the owner only, through a
-/// temporary file and a rename: a crash leaves the old file or the new.
+/// Writes `bytes` to `path` readable by the owner only, whole or not at
+/// all (`twinshield-atrest`'s [`write_atomic`](twinshield_atrest::write_atomic)),
+/// creating its directory if needed.
 #[diversify]
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ApiError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ApiError::io(dir, e))?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+    twinshield_atrest::write_atomic(path, bytes, 0o600).map_err(|e| ApiError::io(path, e.source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token file or TLS key sealed before `twinshield-atrest` still
+    /// opens: the layout did not change.
+    #[test]
+    fn what_the_previous_wrapper_sealed_still_opens() {
+        let fixture = "54534d4147494331d8c113b1696be12c56fc9c90c9cf40e420f220dc1c8e1f03\
+                       c27062a3e77d1eea0a34ad1e31d75133e3";
+        let bytes: Vec<u8> = (0..fixture.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&fixture[i..i + 2], 16).unwrap())
+            .collect();
+        let plain = open(&[0x33; 32], b"TSMAGIC1", &bytes).unwrap();
+        assert_eq!(plain.as_slice(), b"{\"tokens\":[]}");
+        assert!(open(&[0x33; 32], b"TSMAGIC2", &bytes).is_none());
+        let again = seal(&[0x33; 32], b"TSMAGIC1", b"x").unwrap();
+        assert_eq!(&again[..8], b"TSMAGIC1");
+        assert_eq!(
+            open(&[0x33; 32], b"TSMAGIC1", &again).unwrap().as_slice(),
+            b"x"
+        );
     }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

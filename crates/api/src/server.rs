@@ -627,10 +627,7 @@ impl ApiListener {
         };
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| ApiError::Listen {
-                addr,
-                reason: e.to_string(),
-            })?;
+            .map_err(|source| ApiError::Listen { addr, source })?;
         Ok(ApiListener {
             listener,
             tls,
@@ -639,8 +636,8 @@ impl ApiListener {
     }
 
     /// The address bound (its port, when 0 was asked).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
     }
 
     /// Whether connections are HTTPS.

@@ -47,7 +47,7 @@ impl TlsIdentity {
     ) -> Result<Self, ApiError> {
         let cert_path = dir.join(CERT_FILE);
         let key_path = dir.join(KEY_FILE);
-        let io = |p: &Path, e: std::io::Error| ApiError::Io(format!("{}: {e}", p.display()));
+        let io = |p: &Path, e: std::io::Error| ApiError::io(p, e);
         if cert_path.exists() || key_path.exists() {
             let pem = std::fs::read(&cert_path).map_err(|e| io(&cert_path, e))?;
             let stored = std::fs::read(&key_path).map_err(|e| io(&key_path, e))?;
@@ -59,12 +59,13 @@ impl TlsIdentity {
             });
         }
         let made = rcgen::generate_simple_self_signed(names.to_vec())
-            .map_err(|e| ApiError::Tls(format!("cannot make a certificate: {e}")))?;
+            .map_err(|e| ApiError::tls(format!("cannot make a certificate: {e}"), e))?;
         let der = Zeroizing::new(made.signing_key.serialize_der());
         let stored = sealed::seal(key, KEY_MAGIC, &der)
-            .ok_or_else(|| ApiError::Tls("cannot seal the key".into()))?;
-        sealed::write_private(&key_path, &stored).map_err(|e| io(&key_path, e))?;
-        std::fs::write(&cert_path, made.cert.pem()).map_err(|e| io(&cert_path, e))?;
+            .map_err(|e| ApiError::tls("cannot seal the key", e))?;
+        sealed::write_private(&key_path, &stored)?;
+        twinshield_atrest::write_atomic(&cert_path, made.cert.pem().as_bytes(), 0o644)
+            .map_err(|e| io(&cert_path, e.source))?;
         Ok(TlsIdentity {
             chain: vec![made.cert.der().clone()],
             key: der,
@@ -74,11 +75,11 @@ impl TlsIdentity {
     /// An identity from PEM files the operator gives (certificate chain,
     /// PKCS#8 private key).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, ApiError> {
-        let io = |p: &Path, e: std::io::Error| ApiError::Io(format!("{}: {e}", p.display()));
+        let io = |p: &Path, e: std::io::Error| ApiError::io(p, e);
         let chain = certs_from_pem(&std::fs::read(cert).map_err(|e| io(cert, e))?)?;
         let pem = Zeroizing::new(std::fs::read(key).map_err(|e| io(key, e))?);
         let der = PrivatePkcs8KeyDer::from_pem_slice(&pem)
-            .map_err(|_| ApiError::Tls(format!("{}: no PKCS#8 private key", key.display())))?;
+            .map_err(|e| ApiError::tls(format!("{}: no PKCS#8 private key", key.display()), e))?;
         Ok(TlsIdentity {
             chain,
             key: Zeroizing::new(der.secret_pkcs8_der().to_vec()),
@@ -114,7 +115,7 @@ impl TlsIdentity {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.to_vec()));
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| ApiError::Tls(e.to_string()))?;
+            .map_err(|e| ApiError::tls(e.to_string(), e))?;
         let builder = match clients {
             Some(c) => {
                 builder.with_client_cert_verifier(Arc::new(PinnedClients { certs: c, provider }))
@@ -123,7 +124,7 @@ impl TlsIdentity {
         };
         let mut cfg = builder
             .with_single_cert(self.chain.clone(), key)
-            .map_err(|e| ApiError::Tls(e.to_string()))?;
+            .map_err(|e| ApiError::tls(e.to_string(), e))?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
@@ -143,8 +144,7 @@ impl ClientCerts {
     /// allowed); each PATH is a PEM certificate, relative paths from the
     /// list's directory.
     pub fn from_file(list: &Path) -> Result<Self, ApiError> {
-        let text = std::fs::read_to_string(list)
-            .map_err(|e| ApiError::Io(format!("{}: {e}", list.display())))?;
+        let text = std::fs::read_to_string(list).map_err(|e| ApiError::io(list, e))?;
         let base = list.parent().unwrap_or(Path::new("."));
         let mut roles = HashMap::new();
         for (n, line) in text.lines().enumerate() {
@@ -152,20 +152,20 @@ impl ClientCerts {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad =
-                |why: &str| ApiError::Tls(format!("{} line {}: {why}", list.display(), n + 1));
+            let what = |why: &str| format!("{} line {}: {why}", list.display(), n + 1);
+            let bad = |why: &str| ApiError::tls_only(what(why));
             let (role, path) = line
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| bad("expected `ROLE PATH`"))?;
             let role: Role = role.parse().map_err(|_| bad("unknown role"))?;
             let pem = std::fs::read(base.join(path.trim()))
-                .map_err(|e| bad(&format!("{}: {e}", path.trim())))?;
+                .map_err(|e| ApiError::tls(what(&format!("{}: {e}", path.trim())), e))?;
             for cert in certs_from_pem(&pem)? {
                 roles.insert(sha256(cert.as_ref()), role);
             }
         }
         if roles.is_empty() {
-            return Err(ApiError::Tls(format!(
+            return Err(ApiError::tls_only(format!(
                 "{}: no certificates",
                 list.display()
             )));
@@ -260,9 +260,9 @@ impl ClientCertVerifier for PinnedClients {
 fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ApiError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::Tls(format!("not a PEM certificate file: {e}")))?;
+        .map_err(|e| ApiError::tls(format!("not a PEM certificate file: {e}"), e))?;
     if certs.is_empty() {
-        return Err(ApiError::Tls("no certificate in the PEM file".into()));
+        return Err(ApiError::tls_only("no certificate in the PEM file"));
     }
     Ok(certs)
 }
@@ -284,11 +284,14 @@ mod tests {
         std::fs::write(&key, "not a key").unwrap();
         assert!(matches!(
             TlsIdentity::from_pem_files(&cert, &key),
-            Err(ApiError::Tls(_))
+            Err(ApiError::Tls {
+                source: Some(_),
+                ..
+            })
         ));
         assert!(matches!(
             TlsIdentity::from_pem_files(&key, &key),
-            Err(ApiError::Tls(_))
+            Err(ApiError::Tls { .. })
         ));
     }
 

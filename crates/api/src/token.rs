@@ -211,7 +211,7 @@ impl TokenStore {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TokenFile::default()),
-            Err(e) => return Err(ApiError::Io(format!("{}: {e}", self.path.display()))),
+            Err(e) => return Err(ApiError::io(&self.path, e)),
         };
         let refused = || ApiError::TokenFile(self.path.display().to_string());
         let plain = sealed::open(&self.key, FILE_MAGIC, &bytes).ok_or_else(refused)?;
@@ -219,13 +219,9 @@ impl TokenStore {
     }
 
     fn save(&self, file: &TokenFile) -> Result<(), ApiError> {
-        let plain = Zeroizing::new(
-            serde_json::to_vec(file).map_err(|e| ApiError::Io(format!("token file: {e}")))?,
-        );
-        let out = sealed::seal(&self.key, FILE_MAGIC, &plain)
-            .ok_or_else(|| ApiError::Io("cannot seal the token file".into()))?;
+        let plain = Zeroizing::new(serde_json::to_vec(file).map_err(ApiError::TokenEncode)?);
+        let out = sealed::seal(&self.key, FILE_MAGIC, &plain).map_err(ApiError::TokenSeal)?;
         sealed::write_private(&self.path, &out)
-            .map_err(|e| ApiError::Io(format!("{}: {e}", self.path.display())))
     }
 
     /// Issues a token with `role`, expiring after `expires_days` (if
@@ -240,7 +236,7 @@ impl TokenStore {
             return Err(ApiError::BadExpiry);
         }
         let mut file = self.load()?;
-        let rand_err = |e: getrandom::Error| ApiError::Io(format!("randomness: {e}"));
+        let rand_err = ApiError::Random;
         let id = loop {
             let mut raw = [0u8; 4];
             getrandom::fill(&mut raw).map_err(rand_err)?;
@@ -256,7 +252,7 @@ impl TokenStore {
         getrandom::fill(&mut salt).map_err(rand_err)?;
         let hash = argon2()
             .hash_password_with_salt(secret.as_bytes(), &salt)
-            .map_err(|_| ApiError::Io("cannot hash the token".into()))?
+            .map_err(ApiError::Hash)?
             .to_string();
         let created = now_unix();
         let record = TokenRecord {
@@ -611,6 +607,22 @@ mod tests {
             Err(ApiError::TokenFile(_))
         ));
         assert!(TokenCheck::new(store(dir.path())).is_err());
+    }
+
+    #[test]
+    fn a_missing_file_is_empty_and_an_unreadable_one_is_an_io_error_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(store(dir.path()).list().unwrap().is_empty());
+        // A directory where the file should be: not missing, not corrupt.
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        let e = store(dir.path()).list().unwrap_err();
+        let ApiError::Io { path, source } = &e else {
+            panic!("not an I/O error: {e:?}");
+        };
+        assert_eq!(path, &dir.path().join("tokens"));
+        assert_ne!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(e.to_string(), format!("{}: {source}", path.display()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (`"ed25519"`). The signature base is built by hand per RFC 9421 §2.5.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use crate::EnrolError;
 use crate::sf::{self, Bare, Item, Member};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -80,8 +81,9 @@ pub struct SignatureParams {
 
 #[diversify]
 impl SignatureParams {
-    /// The `Signature-Input` inner list: covered components and parameters.
-    pub fn serialize(&self) -> String {
+    /// The `Signature-Input` inner list: covered components and parameters;
+    /// refused if a parameter holds what a structured field cannot carry.
+    pub fn serialize(&self) -> Result<String, sf::SfError> {
         let items: Vec<Item> = COMPONENTS
             .iter()
             .map(|c| Item {
@@ -167,7 +169,7 @@ impl Signer {
         created: i64,
     ) -> Result<SignedHeaders, crate::BackendError> {
         let mut raw = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut raw).map_err(|_| crate::BackendError::Random)?;
+        getrandom::fill(&mut raw).map_err(crate::BackendError::Random)?;
         let params = SignatureParams {
             created,
             nonce: URL_SAFE_NO_PAD.encode(raw),
@@ -185,7 +187,9 @@ impl Signer {
         params: &SignatureParams,
     ) -> Result<SignedHeaders, crate::BackendError> {
         let content_digest = content_digest(body);
-        let inner = params.serialize();
+        let inner = params
+            .serialize()
+            .map_err(|_| crate::BackendError::Unsignable)?;
         let base = signature_base(
             &[
                 ("@method", method),
@@ -283,7 +287,7 @@ pub struct ParsedSignature {
 fn malformed(header: &'static str) -> impl Fn(sf::SfError) -> Rejection {
     move |e| Rejection::Malformed {
         header,
-        reason: e.0,
+        reason: e.reason(),
     }
 }
 
@@ -339,7 +343,7 @@ pub fn parse_signature_headers(
         return Err(Rejection::Coverage);
     }
     Ok(ParsedSignature {
-        signature_params: sf::serialize_inner_list(items, params),
+        signature_params: sf::serialize_inner_list(items, params).map_err(malformed(SI))?,
         components,
         params: parameters,
         signature,
@@ -495,8 +499,11 @@ impl Verifier {
     ) -> Result<Self, crate::BackendError> {
         let mut map = HashMap::new();
         for (keyid, public) in devices {
-            let key = VerifyingKey::from_bytes(&public).map_err(|_| {
-                crate::BackendError::Enrol(format!("device {keyid} has an invalid Ed25519 key"))
+            let key = VerifyingKey::from_bytes(&public).map_err(|source| {
+                crate::BackendError::Enrol(EnrolError::BadKey {
+                    device: keyid.clone(),
+                    source,
+                })
             })?;
             map.insert(keyid, key);
         }
@@ -509,39 +516,41 @@ impl Verifier {
     /// A verifier that knows the devices enrolled in `dir`: every file
     /// whose name ends in `.fp`, decoded and self-signature checked.
     pub fn from_dir(dir: &Path) -> Result<Self, crate::BackendError> {
-        let enrol = |m: String| crate::BackendError::Enrol(m);
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| enrol(format!("cannot read {}: {e}", dir.display())))?;
+        let enrol = crate::BackendError::Enrol;
+        let unreadable = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| enrol(EnrolError::Read { path, source })
+        };
+        let entries = std::fs::read_dir(dir).map_err(unreadable(dir))?;
         let mut fps = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| enrol(format!("cannot read {}: {e}", dir.display())))?;
+            let entry = entry.map_err(unreadable(dir))?;
             let path = entry.path();
             if path.extension().is_none_or(|x| x != "fp") || !path.is_file() {
                 continue;
             }
             if fps.len() >= MAX_DEVICES {
-                return Err(enrol(format!(
-                    "more than {MAX_DEVICES} devices in {}",
-                    dir.display()
-                )));
+                return Err(enrol(EnrolError::TooMany {
+                    dir: dir.to_path_buf(),
+                    max: MAX_DEVICES,
+                }));
             }
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| enrol(format!("cannot read {}: {e}", path.display())))?;
+            let meta = std::fs::metadata(&path).map_err(unreadable(&path))?;
             if meta.len() > MAX_FP_FILE {
-                return Err(enrol(format!("{} is too large", path.display())));
+                return Err(enrol(EnrolError::TooLarge(path)));
             }
-            let bytes = std::fs::read(&path)
-                .map_err(|e| enrol(format!("cannot read {}: {e}", path.display())))?;
-            let fp =
-                DeviceFp::decode(&bytes).map_err(|e| enrol(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path).map_err(unreadable(&path))?;
+            let fp = DeviceFp::decode(&bytes).map_err(|source| {
+                enrol(EnrolError::Fingerprint {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
             tracing::info!(device = %fp.key_id_hex(), file = %path.display(), "device enrolled");
             fps.push(fp);
         }
         if fps.is_empty() {
-            return Err(enrol(format!(
-                "no device.fp (*.fp) in {}: enrol a device first",
-                dir.display()
-            )));
+            return Err(enrol(EnrolError::NoDevices(dir.to_path_buf())));
         }
         Self::new(fps)
     }
@@ -690,7 +699,7 @@ mod tests {
         let Member::InnerList(items, params) = &dict[0].1 else {
             panic!("not an inner list");
         };
-        let inner = sf::serialize_inner_list(items, params);
+        let inner = sf::serialize_inner_list(items, params).unwrap();
         let base = signature_base(
             &[
                 ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
@@ -728,7 +737,7 @@ mod tests {
                 ("@path", PATH),
                 ("content-digest", &cd),
             ],
-            &p.serialize(),
+            &p.serialize().unwrap(),
         )
         .unwrap();
         assert_eq!(
@@ -740,7 +749,10 @@ mod tests {
              alg=\"ed25519\""
         );
         let h = signed(NOW, 0);
-        assert_eq!(h.signature_input, format!("sig1={}", p.serialize()));
+        assert_eq!(
+            h.signature_input,
+            format!("sig1={}", p.serialize().unwrap())
+        );
         assert!(h.signature.starts_with("sig1=:") && h.signature.ends_with(':'));
         // A newline in a component cannot be smuggled into the base.
         assert!(signature_base(&[("@path", "/a\n\"@method\": GET")], "()").is_none());

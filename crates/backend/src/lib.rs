@@ -39,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod httpsig;
 mod message;
 mod outbox;
@@ -47,6 +48,9 @@ mod receiver;
 pub mod sf;
 mod tls;
 
+pub use error::{
+    BackendError, EnrolError, MessageStoreError, NoTrustRoots, TlsSetupError, TransportError,
+};
 pub use httpsig::{
     Rejection, RequestParts, SignRefused, SignedHeaders, Signer, Verified, Verifier, content_digest,
 };
@@ -57,48 +61,3 @@ pub use publisher::{
 };
 pub use receiver::{MessageStore, Receiver, ReceiverEvent};
 pub use tls::BackendTls;
-
-/// What can go wrong when publishing or receiving.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The backend URL is not one this build can publish to.
-    #[error("backend URL: {0}")]
-    Url(&'static str),
-    /// An `https://` backend, but nothing to trust its certificate with.
-    #[error("no trust roots for the https:// backend: {0}")]
-    NoTrustRoots(String),
-    /// The TLS client could not be configured (an extra CA certificate
-    /// that is not PEM or cannot be a trust root).
-    #[error("backend TLS: {0}")]
-    Tls(String),
-    /// The signing function refused (key gone, shield degraded).
-    #[error(transparent)]
-    Sign(#[from] SignRefused),
-    /// No randomness for a nonce.
-    #[error("no randomness available")]
-    Random,
-    /// A request component holds characters a signature base cannot carry.
-    #[error("the request cannot be signed: a component is not visible ASCII")]
-    Unsignable,
-    /// The outbox failed.
-    #[error(transparent)]
-    Outbox(#[from] OutboxError),
-    /// Enrolled devices could not be read.
-    #[error("cannot enrol devices: {0}")]
-    Enrol(String),
-    /// The backend could not be reached or the exchange failed.
-    #[error("backend unreachable: {0}")]
-    Transport(String),
-    /// The backend answered with a non-2xx status.
-    #[error("backend answered HTTP {0}")]
-    Status(u16),
-    /// The publisher's in-memory queue is full; the message was dropped.
-    #[error("the publisher's queue is full; message dropped")]
-    QueueFull,
-    /// The publisher task has stopped.
-    #[error("the publisher has stopped")]
-    Stopped,
-    /// The receiver's store failed.
-    #[error("message store: {0}")]
-    Store(String),
-}

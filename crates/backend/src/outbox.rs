@@ -1,14 +1,14 @@
 //! The outbox: messages waiting to be delivered, kept in their own redb
-//! file, each encrypted with ChaCha20-Poly1305 under a key the caller
+//! file, each encrypted with ChaCha20-Poly1305 (`twinshield-atrest`'s
+//! `AeadKey`, the message's sequence number in the associated data) under a key the caller
 //! supplies (the device's storage key for `outbox`), so they survive a
 //! restart and open on this device only. A message leaves the outbox only
 //! when the backend has answered 2xx for it.
 
 use crate::message::{Message, MessageKind};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
+use twinshield_atrest::AeadKey;
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
@@ -19,12 +19,30 @@ const AAD: &[u8] = b"twinshield/outbox/v1|";
 /// Most messages kept waiting; beyond, new ones are refused.
 pub const MAX_PENDING: u64 = 100_000;
 
-/// What can go wrong with the outbox.
+/// What can go wrong with the outbox. Where the database or the operating
+/// system gave a reason, the message shows it and
+/// [`std::error::Error::source`] returns it.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// The file could not be read or written.
+    /// The outbox's directory could not be created.
+    #[error("outbox I/O error: {source}")]
+    Directory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file could not be read or written (its `redb::Error::Io` holds
+    /// the operating system's reason).
     #[error("outbox I/O error: {0}")]
-    Io(String),
+    Database(#[source] redb::Error),
+    /// A message could not be encoded.
+    #[error("outbox I/O error: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The blocking task running an outbox operation failed.
+    #[error("outbox I/O error: outbox task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
     /// The outbox was written under another key (another device).
     #[error("the outbox belongs to another device")]
     WrongKey,
@@ -34,20 +52,20 @@ pub enum OutboxError {
     /// [`MAX_PENDING`] messages are already waiting.
     #[error("the outbox is full ({MAX_PENDING} messages waiting)")]
     Full,
-    /// No randomness for a nonce.
+    /// A message could not be sealed: no randomness for a nonce.
     #[error("no randomness available")]
-    Random,
+    Random(#[source] twinshield_atrest::EncryptError),
 }
 
 #[diversify]
-fn io(e: impl std::fmt::Display) -> OutboxError {
-    OutboxError::Io(e.to_string())
+fn io(e: impl Into<redb::Error>) -> OutboxError {
+    OutboxError::Database(e.into())
 }
 
 /// The encrypted, persistent queue of messages to send.
 pub struct Outbox {
     db: Database,
-    key: Zeroizing<[u8; 32]>,
+    key: AeadKey,
 }
 
 #[diversify]
@@ -70,12 +88,15 @@ impl Outbox {
     /// Opens (creating if needed) the outbox file at `path` under `key`.
     pub fn open(path: &Path, key: &Zeroizing<[u8; 32]>) -> Result<Outbox, OutboxError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::create_dir_all(dir).map_err(|source| OutboxError::Directory {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let db = Database::create(path).map_err(io)?;
         let outbox = Outbox {
             db,
-            key: key.clone(),
+            key: AeadKey::new(key),
         };
         let stored = {
             let r = outbox.db.begin_read().map_err(io)?;
@@ -110,36 +131,14 @@ impl Outbox {
         Ok(outbox)
     }
 
-    fn cipher(&self) -> Result<ChaCha20Poly1305, OutboxError> {
-        ChaCha20Poly1305::new_from_slice(self.key.as_slice()).map_err(|_| OutboxError::Random)
-    }
-
     fn seal(&self, label: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, OutboxError> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|_| OutboxError::Random)?;
-        let aad = [AAD, label].concat();
-        let ct = self
-            .cipher()?
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| OutboxError::Random)?;
-        Ok([nonce.as_slice(), &ct].concat())
+        self.key
+            .seal(&[AAD, label].concat(), plaintext)
+            .map_err(OutboxError::Random)
     }
 
     fn open_sealed(&self, label: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        let (nonce, ct) = sealed.split_at_checked(12)?;
-        let nonce: [u8; 12] = nonce.try_into().ok()?;
-        let aad = [AAD, label].concat();
-        self.cipher()
-            .ok()?
-            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-            .ok()
-            .map(Zeroizing::new)
+        self.key.open(&[AAD, label].concat(), sealed).ok()
     }
 
     /// Queues a message from `device` durably (committed to disk before
@@ -175,7 +174,7 @@ impl Outbox {
                 time,
                 body,
             };
-            let plain = Zeroizing::new(serde_json::to_vec(&msg).map_err(io)?);
+            let plain = Zeroizing::new(serde_json::to_vec(&msg).map_err(OutboxError::Encode)?);
             let sealed = self.seal(&seq.to_le_bytes(), &plain)?;
             t.insert(seq, sealed.as_slice()).map_err(io)?;
             meta.insert("next", seq.saturating_add(1).to_le_bytes().as_slice())
@@ -260,6 +259,25 @@ mod tests {
             std::env::temp_dir().join(format!("twinshield-outbox-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// A message queued before `twinshield-atrest` (the outbox's own
+    /// ChaCha20-Poly1305 wrapper) still opens, under its sequence number only.
+    #[test]
+    fn what_the_previous_wrapper_sealed_still_opens() {
+        let d = dir("fixture");
+        let o = Outbox::open(&d.join("o.redb"), &Zeroizing::new([0x44u8; 32])).unwrap();
+        let fixture = "4f7d2daa88e8ae66a0a41ccddd32355a2c8d4a5f11daae90c58a078beea1361c\
+                       5da752ebd8ce723b";
+        let bytes: Vec<u8> = (0..fixture.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&fixture[i..i + 2], 16).unwrap())
+            .collect();
+        let plain = o.open_sealed(&42u64.to_le_bytes(), &bytes).unwrap();
+        assert_eq!(plain.as_slice(), b"{\"outbox\":1}");
+        assert!(o.open_sealed(&43u64.to_le_bytes(), &bytes).is_none());
+        drop(o);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

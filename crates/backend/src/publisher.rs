@@ -5,7 +5,7 @@
 
 use crate::message::{MESSAGES_PATH, Message, MessageKind};
 use crate::outbox::{Outbox, OutboxError};
-use crate::{BackendError, BackendTls, Signer};
+use crate::{BackendError, BackendTls, Signer, TransportError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -388,7 +388,7 @@ async fn blocking<T: Send + 'static>(
     let o = Arc::clone(outbox);
     tokio::task::spawn_blocking(move || f(&o))
         .await
-        .unwrap_or_else(|e| Err(OutboxError::Io(format!("outbox task failed: {e}"))))
+        .unwrap_or_else(|e| Err(OutboxError::Task(e)))
 }
 
 /// A pending shutdown: when delivery stops, and whom to tell.
@@ -586,7 +586,8 @@ async fn send(
     msg: &Message,
     timeout: Duration,
 ) -> Result<u16, BackendError> {
-    let body = serde_json::to_vec(msg).map_err(|e| BackendError::Transport(e.to_string()))?;
+    let transport = BackendError::Transport;
+    let body = serde_json::to_vec(msg).map_err(|e| transport(TransportError::Encode(e)))?;
     let created = i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -602,11 +603,11 @@ async fn send(
         .header("signature-input", headers.signature_input)
         .header("signature", headers.signature)
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| BackendError::Transport(e.to_string()))?;
+        .map_err(|e| transport(TransportError::Request(e)))?;
     let exchange = async {
         let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
             .await
-            .map_err(|e| BackendError::Transport(e.to_string()))?;
+            .map_err(|e| transport(TransportError::Connect(e)))?;
         match link {
             Some((tls, name)) => {
                 let stream = tls.connect(name.clone(), stream).await?;
@@ -617,7 +618,7 @@ async fn send(
     };
     let status = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| BackendError::Transport("timed out".into()))??;
+        .map_err(|_| transport(TransportError::TimedOut))??;
     if (200..300).contains(&status) {
         Ok(status)
     } else {
@@ -631,12 +632,12 @@ async fn post<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<u16, Backend
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let transport = |e: &dyn std::fmt::Display| BackendError::Transport(e.to_string());
+    let http = |e| BackendError::Transport(TransportError::Http(e));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| transport(&e))?;
+        .map_err(http)?;
     let conn = tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(|e| transport(&e))?;
+    let resp = sender.send_request(req).await.map_err(http)?;
     let status = resp.status();
     let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
     conn.abort();

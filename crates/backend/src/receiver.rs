@@ -4,9 +4,9 @@
 //! Every refusal gets the same generic body; the precise reason goes to
 //! the log (and to the event callback).
 
-use crate::BackendError;
 use crate::httpsig::{Rejection, RequestParts, Verifier};
 use crate::message::{MAX_BODY, MESSAGES_PATH, Message};
+use crate::{BackendError, MessageStoreError};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -39,18 +39,14 @@ pub struct MessageStore {
 
 #[diversify]
 impl MessageStore {
-    /// A store in memory only (tests).
-    pub fn in_memory() -> Self {
-        MessageStore {
-            file: None,
-            path: None,
-            ids: HashSet::new(),
-        }
-    }
-
     /// Opens (creating) `DIR/messages.jsonl` and reads the ids stored.
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
-        let st = |e: std::io::Error| BackendError::Store(format!("{}: {e}", dir.display()));
+        let st = |source| {
+            BackendError::Store(MessageStoreError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })
+        };
         std::fs::create_dir_all(dir).map_err(st)?;
         let path = dir.join(STORE_FILE);
         let mut file = OpenOptions::new()
@@ -128,11 +124,11 @@ impl MessageStore {
         }
         if let Some(f) = self.file.as_mut() {
             let mut line = serde_json::to_vec(&json!({"received_at": received_at, "message": msg}))
-                .map_err(|e| BackendError::Store(e.to_string()))?;
+                .map_err(|e| BackendError::Store(MessageStoreError::Encode(e)))?;
             line.push(b'\n');
             f.write_all(&line)
                 .and_then(|()| f.sync_data())
-                .map_err(|e| BackendError::Store(e.to_string()))?;
+                .map_err(|e| BackendError::Store(MessageStoreError::Append(e)))?;
         }
         self.ids.insert(msg.id.clone());
         Ok(true)
@@ -263,7 +259,7 @@ impl Receiver {
         }
         let stored = match self.store.lock() {
             Ok(mut s) => s.store(&msg, unix_now()),
-            Err(_) => Err(BackendError::Store("store lock poisoned".into())),
+            Err(_) => Err(BackendError::Store(MessageStoreError::Poisoned)),
         };
         match stored {
             Ok(true) => {

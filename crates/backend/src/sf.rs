@@ -1,19 +1,23 @@
-//! The subset of Structured Field Values (RFC 8941) that HTTP Message
-//! Signatures need: dictionaries whose members are items or inner lists,
-//! with parameters; bare items of type integer, string, token, byte
-//! sequence and boolean (decimals are refused). Parsing is strict and
-//! bounded: a field longer than [`MAX_FIELD`] bytes, more than
+//! The structured fields (RFC 8941) that HTTP Message Signatures need,
+//! parsed by the `sfv` crate with RFC 8941 syntax (no dates, no display
+//! strings): dictionaries whose members are items or inner lists, with
+//! parameters; bare items of type integer, string, token, byte sequence and
+//! boolean. On top of the syntax this module refuses, while `sfv` parses:
+//! a field longer than [`MAX_FIELD`] bytes (before parsing), more than
 //! [`MAX_MEMBERS`] members, [`MAX_ITEMS`] items in an inner list or
-//! [`MAX_PARAMS`] parameters, duplicate keys, or any syntax error is
-//! refused; nothing here panics or indexes out of bounds.
+//! [`MAX_PARAMS`] parameters, keys, strings, tokens or byte sequences
+//! longer than their caps, decimals, and duplicate keys (RFC 8941 lets
+//! the last one win; a field that two parsers could read differently is
+//! refused instead). Nothing here panics or indexes out of bounds.
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
     clippy::string_slice
 )]
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use sfv::visitor::ParameterVisitor;
+use sfv::visitor::{DictionaryVisitor, EntryVisitor, InnerListVisitor, ItemVisitor};
+use sfv::{BareItemFromInput, KeyRef, RefBareItem, StringRef, TokenRef};
 use twinshield_shield_macros::diversify;
 
 /// Longest field value parsed, bytes.
@@ -28,13 +32,32 @@ pub const MAX_PARAMS: usize = 16;
 const MAX_KEY: usize = 64;
 /// Longest string or token, bytes.
 const MAX_STRING: usize = 512;
-/// Most digits of an integer (RFC 8941 §3.3.1).
-const MAX_DIGITS: usize = 15;
+/// Longest byte sequence, bytes (what 512 base64 characters hold).
+const MAX_BYTES: usize = MAX_STRING / 4 * 3;
 
-/// Why a structured field did not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SfError(pub &'static str);
+/// Why a structured field did not parse or serialize.
+#[derive(Debug, thiserror::Error)]
+pub enum SfError {
+    /// Valid syntax, but beyond a cap or a rule of this protocol (too long,
+    /// too many members, a duplicate key, a decimal).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// Not RFC 8941 syntax (what `sfv` reports, with the byte offset).
+    #[error("not a structured field: {0}")]
+    Syntax(#[source] sfv::Error),
+}
+
+#[diversify]
+impl SfError {
+    /// The reason in a few fixed words (a syntax error's details are in
+    /// its source).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SfError::Refused(r) => r,
+            SfError::Syntax(_) => "not a structured field",
+        }
+    }
+}
 
 /// A bare item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,39 +98,221 @@ pub enum Member {
 /// A dictionary, in order, keys unique.
 pub type Dictionary = Vec<(String, Member)>;
 
-struct Cursor<'a> {
-    rest: &'a [u8],
+/// A refusal raised inside a visitor. `sfv` keeps only its text, so the
+/// visitors also note it in [`Refusals`], where [`parse_dictionary`] finds it.
+#[derive(Debug)]
+struct Refusal(&'static str);
+
+#[diversify]
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The first refusal of one parse.
+#[derive(Debug, Default)]
+struct Refusals(Option<&'static str>);
+
+#[diversify]
+impl Refusals {
+    fn refuse<T>(&mut self, reason: &'static str) -> Result<T, Refusal> {
+        self.0.get_or_insert(reason);
+        Err(Refusal(reason))
+    }
+
+    fn key(&mut self, key: &KeyRef) -> Result<String, Refusal> {
+        if key.as_str().len() > MAX_KEY {
+            return self.refuse("key too long");
+        }
+        Ok(key.as_str().to_owned())
+    }
+
+    fn bare(&mut self, bare: BareItemFromInput<'_>) -> Result<Bare, Refusal> {
+        match bare {
+            BareItemFromInput::Integer(i) => Ok(Bare::Integer(i64::from(i))),
+            BareItemFromInput::String(s) if s.as_str().len() > MAX_STRING => {
+                self.refuse("string too long")
+            }
+            BareItemFromInput::String(s) => Ok(Bare::String(s.as_str().to_owned())),
+            BareItemFromInput::Token(t) if t.as_str().len() > MAX_STRING => {
+                self.refuse("token too long")
+            }
+            BareItemFromInput::Token(t) => Ok(Bare::Token(t.as_str().to_owned())),
+            BareItemFromInput::ByteSequence(b) if b.len() > MAX_BYTES => {
+                self.refuse("byte sequence too long")
+            }
+            BareItemFromInput::ByteSequence(b) => Ok(Bare::Bytes(b)),
+            BareItemFromInput::Boolean(b) => Ok(Bare::Boolean(b)),
+            BareItemFromInput::Decimal(_) => self.refuse("decimals are not accepted"),
+            BareItemFromInput::Date(_) | BareItemFromInput::DisplayString(_) => {
+                self.refuse("dates and display strings are not accepted")
+            }
+        }
+    }
+}
+
+/// Builds the [`Dictionary`] as `sfv` parses.
+#[derive(Debug, Default)]
+struct DictionaryBuilder {
+    dict: Dictionary,
+    refusals: Refusals,
 }
 
 #[diversify]
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
+impl<'de> DictionaryVisitor<'de> for &mut DictionaryBuilder {
+    type Out = ();
+    type Error = Refusal;
 
-    fn bump(&mut self) -> Option<u8> {
-        let (&c, rest) = self.rest.split_first()?;
-        self.rest = rest;
-        Some(c)
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.bump();
-            true
-        } else {
-            false
+    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Refusal> {
+        let DictionaryBuilder { dict, refusals } = &mut **self;
+        let key = refusals.key(key)?;
+        if dict.iter().any(|(k, _)| *k == key) {
+            return refusals.refuse("duplicate dictionary key");
+        }
+        if dict.len() >= MAX_MEMBERS {
+            return refusals.refuse("too many dictionary members");
+        }
+        dict.push((key, Member::InnerList(Vec::new(), Vec::new())));
+        match dict.last_mut() {
+            Some((_, member)) => Ok(MemberSlot { member, refusals }),
+            None => refusals.refuse("dictionary member lost"),
         }
     }
 
-    fn skip_sp(&mut self) {
-        while self.eat(b' ') {}
+    fn finish(self) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// One dictionary member being parsed.
+struct MemberSlot<'a> {
+    member: &'a mut Member,
+    refusals: &'a mut Refusals,
+}
+
+#[diversify]
+impl<'de> EntryVisitor<'de> for MemberSlot<'_> {
+    type Error = Refusal;
+
+    fn item(self) -> Result<impl ItemVisitor<'de>, Refusal> {
+        *self.member = Member::Item(Item {
+            value: Bare::Boolean(true),
+            params: Vec::new(),
+        });
+        match self.member {
+            Member::Item(item) => Ok(ItemSlot {
+                item,
+                refusals: self.refusals,
+            }),
+            Member::InnerList(..) => self.refusals.refuse("dictionary member lost"),
+        }
     }
 
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.bump();
+    fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Refusal> {
+        *self.member = Member::InnerList(Vec::new(), Vec::new());
+        match self.member {
+            Member::InnerList(items, params) => Ok(InnerListSlot {
+                items,
+                params,
+                refusals: self.refusals,
+            }),
+            Member::Item(_) => self.refusals.refuse("dictionary member lost"),
         }
+    }
+}
+
+/// One item being parsed (a member, or an item of an inner list).
+struct ItemSlot<'a> {
+    item: &'a mut Item,
+    refusals: &'a mut Refusals,
+}
+
+#[diversify]
+impl<'de> ItemVisitor<'de> for ItemSlot<'_> {
+    type Out = ();
+    type Error = Refusal;
+
+    fn bare_item(
+        self,
+        bare: BareItemFromInput<'de>,
+    ) -> Result<impl ParameterVisitor<'de, Out = ()>, Refusal> {
+        self.item.value = self.refusals.bare(bare)?;
+        Ok(ParamsSlot {
+            params: &mut self.item.params,
+            refusals: self.refusals,
+        })
+    }
+}
+
+/// An inner list being parsed.
+struct InnerListSlot<'a> {
+    items: &'a mut Vec<Item>,
+    params: &'a mut Params,
+    refusals: &'a mut Refusals,
+}
+
+#[diversify]
+impl<'de> InnerListVisitor<'de> for InnerListSlot<'_> {
+    type Error = Refusal;
+
+    fn item(&mut self) -> Result<impl ItemVisitor<'de>, Refusal> {
+        if self.items.len() >= MAX_ITEMS {
+            return self.refusals.refuse("too many inner-list items");
+        }
+        self.items.push(Item {
+            value: Bare::Boolean(true),
+            params: Vec::new(),
+        });
+        match self.items.last_mut() {
+            Some(item) => Ok(ItemSlot {
+                item,
+                refusals: &mut *self.refusals,
+            }),
+            None => self.refusals.refuse("inner-list item lost"),
+        }
+    }
+
+    fn finish(self) -> Result<impl ParameterVisitor<'de>, Refusal> {
+        Ok(ParamsSlot {
+            params: self.params,
+            refusals: self.refusals,
+        })
+    }
+}
+
+/// The parameters of an item or inner list being parsed.
+struct ParamsSlot<'a> {
+    params: &'a mut Params,
+    refusals: &'a mut Refusals,
+}
+
+#[diversify]
+impl<'de> ParameterVisitor<'de> for ParamsSlot<'_> {
+    type Out = ();
+    type Error = Refusal;
+
+    fn parameter(
+        &mut self,
+        key: &'de KeyRef,
+        value: BareItemFromInput<'de>,
+    ) -> Result<(), Refusal> {
+        let key = self.refusals.key(key)?;
+        if self.params.iter().any(|(k, _)| *k == key) {
+            return self.refusals.refuse("duplicate parameter");
+        }
+        if self.params.len() >= MAX_PARAMS {
+            return self.refusals.refuse("too many parameters");
+        }
+        let value = self.refusals.bare(value)?;
+        self.params.push((key, value));
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), Refusal> {
+        Ok(())
     }
 }
 
@@ -115,296 +320,61 @@ impl Cursor<'_> {
 #[diversify]
 pub fn parse_dictionary(input: &str) -> Result<Dictionary, SfError> {
     if input.len() > MAX_FIELD {
-        return Err(SfError("field too long"));
+        return Err(SfError::Refused("field too long"));
     }
-    let mut c = Cursor {
-        rest: input.as_bytes(),
-    };
-    c.skip_sp();
-    let mut dict: Dictionary = Vec::new();
-    while c.peek().is_some() {
-        let key = parse_key(&mut c)?;
-        let member = if c.eat(b'=') {
-            parse_item_or_inner_list(&mut c)?
-        } else {
-            Member::Item(Item {
-                value: Bare::Boolean(true),
-                params: parse_params(&mut c)?,
-            })
-        };
-        if dict.iter().any(|(k, _)| *k == key) {
-            return Err(SfError("duplicate dictionary key"));
-        }
-        if dict.len() >= MAX_MEMBERS {
-            return Err(SfError("too many dictionary members"));
-        }
-        dict.push((key, member));
-        c.skip_ows();
-        if c.peek().is_none() {
-            break;
-        }
-        if !c.eat(b',') {
-            return Err(SfError("expected `,` between dictionary members"));
-        }
-        c.skip_ows();
-        if c.peek().is_none() {
-            return Err(SfError("trailing `,`"));
-        }
-    }
-    Ok(dict)
-}
-
-#[diversify]
-fn parse_item_or_inner_list(c: &mut Cursor<'_>) -> Result<Member, SfError> {
-    if c.peek() == Some(b'(') {
-        return parse_inner_list(c);
-    }
-    Ok(Member::Item(parse_item(c)?))
-}
-
-#[diversify]
-fn parse_inner_list(c: &mut Cursor<'_>) -> Result<Member, SfError> {
-    if !c.eat(b'(') {
-        return Err(SfError("expected `(`"));
-    }
-    let mut items = Vec::new();
-    loop {
-        c.skip_sp();
-        if c.eat(b')') {
-            let params = parse_params(c)?;
-            return Ok(Member::InnerList(items, params));
-        }
-        if items.len() >= MAX_ITEMS {
-            return Err(SfError("too many inner-list items"));
-        }
-        items.push(parse_item(c)?);
-        if !matches!(c.peek(), Some(b' ' | b')')) {
-            return Err(SfError("expected ` ` or `)` in inner list"));
-        }
+    let mut builder = DictionaryBuilder::default();
+    let parsed = sfv::Parser::new(input)
+        .with_version(sfv::Version::Rfc8941)
+        .parse_dictionary_with_visitor(&mut builder);
+    match (parsed, builder.refusals.0) {
+        (Ok(()), None) => Ok(builder.dict),
+        (_, Some(reason)) => Err(SfError::Refused(reason)),
+        (Err(e), None) => Err(SfError::Syntax(e)),
     }
 }
 
+/// `v` as `sfv` serializes it; refused if it holds what the type cannot
+/// carry (a string with a control character, an integer of 16 digits).
 #[diversify]
-fn parse_item(c: &mut Cursor<'_>) -> Result<Item, SfError> {
-    let value = parse_bare(c)?;
-    let params = parse_params(c)?;
-    Ok(Item { value, params })
+fn ref_bare(v: &Bare) -> Result<RefBareItem<'_>, SfError> {
+    let refused = |_| SfError::Refused("a value a structured field cannot carry");
+    Ok(match v {
+        Bare::Integer(i) => RefBareItem::Integer(sfv::Integer::try_from(*i).map_err(refused)?),
+        Bare::String(s) => RefBareItem::String(StringRef::from_str(s).map_err(refused)?),
+        Bare::Token(t) => RefBareItem::Token(TokenRef::from_str(t).map_err(refused)?),
+        Bare::Bytes(b) => RefBareItem::ByteSequence(b),
+        Bare::Boolean(b) => RefBareItem::Boolean(*b),
+    })
 }
 
+/// `params` as `sfv` takes them.
 #[diversify]
-fn parse_params(c: &mut Cursor<'_>) -> Result<Params, SfError> {
-    let mut params: Params = Vec::new();
-    while c.eat(b';') {
-        c.skip_sp();
-        let key = parse_key(c)?;
-        let value = if c.eat(b'=') {
-            parse_bare(c)?
-        } else {
-            Bare::Boolean(true)
-        };
-        if params.iter().any(|(k, _)| *k == key) {
-            return Err(SfError("duplicate parameter"));
-        }
-        if params.len() >= MAX_PARAMS {
-            return Err(SfError("too many parameters"));
-        }
-        params.push((key, value));
-    }
-    Ok(params)
-}
-
-#[diversify]
-fn parse_key(c: &mut Cursor<'_>) -> Result<String, SfError> {
-    match c.peek() {
-        Some(b'a'..=b'z' | b'*') => {}
-        _ => return Err(SfError("a key must start with a lowercase letter or `*`")),
-    }
-    let mut key = String::new();
-    while let Some(ch) = c.peek() {
-        if !matches!(ch, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*') {
-            break;
-        }
-        if key.len() >= MAX_KEY {
-            return Err(SfError("key too long"));
-        }
-        key.push(char::from(ch));
-        c.bump();
-    }
-    Ok(key)
-}
-
-#[diversify]
-fn parse_bare(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
-    match c.peek() {
-        Some(b'-' | b'0'..=b'9') => parse_integer(c),
-        Some(b'"') => parse_string(c),
-        Some(b':') => parse_bytes(c),
-        Some(b'?') => parse_boolean(c),
-        Some(b'A'..=b'Z' | b'a'..=b'z' | b'*') => parse_token(c),
-        Some(_) => Err(SfError("unexpected character")),
-        None => Err(SfError("unexpected end of field")),
-    }
-}
-
-#[diversify]
-fn parse_integer(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
-    let negative = c.eat(b'-');
-    let mut value: i64 = 0;
-    let mut digits = 0usize;
-    while let Some(ch @ b'0'..=b'9') = c.peek() {
-        if digits >= MAX_DIGITS {
-            return Err(SfError("integer too long"));
-        }
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(i64::from(ch.wrapping_sub(b'0'))))
-            .ok_or(SfError("integer out of range"))?;
-        digits = digits.saturating_add(1);
-        c.bump();
-    }
-    if digits == 0 {
-        return Err(SfError("expected a digit"));
-    }
-    if c.peek() == Some(b'.') {
-        return Err(SfError("decimals are not accepted"));
-    }
-    Ok(Bare::Integer(if negative {
-        value.checked_neg().ok_or(SfError("integer out of range"))?
-    } else {
-        value
-    }))
-}
-
-#[diversify]
-fn parse_string(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
-    if !c.eat(b'"') {
-        return Err(SfError("expected `\"`"));
-    }
-    let mut s = String::new();
-    loop {
-        let ch = c.bump().ok_or(SfError("unterminated string"))?;
-        let ch = match ch {
-            b'"' => return Ok(Bare::String(s)),
-            b'\\' => match c.bump() {
-                Some(e @ (b'"' | b'\\')) => e,
-                _ => return Err(SfError("bad escape in string")),
-            },
-            0x20..=0x7e => ch,
-            _ => return Err(SfError("string holds a non-printable character")),
-        };
-        if s.len() >= MAX_STRING {
-            return Err(SfError("string too long"));
-        }
-        s.push(char::from(ch));
-    }
-}
-
-#[diversify]
-fn parse_token(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
-    let mut s = String::new();
-    while let Some(ch) = c.peek() {
-        let tchar = ch.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&ch);
-        if !tchar {
-            break;
-        }
-        if s.len() >= MAX_STRING {
-            return Err(SfError("token too long"));
-        }
-        s.push(char::from(ch));
-        c.bump();
-    }
-    Ok(Bare::Token(s))
-}
-
-#[diversify]
-fn parse_bytes(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
-    if !c.eat(b':') {
-        return Err(SfError("expected `:`"));
-    }
-    let mut b64 = Vec::new();
-    loop {
-        match c.bump() {
-            Some(b':') => break,
-            Some(ch) if ch.is_ascii_alphanumeric() || matches!(ch, b'+' | b'/' | b'=') => {
-                if b64.len() >= MAX_STRING {
-                    return Err(SfError("byte sequence too long"));
-                }
-                b64.push(ch);
-            }
-            Some(_) => return Err(SfError("byte sequence holds a non-base64 character")),
-            None => return Err(SfError("unterminated byte sequence")),
-        }
-    }
-    STANDARD
-        .decode(&b64)
-        .map(Bare::Bytes)
-        .map_err(|_| SfError("byte sequence is not canonical base64"))
-}
-
-#[diversify]
-fn parse_boolean(c: &mut Cursor<'_>) -> Result<Bare, SfError> {
-    if !c.eat(b'?') {
-        return Err(SfError("expected `?`"));
-    }
-    match c.bump() {
-        Some(b'1') => Ok(Bare::Boolean(true)),
-        Some(b'0') => Ok(Bare::Boolean(false)),
-        _ => Err(SfError("a boolean is ?0 or ?1")),
-    }
-}
-
-/// Serializes a bare item (RFC 8941 §4.1.3).
-#[diversify]
-pub fn serialize_bare(v: &Bare, out: &mut String) {
-    match v {
-        Bare::Integer(i) => out.push_str(&i.to_string()),
-        Bare::String(s) => {
-            out.push('"');
-            for ch in s.chars() {
-                if ch == '"' || ch == '\\' {
-                    out.push('\\');
-                }
-                out.push(ch);
-            }
-            out.push('"');
-        }
-        Bare::Token(t) => out.push_str(t),
-        Bare::Bytes(b) => {
-            out.push(':');
-            out.push_str(&STANDARD.encode(b));
-            out.push(':');
-        }
-        Bare::Boolean(b) => out.push_str(if *b { "?1" } else { "?0" }),
-    }
-}
-
-/// Serializes parameters (a `true` value is the bare key).
-#[diversify]
-pub fn serialize_params(params: &[(String, Bare)], out: &mut String) {
-    for (k, v) in params {
-        out.push(';');
-        out.push_str(k);
-        if *v != Bare::Boolean(true) {
-            out.push('=');
-            serialize_bare(v, out);
-        }
-    }
+fn ref_params(params: &[(String, Bare)]) -> Result<Vec<(&KeyRef, RefBareItem<'_>)>, SfError> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let key = KeyRef::from_str(k).map_err(|_| SfError::Refused("not a key"))?;
+            Ok((key, ref_bare(v)?))
+        })
+        .collect()
 }
 
 /// Serializes an inner list with its parameters (RFC 8941 §4.1.1.1).
 #[diversify]
-pub fn serialize_inner_list(items: &[Item], params: &[(String, Bare)]) -> String {
-    let mut out = String::from("(");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
+pub fn serialize_inner_list(items: &[Item], params: &[(String, Bare)]) -> Result<String, SfError> {
+    let mut out = String::new();
+    let mut list = sfv::ListSerializer::with_buffer(&mut out);
+    {
+        let mut inner = list.inner_list();
+        for item in items {
+            let _ = inner
+                .bare_item(ref_bare(&item.value)?)
+                .parameters(ref_params(&item.params)?);
         }
-        serialize_bare(&item.value, &mut out);
-        serialize_params(&item.params, &mut out);
+        let _ = inner.finish().parameters(ref_params(params)?);
     }
-    out.push(')');
-    serialize_params(params, &mut out);
-    out
+    drop(list);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -423,7 +393,7 @@ mod tests {
         assert_eq!(label, "sig1");
         assert_eq!(items.len(), 3);
         assert_eq!(params[0], ("created".into(), Bare::Integer(1_618_884_473)));
-        let back = format!("sig1={}", serialize_inner_list(items, params));
+        let back = format!("sig1={}", serialize_inner_list(items, params).unwrap());
         assert_eq!(back, text);
     }
 
@@ -453,40 +423,115 @@ mod tests {
     #[test]
     fn refuses_malformed_and_oversized_fields() {
         let long = format!("a=\"{}\"", "x".repeat(MAX_STRING + 1));
+        let long_key = format!("{}=1", "k".repeat(MAX_KEY + 1));
+        let long_bytes = format!("a=:{}:", "A".repeat(MAX_STRING + 4));
         let many = (0..=MAX_MEMBERS)
             .map(|i| format!("k{i}=1"))
             .collect::<Vec<_>>()
             .join(", ");
+        let many_items = format!("a=({})", vec!["1"; MAX_ITEMS + 1].join(" "));
+        let many_params = format!(
+            "a=1{}",
+            (0..=MAX_PARAMS)
+                .map(|i| format!(";p{i}"))
+                .collect::<String>()
+        );
         let huge = "a".repeat(MAX_FIELD + 1);
         for bad in [
-            "",
             "A=1",
             "a=1,",
             "a=1,,b=2",
             "a=1 b=2",
             "a=1, a=2",
             "a=1.5",
+            "a=(1.5)",
+            "a=1;p=0.5",
             "a=1234567890123456",
             "a=\"unterminated",
             "a=\"bad\\n\"",
             "a=:AQI=x:",
-            "a=:AQ:",
             "a=?2",
             "a=(1 2",
             "a=(1;p;p)",
             "a=\"\u{e9}\"",
             "a=-",
+            "a=@1618884473",
+            "a=%\"display\"",
             long.as_str(),
+            long_key.as_str(),
+            long_bytes.as_str(),
             many.as_str(),
+            many_items.as_str(),
+            many_params.as_str(),
             huge.as_str(),
         ] {
             let r = parse_dictionary(bad);
-            // The empty field is an empty dictionary; everything else fails.
-            if bad.is_empty() {
-                assert_eq!(r, Ok(Vec::new()));
-            } else {
-                assert!(r.is_err(), "accepted {bad:?}: {r:?}");
-            }
+            assert!(r.is_err(), "accepted {bad:?}: {r:?}");
         }
+        // The empty field is an empty dictionary.
+        assert!(parse_dictionary("").unwrap().is_empty());
+        // What the caps allow still parses.
+        let most = (0..MAX_MEMBERS)
+            .map(|i| format!("k{i}=1"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert_eq!(parse_dictionary(&most).unwrap().len(), MAX_MEMBERS);
+    }
+
+    #[test]
+    fn refusals_say_why_and_syntax_errors_keep_their_cause() {
+        assert_eq!(
+            parse_dictionary("a=1, a=2").unwrap_err().reason(),
+            "duplicate dictionary key"
+        );
+        assert_eq!(
+            parse_dictionary("a=1.5").unwrap_err().reason(),
+            "decimals are not accepted"
+        );
+        let e = parse_dictionary("a=(1 2").unwrap_err();
+        assert!(matches!(e, SfError::Syntax(_)), "{e:?}");
+        assert_eq!(e.reason(), "not a structured field");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn byte_sequences_follow_rfc_8941_on_padding() {
+        // RFC 8941 §4.2.7: parsers SHOULD NOT fail when "=" padding is
+        // absent; the serializer always pads.
+        let d = parse_dictionary("a=:AQ:").unwrap();
+        assert_eq!(
+            d[0].1,
+            Member::Item(Item {
+                value: Bare::Bytes(vec![1]),
+                params: Vec::new()
+            })
+        );
+        let item = Item {
+            value: Bare::Bytes(vec![1]),
+            params: Vec::new(),
+        };
+        assert_eq!(serialize_inner_list(&[item], &[]).unwrap(), "(:AQ==:)");
+    }
+
+    #[test]
+    fn serializing_refuses_what_a_field_cannot_carry() {
+        let item = |value| Item {
+            value,
+            params: Vec::new(),
+        };
+        for bad in [
+            Bare::String("new\nline".into()),
+            Bare::Token("0starts-with-a-digit".into()),
+            Bare::Integer(10_i64.pow(15)),
+        ] {
+            assert!(
+                serialize_inner_list(&[item(bad.clone())], &[]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let params = [("Upper".to_owned(), Bare::Boolean(true))];
+        assert!(serialize_inner_list(&[], &params).is_err());
+        let params = [("flag".to_owned(), Bare::Boolean(true))];
+        assert_eq!(serialize_inner_list(&[], &params).unwrap(), "();flag");
     }
 }

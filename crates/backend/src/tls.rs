@@ -4,7 +4,7 @@
 //! and the certificates the operator adds (a private CA, or the backend's
 //! own certificate, pinned). Built once, when the publisher starts.
 
-use crate::BackendError;
+use crate::{BackendError, NoTrustRoots, TlsSetupError, TransportError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::sync::Arc;
@@ -40,32 +40,25 @@ impl BackendTls {
         let mut system_problem = None;
         if system_roots {
             let found = rustls_native_certs::load_native_certs();
-            if let Some(e) = found.errors.first() {
+            if let Some(e) = found.errors.into_iter().next() {
                 tracing::warn!(error = %e, "some of the system's trust roots could not be read");
-                system_problem = Some(e.to_string());
+                system_problem = Some(e);
             }
             let (added, ignored) = store.add_parsable_certificates(found.certs);
             tracing::debug!(added, ignored, "system trust roots");
         }
         if let Some(pem) = extra_pem {
             for cert in extra_certs(pem)? {
-                store.add(cert).map_err(|e| {
-                    BackendError::Tls(format!(
-                        "the extra CA certificate cannot be a trust root: {e}"
-                    ))
-                })?;
+                store
+                    .add(cert)
+                    .map_err(|e| BackendError::Tls(TlsSetupError::NotARoot(e)))?;
             }
         }
         if store.is_empty() {
             let why = match (system_roots, system_problem) {
-                (false, _) => "no CA certificate was given".to_owned(),
-                (true, None) => {
-                    "the system's certificate store is empty and no CA certificate was given"
-                        .to_owned()
-                }
-                (true, Some(e)) => format!(
-                    "the system's certificate store is unreadable ({e}) and no CA certificate was given"
-                ),
+                (false, _) => NoTrustRoots::NoneGiven,
+                (true, None) => NoTrustRoots::SystemStoreEmpty,
+                (true, Some(e)) => NoTrustRoots::SystemStoreUnreadable(e),
             };
             return Err(BackendError::NoTrustRoots(why));
         }
@@ -73,7 +66,7 @@ impl BackendTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| BackendError::Tls(e.to_string()))?
+            .map_err(|e| BackendError::Tls(TlsSetupError::Rustls(e)))?
             .with_root_certificates(store)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -104,7 +97,7 @@ impl BackendTls {
         self.connector
             .connect(name, stream)
             .await
-            .map_err(|e| BackendError::Transport(format!("TLS: {e}")))
+            .map_err(|e| BackendError::Transport(TransportError::Tls(e)))
     }
 }
 
@@ -113,11 +106,9 @@ impl BackendTls {
 fn extra_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BackendError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BackendError::Tls(format!("the extra CA certificate is not PEM: {e}")))?;
+        .map_err(|e| BackendError::Tls(TlsSetupError::NotPem(e)))?;
     if certs.is_empty() {
-        return Err(BackendError::Tls(
-            "the extra CA file holds no PEM certificate".into(),
-        ));
+        return Err(BackendError::Tls(TlsSetupError::NoCertificate));
     }
     Ok(certs)
 }

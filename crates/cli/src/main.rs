@@ -196,11 +196,44 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 /// The error and its causes on one line, as the command-line contract asks.
+/// The libraries' errors show their cause in their own message and carry
+/// it as their source too (so a caller can tell one cause from another):
+/// a cause whose text the line already shows is not repeated.
 #[diversify]
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context as _;
+
+    #[test]
+    fn one_line_joins_the_causes_and_repeats_none() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("cannot read model.twin");
+        assert_eq!(one_line(&e), "cannot read model.twin: no such file");
+        // A library error that shows its source in its message.
+        let path = std::env::temp_dir().join("no/such/dir/x");
+        let written = twinshield_atrest::write_atomic(&path, b"x", 0o600)
+            .context("--out")
+            .unwrap_err();
+        let line = one_line(&written);
+        assert!(line.starts_with("--out: cannot write "), "{line}");
+        assert_eq!(line.matches("No such file").count(), 1, "{line}");
+        let multi = anyhow::anyhow!("two\nlines");
+        assert_eq!(one_line(&multi), "two lines");
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::map::{Point, PointMap, Table, decode};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::time::{Instant, timeout};
@@ -37,26 +38,86 @@ impl ClientConfig {
     }
 }
 
+/// The error behind a [`ReadError`], shared so that a `ReadError` can be
+/// cloned (it is reported to several places). Two compare equal when their
+/// messages do.
+#[derive(Debug)]
+pub struct SharedCause<E>(Arc<E>);
+
+#[diversify]
+impl<E> SharedCause<E> {
+    /// Wraps `error`.
+    pub fn new(error: E) -> Self {
+        SharedCause(Arc::new(error))
+    }
+
+    /// The error itself (an I/O error's `kind()`, say).
+    pub fn get(&self) -> &E {
+        &self.0
+    }
+}
+
+#[diversify]
+impl<E> Clone for SharedCause<E> {
+    fn clone(&self) -> Self {
+        SharedCause(Arc::clone(&self.0))
+    }
+}
+
+#[diversify]
+impl<E: std::fmt::Display> PartialEq for SharedCause<E> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+#[diversify]
+impl<E: std::fmt::Display> std::fmt::Display for SharedCause<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[diversify]
+impl<E: std::error::Error + 'static> std::error::Error for SharedCause<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// How a reply did not match its request ([`ReadError::OutOfStep`]).
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Mismatch {
+    /// The Modbus layer's check failed (transaction id, unit, function code).
+    #[error(transparent)]
+    Protocol(SharedCause<tokio_modbus::ProtocolError>),
+    /// The reply is of another kind than the request asked for.
+    #[error("reply of another kind")]
+    Kind,
+}
+
 /// Why a poll produced no sample. Each is a data-quality event for the sync
-/// loop; none of them leaves a partial sample behind.
+/// loop; none of them leaves a partial sample behind. Where the operating
+/// system or the Modbus layer gave a reason, the message shows it and
+/// [`std::error::Error::source`] returns it.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ReadError {
     /// Waiting out the reconnection backoff.
     #[error("not connected; next attempt in {0:?}")]
     Backoff(Duration),
-    /// Connecting failed (refused, unreachable, timed out).
+    /// Connecting failed (refused, unreachable, timed out: `TimedOut`).
     #[error("cannot connect to the plant: {0}")]
-    Connect(String),
+    Connect(#[source] SharedCause<std::io::Error>),
     /// No reply within the timeout; the connection was dropped.
     #[error("no reply from the plant within {0:?}")]
     Timeout(Duration),
     /// The connection failed mid-request; it was dropped.
     #[error("plant connection lost: {0}")]
-    Transport(String),
+    Transport(#[source] SharedCause<std::io::Error>),
     /// A reply did not match its request (transaction id, unit or function):
     /// the stream is out of step, so the connection was dropped to resync.
     #[error("reply out of step with its request ({0}); resynchronising")]
-    OutOfStep(String),
+    OutOfStep(#[source] Mismatch),
     /// The plant answered with a Modbus exception.
     #[error("plant refused to read {table} {address}..+{count}: exception {code:#04x} ({name})")]
     Exception {
@@ -198,14 +259,14 @@ impl ModbusClient {
             }
             Ok(Err(e)) => {
                 self.fail();
-                Err(ReadError::Connect(e.to_string()))
+                Err(ReadError::Connect(SharedCause::new(e)))
             }
             Err(_) => {
                 self.fail();
-                Err(ReadError::Connect(format!(
-                    "timed out after {:?}",
-                    self.cfg.timeout
-                )))
+                Err(ReadError::Connect(SharedCause::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("timed out after {:?}", self.cfg.timeout),
+                ))))
             }
         }
     }
@@ -226,7 +287,10 @@ impl ModbusClient {
                 Table::Holding => Request::ReadHoldingRegisters(span.start, span.count),
             };
             let Some(ctx) = self.ctx.as_mut() else {
-                return Err(ReadError::Transport("connection closed".into()));
+                return Err(ReadError::Transport(SharedCause::new(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "connection closed",
+                ))));
             };
             let reply = match timeout(self.cfg.timeout, ctx.call(request)).await {
                 Err(_) => {
@@ -235,11 +299,13 @@ impl ModbusClient {
                 }
                 Ok(Err(tokio_modbus::Error::Protocol(e))) => {
                     self.fail();
-                    return Err(ReadError::OutOfStep(e.to_string()));
+                    return Err(ReadError::OutOfStep(Mismatch::Protocol(SharedCause::new(
+                        e,
+                    ))));
                 }
                 Ok(Err(tokio_modbus::Error::Transport(e))) => {
                     self.fail();
-                    return Err(ReadError::Transport(e.to_string()));
+                    return Err(ReadError::Transport(SharedCause::new(e)));
                 }
                 Ok(Ok(Err(code))) => {
                     let (code, name) = exception_name(code);
@@ -257,7 +323,7 @@ impl ModbusClient {
                 Some(items) => items,
                 None => {
                     self.fail();
-                    return Err(ReadError::OutOfStep("reply of another kind".into()));
+                    return Err(ReadError::OutOfStep(Mismatch::Kind));
                 }
             };
             // Bit replies are padded to whole bytes: keep the bits asked for,

@@ -47,7 +47,7 @@ mod map;
 mod server;
 mod source;
 
-pub use client::{ClientConfig, ModbusClient, ReadError, Reading};
+pub use client::{ClientConfig, Mismatch, ModbusClient, ReadError, Reading, SharedCause};
 pub use map::{MapError, Point, PointMap, Table};
 pub use server::{RegisterBank, SharedBank, serve};
 pub use source::{ConnectionState, PlantSample, PlantSource, Quality, SourceInfo};

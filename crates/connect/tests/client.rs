@@ -804,6 +804,16 @@ async fn refused_connections_back_off() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let mut c = ModbusClient::new(config(addr), levels_map());
-    assert!(matches!(c.read().await, Err(ReadError::Connect(_))));
+    let e = c.read().await.unwrap_err();
+    // The operating system's reason is kept, typed, behind the message.
+    let ReadError::Connect(cause) = &e else {
+        panic!("not a connect error: {e:?}");
+    };
+    assert_eq!(cause.get().kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        e.to_string(),
+        format!("cannot connect to the plant: {}", cause.get())
+    );
+    assert_eq!(e.clone(), e);
     assert!(matches!(c.read().await, Err(ReadError::Backoff(_))));
 }

@@ -103,14 +103,6 @@ impl AlarmEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SourceId(usize);
 
-#[diversify]
-impl SourceId {
-    /// The index of the source in registration order.
-    pub fn index(self) -> usize {
-        self.0
-    }
-}
-
 /// One registered detector and its active alarm, if any.
 #[derive(Debug, Clone)]
 struct Source {

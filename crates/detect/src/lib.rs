@@ -20,12 +20,12 @@
 //! report a non-finite statistic.
 //!
 //! [`AlarmTracker`] turns per-sample decisions into alarms with ids, start and
-//! clear times and evidence, and returns "raised"/"cleared" events.
-//! [`DetectorBank`] wires the standard set (CUSUM and frozen per output, one
-//! chi-square) from plain settings, with the defaults of the `.twin` format.
+//! clear times and evidence, and returns "raised"/"cleared" events. Which
+//! detectors watch which output, with which settings, is the twin's
+//! business (`crates/twin`).
 //!
 //! The crate does not depend on the model crate: it takes plain numbers and
-//! slices, and the runtime adapts.
+//! slices, and the twin adapts.
 //!
 //! A persistent 2σ shift crosses the default CUSUM threshold (h = 8, drift
 //! 0.5: each sample adds 1.5) on the sixth sample:
@@ -47,7 +47,6 @@
 use twinshield_shield_macros::diversify;
 
 mod alarm;
-mod bank;
 mod bias;
 mod chi2;
 mod cusum;
@@ -56,7 +55,6 @@ mod frozen;
 mod quantile;
 
 pub use alarm::{Alarm, AlarmEvent, AlarmTracker, DetectorKind, SourceId};
-pub use bank::{BankSettings, DetectorBank, OutputSettings};
 pub use bias::{BiasDetector, BiasSettings};
 pub use chi2::{ChiSquareDetector, ChiSquareSettings};
 pub use cusum::{CusumDetector, CusumSettings};

@@ -96,7 +96,6 @@ pub struct Ekf {
     // Scratch space, sized once.
     x_saved: Vec<f64>,
     p_saved: Vec<f64>,
-    x_prior: Vec<f64>,
     f0: Vec<f64>,
     f1: Vec<f64>,
     xp: Vec<f64>,
@@ -143,7 +142,6 @@ impl Ekf {
             r: est.measurement_noise.iter().map(|s| s * s).collect(),
             x_saved: vec![0.0; n],
             p_saved: vec![0.0; n * n],
-            x_prior: model.initial_state(),
             f0: vec![0.0; n],
             f1: vec![0.0; n],
             xp: vec![0.0; n],
@@ -174,12 +172,6 @@ impl Ekf {
     /// The estimate's covariance (states × states, row-major).
     pub fn covariance(&self) -> &[f64] {
         &self.p
-    }
-
-    /// The predicted state of the last [`Ekf::step`], before its correction:
-    /// the difference to [`Ekf::state`] is what the measurements moved it by.
-    pub fn prior_state(&self) -> &[f64] {
-        &self.x_prior
     }
 
     /// The last update's innovation.

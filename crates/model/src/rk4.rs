@@ -140,15 +140,6 @@ impl Simulator {
         }
     }
 
-    /// Replaces the integration step (seconds); it must be positive and finite.
-    pub fn set_step(&mut self, step: f64) -> Result<(), SimError> {
-        if !(step.is_finite() && step > 0.0) {
-            return Err(SimError::BadSpan(step));
-        }
-        self.step = step;
-        Ok(())
-    }
-
     /// Current simulated time in seconds.
     pub fn time(&self) -> f64 {
         self.t

@@ -304,9 +304,9 @@ impl BoundApi {
         };
         let https = matches!(transport, Transport::Tls(..));
         let listener = ApiListener::bind(listen, transport).await?;
-        let addr = listener.local_addr().ok_or_else(|| ApiError::Listen {
+        let addr = listener.local_addr().map_err(|source| ApiError::Listen {
             addr: listen,
-            reason: "the socket has no local address".into(),
+            source,
         })?;
         let router =
             twinshield_api::router(feed, services, Arc::new(tokens), https, config.clone());

@@ -2,15 +2,16 @@
 //! is described in `docs/bundle-format.md`.
 
 use crate::SealError;
-use crate::aead;
 use crate::device::{DeviceFp, DeviceIdentity, hex};
 use crate::publisher::{PublisherKey, PublisherPub};
+use crate::random;
 use crate::wire::{Reader, Writer};
 use hpke::aead::ChaCha20Poly1305 as HpkeAead;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use sha2::{Digest, Sha256};
+use twinshield_atrest::AeadKey;
 use twinshield_model::Model;
 use twinshield_model::bytecode::Encoding;
 use twinshield_shield::{obf_bytes, protect};
@@ -117,7 +118,7 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
         )));
     }
     let mut seed_bytes = [0u8; 8];
-    aead::random(&mut seed_bytes)?;
+    random::fill(&mut seed_bytes)?;
     let seed = u64::from_le_bytes(seed_bytes);
     let mut plaintext = Writer::default();
     plaintext.u64(seed);
@@ -138,7 +139,7 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
     let plaintext = Zeroizing::new(plaintext.buf);
 
     let mut cek = Zeroizing::new([0u8; 32]);
-    aead::random(cek.as_mut_slice())?;
+    random::fill(cek.as_mut_slice())?;
     let publisher = req.publisher.public().key_id();
     let aad = wrap_aad(&req.model.name, req.release, &publisher);
     let mut header = Writer::default();
@@ -156,14 +157,14 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
             cek.as_slice(),
             &aad,
         )
-        .map_err(|_| SealError::Identity("cannot wrap the content key".into()))?;
+        .map_err(SealError::Wrap)?;
         header.bytes(&d.key_id());
         header.bytes(&enc.to_bytes());
         header.blob(&wrapped);
     }
     let header = header.buf;
     let header_digest: [u8; 32] = Sha256::digest(&header).into();
-    let payload = aead::seal(&cek, &header_digest, &plaintext)?;
+    let payload = AeadKey::new(&cek).seal(&header_digest, &plaintext)?;
 
     let mut out = Writer::default();
     out.bytes(MAGIC);
@@ -302,11 +303,13 @@ pub fn open(
             .map_err(|_| SealError::NotLicensed)?,
     );
     let header_digest: [u8; 32] = Sha256::digest(p.header_bytes).into();
-    let plaintext = aead::open(&cek, &header_digest, p.payload).ok_or(SealError::Decrypt)?;
+    let plaintext = AeadKey::new(&cek)
+        .open(&header_digest, p.payload)
+        .map_err(|_| SealError::Decrypt)?;
     let mut r = Reader::new(&plaintext, "bundle payload");
     let seed = r.u64()?;
-    let model = Model::from_payload(r.blob()?, &Encoding::from_seed(seed))
-        .map_err(|e| SealError::Model(e.to_string()))?;
+    let model =
+        Model::from_payload(r.blob()?, &Encoding::from_seed(seed)).map_err(SealError::Model)?;
     let n = r.u16()?;
     let mut secrets = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
@@ -325,9 +328,7 @@ pub fn open(
     };
     r.finish()?;
     if model.name != p.header.model_name || model.version != p.header.model_version {
-        return Err(SealError::Model(
-            "header and payload name different models".into(),
-        ));
+        return Err(SealError::ModelMismatch);
     }
     Ok(OpenedBundle {
         header: p.header,

@@ -9,8 +9,8 @@
 //! `k` matching components rebuild the KEK; `k` is `n − 2`, at least 3.
 
 use crate::SealError;
-use crate::aead;
 use crate::fingerprint::{self, Component};
+use crate::random;
 use crate::secret::RuntimeSecret;
 use crate::shamir::{self, Share};
 use crate::wire::{Reader, Writer};
@@ -20,8 +20,8 @@ use hpke::kem::{Kem as KemTrait, X25519HkdfSha256};
 use hpke::{Deserializable, Serializable};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use twinshield_atrest::AeadKey;
 use twinshield_shield::{obf_bytes, protect};
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
@@ -221,26 +221,11 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Writes `bytes` to `path`, readable by the owner only, whole or not at all.
 #[diversify]
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| SealError::io(&format!("cannot write {}", tmp.display()), &e))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| SealError::io(&format!("cannot write {}", tmp.display()), &e))?;
-    }
-    fs::rename(&tmp, path)
-        .map_err(|e| SealError::io(&format!("cannot replace {}", path.display()), &e))
+    twinshield_atrest::write_atomic(path, bytes, 0o600)
+        .map_err(|e| SealError::io(format!("cannot write {}", path.display()), e.source))
 }
 
 /// The identity file as stored, parsed but not opened.
@@ -265,7 +250,11 @@ impl DeviceIdentity {
         state: &Path,
         secret: &dyn RuntimeSecret,
     ) -> Result<(Self, bool), SealError> {
-        if state.join(IDENTITY_FILE).exists() {
+        let file = state.join(IDENTITY_FILE);
+        let exists = file
+            .try_exists()
+            .map_err(|e| SealError::io(format!("cannot read {}", file.display()), e))?;
+        if exists {
             return Self::open(state, secret).map(|d| (d, false));
         }
         Self::create(state, secret).map(|d| (d, true))
@@ -283,8 +272,8 @@ impl DeviceIdentity {
         let k = n8.saturating_sub(2).max(MIN_COMPONENTS as u8).min(n8);
         fs::create_dir_all(state).map_err(|e| {
             SealError::io(
-                &format!("cannot create state directory {}", state.display()),
-                &e,
+                format!("cannot create state directory {}", state.display()),
+                e,
             )
         })?;
         #[cfg(unix)]
@@ -293,14 +282,14 @@ impl DeviceIdentity {
             let _ = fs::set_permissions(state, fs::Permissions::from_mode(0o700));
         }
         let mut salt = [0u8; 32];
-        aead::random(&mut salt)?;
+        random::fill(&mut salt)?;
         let mut kek = Zeroizing::new([0u8; 32]);
-        aead::random(kek.as_mut_slice())?;
+        random::fill(kek.as_mut_slice())?;
         let mut x25519_ikm = Zeroizing::new([0u8; 32]);
-        aead::random(x25519_ikm.as_mut_slice())?;
+        random::fill(x25519_ikm.as_mut_slice())?;
         let mut ed_seed = Zeroizing::new([0u8; 32]);
-        aead::random(ed_seed.as_mut_slice())?;
-        let shares = shamir::split(&kek, n8, k, &mut aead::random)?;
+        random::fill(ed_seed.as_mut_slice())?;
+        let shares = shamir::split(&kek, n8, k, &mut random::fill)?;
 
         let mut w = Writer::default();
         w.bytes(ID_MAGIC);
@@ -319,16 +308,12 @@ impl DeviceIdentity {
             ]
             .concat();
             w.str(c.label);
-            w.blob(&aead::seal(&key, &aad, &pt)?);
+            w.blob(&AeadKey::new(&key).seal(&aad, &pt)?);
             commitments.push((c.label.to_owned(), commitment(&salt, c)));
         }
         let mut keys = Zeroizing::new(x25519_ikm.to_vec());
         keys.extend_from_slice(ed_seed.as_slice());
-        w.blob(&aead::seal(
-            &kek,
-            obf_bytes!(b"twinshield/id/keys/v1").bytes(),
-            &keys,
-        )?);
+        w.blob(&AeadKey::new(&kek).seal(obf_bytes!(b"twinshield/id/keys/v1").bytes(), &keys)?);
         // The commitments themselves, so bundles can be opened after a
         // component changed (the binding is to the device as it was sealed for).
         w.u8(n8);
@@ -397,7 +382,7 @@ impl DeviceIdentity {
                 label.as_bytes(),
             ]
             .concat();
-            if let Some(pt) = aead::open(&key, &aad, sealed)
+            if let Ok(pt) = AeadKey::new(&key).open(&aad, sealed)
                 && let (Some(&x), Some(y)) = (pt.first(), pt.get(1..33))
                 && x != 0
                 && !shares.iter().any(|s| s.x == x)
@@ -416,12 +401,9 @@ impl DeviceIdentity {
             return Err(not_this);
         }
         let kek = shamir::combine(&shares);
-        let keys = aead::open(
-            &kek,
-            obf_bytes!(b"twinshield/id/keys/v1").bytes(),
-            &sealed_keys,
-        )
-        .ok_or(not_this)?;
+        let keys = AeadKey::new(&kek)
+            .open(obf_bytes!(b"twinshield/id/keys/v1").bytes(), &sealed_keys)
+            .map_err(|_| not_this)?;
         let (Some(xi), Some(es)) = (keys.get(..32), keys.get(32..64)) else {
             return Err(SealError::Malformed(
                 "device identity is corrupt: key block has the wrong size".into(),
@@ -449,12 +431,9 @@ impl DeviceIdentity {
         let path = state.join(IDENTITY_FILE);
         let bytes = fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                SealError::Identity(format!(
-                    "no device identity in {} (run `twinshield fingerprint` first)",
-                    state.display()
-                ))
+                SealError::NoIdentity(state.to_path_buf())
             } else {
-                SealError::io(&format!("cannot read {}", path.display()), &e)
+                SealError::io(format!("cannot read {}", path.display()), e)
             }
         })?;
         let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
@@ -543,8 +522,15 @@ impl DeviceIdentity {
         let aad_label = obf_bytes!(b"twinshield/releases/v1");
         let aad = aad_label.bytes();
         let mut counters: Vec<(String, u64)> = Vec::new();
-        if let Ok(sealed) = fs::read(&path) {
-            let pt = aead::open(&key, aad, &sealed).ok_or_else(|| {
+        // No file yet means no release run yet; a file that cannot be read
+        // is an error, never a reset of the counters.
+        let stored = match fs::read(&path) {
+            Ok(sealed) => Some(sealed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(SealError::io(format!("cannot read {}", path.display()), e)),
+        };
+        if let Some(sealed) = stored {
+            let pt = AeadKey::new(&key).open(aad, &sealed).map_err(|_| {
                 SealError::Malformed(
                     "release counters are corrupt or belong to another device".into(),
                 )
@@ -573,6 +559,6 @@ impl DeviceIdentity {
             w.str(m);
             w.u64(*r);
         }
-        write_private(&path, &aead::seal(&key, aad, &w.buf)?)
+        write_private(&path, &AeadKey::new(&key).seal(aad, &w.buf)?)
     }
 }

@@ -1,9 +1,12 @@
+use std::path::PathBuf;
 use thiserror::Error;
 use twinshield_shield_macros::diversify;
 
 /// Why sealing, opening or identifying failed. Every message is one line
 /// that names the problem and never contains key material or model content.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Where the operating system or a library gave a reason, the message
+/// shows it and [`std::error::Error::source`] returns it.
+#[derive(Debug, Error)]
 pub enum SealError {
     /// A file is not in the expected format, truncated or has extra bytes.
     #[error("{0}")]
@@ -38,24 +41,51 @@ pub enum SealError {
     /// The device's identity could not be created or used.
     #[error("{0}")]
     Identity(String),
+    /// The state directory holds no device identity yet.
+    #[error("no device identity in {} (run `twinshield fingerprint` first)", .0.display())]
+    NoIdentity(PathBuf),
+    /// The content key could not be wrapped for a device (HPKE).
+    #[error("cannot wrap the content key")]
+    Wrap(#[source] hpke::HpkeError),
     /// Decryption failed where integrity was already verified: a bug or
     /// memory corruption, not an input problem.
     #[error("bundle payload does not decrypt")]
     Decrypt,
     /// The payload decrypted but is not a valid model.
     #[error("bundle payload is not a valid model: {0}")]
-    Model(String),
+    Model(#[source] twinshield_model::PayloadError),
+    /// The payload holds another model than its header names.
+    #[error("bundle payload is not a valid model: header and payload name different models")]
+    ModelMismatch,
     /// The system's random number generator failed.
     #[error("the system random number generator failed")]
-    Random,
+    Random(#[source] getrandom::Error),
     /// Reading or writing the state directory failed.
-    #[error("{0}")]
-    Io(String),
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done (`cannot read PATH`).
+        what: String,
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[diversify]
+impl From<twinshield_atrest::EncryptError> for SealError {
+    fn from(e: twinshield_atrest::EncryptError) -> Self {
+        match e {
+            twinshield_atrest::EncryptError::Random(e) => SealError::Random(e),
+            twinshield_atrest::EncryptError::TooLong => {
+                SealError::Malformed("too large to encrypt".into())
+            }
+        }
+    }
 }
 
 #[diversify]
 impl SealError {
-    pub(crate) fn io(what: &str, e: &std::io::Error) -> Self {
-        SealError::Io(format!("{what}: {e}"))
+    pub(crate) fn io(what: String, source: std::io::Error) -> Self {
+        SealError::Io { what, source }
     }
 }

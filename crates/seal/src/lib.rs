@@ -41,12 +41,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod aead;
 mod bundle;
 mod device;
 mod error;
 pub mod fingerprint;
 mod publisher;
+mod random;
 mod secret;
 mod shamir;
 mod wire;

@@ -62,7 +62,7 @@ impl PublisherKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, SealError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        crate::aead::random(seed.as_mut_slice())?;
+        crate::random::fill(seed.as_mut_slice())?;
         Ok(PublisherKey(SigningKey::from_bytes(&seed)))
     }
 

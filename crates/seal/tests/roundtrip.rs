@@ -107,10 +107,10 @@ fn a_bundle_for_another_device_is_not_licensed_here() {
         backend: None,
     })
     .unwrap();
-    assert_eq!(
-        open(&bundle, &publisher.public(), &a).unwrap_err(),
-        SealError::NotLicensed
-    );
+    assert!(matches!(
+        open(&bundle, &publisher.public(), &a),
+        Err(SealError::NotLicensed)
+    ));
 }
 
 #[test]
@@ -188,4 +188,39 @@ proptest! {
         prop_assert!(inspect(&bytes).is_err());
         prop_assert!(DeviceFp::decode(&bytes).is_err());
     }
+}
+
+#[test]
+fn release_counters_that_cannot_be_read_are_an_error_not_a_reset() {
+    let id = identity("releases");
+    let state =
+        std::env::temp_dir().join(format!("twinshield-seal-releases-{}", std::process::id()));
+    id.check_and_record_release("plant", 5).unwrap();
+    assert!(matches!(
+        id.check_and_record_release("plant", 4),
+        Err(SealError::Rollback {
+            release: 4,
+            highest: 5
+        })
+    ));
+    // A directory where the counters file should be: unreadable, not absent.
+    let counters = state.join("releases.bin");
+    std::fs::remove_file(&counters).unwrap();
+    std::fs::create_dir(&counters).unwrap();
+    let e = id.check_and_record_release("plant", 1).unwrap_err();
+    assert!(matches!(e, SealError::Io { .. }), "{e:?}");
+    assert!(std::error::Error::source(&e).is_some());
+    // Without the file, the counters start afresh.
+    std::fs::remove_dir(&counters).unwrap();
+    id.check_and_record_release("plant", 1).unwrap();
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_state_directory_without_identity_says_so() {
+    let dir = std::env::temp_dir().join(format!("twinshield-seal-none-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = DeviceIdentity::open(&dir, &EmbeddedSecret).unwrap_err();
+    assert!(matches!(&e, SealError::NoIdentity(p) if *p == dir), "{e:?}");
+    assert!(e.to_string().starts_with("no device identity in "));
 }

@@ -200,17 +200,6 @@ impl EventKind {
     fn from_code(c: u8) -> Option<Self> {
         EventKind::ALL.get(usize::from(c)).copied()
     }
-
-    /// Whether retention leaves these alone (kept until exported).
-    pub fn kept_until_exported(self) -> bool {
-        matches!(
-            self,
-            EventKind::AlarmRaised
-                | EventKind::AlarmAcknowledged
-                | EventKind::AlarmCleared
-                | EventKind::Audit
-        )
-    }
 }
 
 /// One stored event.

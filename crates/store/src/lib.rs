@@ -73,12 +73,34 @@ fn check_value() -> twinshield_shield::obf::Revealed {
 }
 const DB_FILE: &str = "history.redb";
 
-/// Why the store could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why the store could not be used. Where the database or the operating
+/// system gave a reason, the message shows it and
+/// [`std::error::Error::source`] returns it.
+#[derive(Debug, Error)]
 pub enum StoreError {
-    /// The database could not be created, opened, read or written.
+    /// The data directory could not be created.
+    #[error("history store: {source}")]
+    Directory {
+        /// The data directory.
+        path: PathBuf,
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be created, opened, read or written (its
+    /// `redb::Error::Io` holds the operating system's reason).
     #[error("history store: {0}")]
-    Io(String),
+    Database(#[source] redb::Error),
+    /// Opened without a schema, and the data directory holds no history.
+    #[error("history store: no history in {}", .0.display())]
+    NoHistory(PathBuf),
+    /// The history cannot be reached now: its writer has stopped, cannot
+    /// open the database, or another handle still holds it.
+    #[error("history store: {0}")]
+    Unavailable(&'static str),
+    /// A value could not be encrypted (no randomness for a nonce).
+    #[error("history store: cannot encrypt")]
+    Encrypt(#[source] twinshield_atrest::EncryptError),
     /// The data directory was written with another key: another device.
     #[error("the data directory belongs to another device (its history does not decrypt here)")]
     WrongDevice,
@@ -91,8 +113,8 @@ pub enum StoreError {
 }
 
 #[diversify]
-fn io(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(e.to_string())
+fn database_error(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Database(e.into())
 }
 
 /// One point of a downsampled range.
@@ -140,14 +162,17 @@ impl Store {
         key: &Zeroizing<[u8; 32]>,
         schema: Option<&[String]>,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let db = Database::create(dir.join(DB_FILE)).map_err(io)?;
-        let cipher = Cipher::new(key).ok_or_else(|| StoreError::Io("bad key".into()))?;
+        let db = Database::create(dir.join(DB_FILE)).map_err(database_error)?;
+        let cipher = Cipher::new(key);
         let stored_check = read_meta(&db, &cipher, "check")?;
         let stored_schema = read_meta(&db, &cipher, "schema")?;
         let schema: Vec<String> = match (stored_check, stored_schema) {
@@ -168,25 +193,25 @@ impl Store {
             }
             (None, None) => {
                 let Some(want) = schema else {
-                    return Err(StoreError::Io(format!("no history in {}", dir.display())));
+                    return Err(StoreError::NoHistory(dir.to_path_buf()));
                 };
-                let w = db.begin_write().map_err(io)?;
+                let w = db.begin_write().map_err(database_error)?;
                 {
-                    let mut t = w.open_table(META).map_err(io)?;
+                    let mut t = w.open_table(META).map_err(database_error)?;
                     let seal = |k: &str, v: &[u8]| {
                         cipher
                             .seal("meta", k.as_bytes(), v)
-                            .ok_or_else(|| io("cannot encrypt"))
+                            .map_err(StoreError::Encrypt)
                     };
                     t.insert("check", seal("check", check_value().bytes())?.as_slice())
-                        .map_err(io)?;
+                        .map_err(database_error)?;
                     t.insert(
                         "schema",
                         seal("schema", want.join("\n").as_bytes())?.as_slice(),
                     )
-                    .map_err(io)?;
+                    .map_err(database_error)?;
                 }
-                w.commit().map_err(io)?;
+                w.commit().map_err(database_error)?;
                 want.to_vec()
             }
             _ => return Err(StoreError::Corrupt("meta".into())),
@@ -204,7 +229,7 @@ impl Store {
     /// returns whether it ran.
     pub fn compact(&mut self) -> Result<bool, StoreError> {
         match Arc::get_mut(&mut self.db) {
-            Some(db) => db.compact().map_err(io),
+            Some(db) => db.compact().map_err(database_error),
             None => Ok(false),
         }
     }
@@ -236,7 +261,7 @@ impl Store {
     /// handle of this store is alive; reopen the store to read afterwards.
     pub fn into_writer(self, config: WriterConfig) -> Result<StoreWriter, StoreError> {
         let db = Arc::try_unwrap(self.db).map_err(|_| {
-            StoreError::Io("the history is still open for reading elsewhere".into())
+            StoreError::Unavailable("the history is still open for reading elsewhere")
         })?;
         Ok(StoreWriter::start(
             db,
@@ -264,17 +289,17 @@ impl Store {
 
     /// Full-rate samples with `from ≤ time ≤ to`, oldest first.
     pub fn samples(&self, from: f64, to: f64) -> Result<Vec<Sample>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let r = self.db.begin_read().map_err(database_error)?;
         let t = match r.open_table(SAMPLES) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(database_error(e)),
         };
         // Blocks span at most `writer::BLOCK_SPAN` seconds.
         let lo = micros(from - writer::BLOCK_SPAN - 1.0);
         let mut out = Vec::new();
-        for item in t.range(lo..=micros(to)).map_err(io)? {
-            let (k, v) = item.map_err(io)?;
+        for item in t.range(lo..=micros(to)).map_err(database_error)? {
+            let (k, v) = item.map_err(database_error)?;
             let key = k.value();
             let plain = self
                 .cipher
@@ -289,13 +314,13 @@ impl Store {
 
     /// The newest stored sample.
     pub fn latest(&self) -> Result<Option<Sample>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let r = self.db.begin_read().map_err(database_error)?;
         let t = match r.open_table(SAMPLES) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(database_error(e)),
         };
-        let Some((k, v)) = t.last().map_err(io)? else {
+        let Some((k, v)) = t.last().map_err(database_error)? else {
             return Ok(None);
         };
         let key = k.value();
@@ -308,19 +333,19 @@ impl Store {
 
     /// Minute aggregates with `from ≤ minute ≤ to`.
     pub fn minutes(&self, from: f64, to: f64) -> Result<Vec<MinuteRow>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let r = self.db.begin_read().map_err(database_error)?;
         let t = match r.open_table(MINUTES) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(database_error(e)),
         };
         let (lo, hi) = (
             writer::minute_of(from.max(0.0)),
             writer::minute_of(to.max(0.0)),
         );
         let mut out = Vec::new();
-        for item in t.range(lo..=hi).map_err(io)? {
-            let (k, v) = item.map_err(io)?;
+        for item in t.range(lo..=hi).map_err(database_error)? {
+            let (k, v) = item.map_err(database_error)?;
             let key = k.value();
             let plain = self
                 .cipher
@@ -397,15 +422,15 @@ impl Store {
 
     /// Events with `from ≤ time ≤ to`, oldest first.
     pub fn events(&self, from: f64, to: f64) -> Result<Vec<Event>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let r = self.db.begin_read().map_err(database_error)?;
         let t = match r.open_table(EVENTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(database_error(e)),
         };
         let mut out = Vec::new();
-        for item in t.iter().map_err(io)? {
-            let (k, v) = item.map_err(io)?;
+        for item in t.iter().map_err(database_error)? {
+            let (k, v) = item.map_err(database_error)?;
             let key = k.value();
             let plain = self
                 .cipher
@@ -441,13 +466,13 @@ fn read_meta(
     cipher: &Cipher,
     key: &str,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-    let r = db.begin_read().map_err(io)?;
+    let r = db.begin_read().map_err(database_error)?;
     let t = match r.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(io(e)),
+        Err(e) => return Err(database_error(e)),
     };
-    match t.get(key).map_err(io)? {
+    match t.get(key).map_err(database_error)? {
         None => Ok(None),
         Some(v) => cipher
             .open("meta", key.as_bytes(), v.value())

@@ -156,7 +156,7 @@ impl StoreHandle {
 
 #[diversify]
 fn stopped() -> StoreError {
-    StoreError::Io("the history writer has stopped".into())
+    StoreError::Unavailable("the history writer has stopped")
 }
 
 #[diversify]
@@ -363,7 +363,9 @@ impl Worker {
                 self.schema.clone(),
                 &self.path,
             ))),
-            None => q(Err(StoreError::Io("the history cannot be read now".into()))),
+            None => q(Err(StoreError::Unavailable(
+                "the history cannot be read now",
+            ))),
         }
     }
 
@@ -610,7 +612,7 @@ impl Worker {
 fn seal(cipher: &Cipher, table: &str, key: u64, plaintext: &[u8]) -> Result<Vec<u8>, String> {
     cipher
         .seal(table, &key.to_le_bytes(), plaintext)
-        .ok_or_else(|| "cannot encrypt a record".to_owned())
+        .map_err(|_| "cannot encrypt a record".to_owned())
 }
 
 #[diversify]
@@ -635,7 +637,7 @@ fn write_minute(
             &acc.minute.to_le_bytes(),
             &codec::encode_minute(&row),
         )
-        .ok_or_else(|| "cannot encrypt a record".to_owned())?;
+        .map_err(|_| "cannot encrypt a record".to_owned())?;
     t.insert(acc.minute, sealed.as_slice())
         .map_err(|x| x.to_string())?;
     Ok(())

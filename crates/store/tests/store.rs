@@ -71,19 +71,39 @@ fn samples_events_and_alarms_round_trip() {
 fn another_key_opens_nothing() {
     let d = dir("key");
     Store::open(&d, &key(1), Some(&schema())).unwrap();
-    assert_eq!(
-        Store::open(&d, &key(2), Some(&schema())).unwrap_err(),
-        StoreError::WrongDevice
-    );
-    assert_eq!(
-        Store::open(&d, &key(2), None).unwrap_err(),
-        StoreError::WrongDevice
-    );
+    assert!(matches!(
+        Store::open(&d, &key(2), Some(&schema())),
+        Err(StoreError::WrongDevice)
+    ));
+    assert!(matches!(
+        Store::open(&d, &key(2), None),
+        Err(StoreError::WrongDevice)
+    ));
     let other = vec!["x".to_owned()];
-    assert_eq!(
-        Store::open(&d, &key(1), Some(&other)).unwrap_err(),
-        StoreError::SchemaMismatch
-    );
+    assert!(matches!(
+        Store::open(&d, &key(1), Some(&other)),
+        Err(StoreError::SchemaMismatch)
+    ));
+}
+
+#[test]
+fn no_history_an_unusable_directory_and_another_device_are_told_apart() {
+    let d = dir("causes");
+    assert!(matches!(
+        Store::open(&d, &key(1), None),
+        Err(StoreError::NoHistory(p)) if p == d
+    ));
+    // A file where the data directory should be.
+    let file = dir("causes-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let e = Store::open(&file.join("data"), &key(1), Some(&schema())).unwrap_err();
+    let StoreError::Directory { source, .. } = &e else {
+        panic!("not a directory error: {e:?}");
+    };
+    assert_eq!(e.to_string(), format!("history store: {source}"));
+    assert!(std::error::Error::source(&e).is_some());
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]

@@ -107,12 +107,6 @@ impl OutputEncoding {
     pub fn decode(&self, block: &[u8; 16]) -> [u8; 16] {
         std::array::from_fn(|i| self.bytes[i].dec(block[i]))
     }
-
-    /// Encodes a plain AES output block.
-    #[must_use]
-    pub fn encode(&self, block: &[u8; 16]) -> [u8; 16] {
-        std::array::from_fn(|i| self.bytes[i].enc(block[i]))
-    }
 }
 
 /// A ChaCha8 seed for one purpose: the encoding key, a purpose label and

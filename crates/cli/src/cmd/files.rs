@@ -1,9 +1,8 @@
 //! The files commands read and write: the state directory, size-capped
-//! reads, whole-or-nothing writes.
+//! reads, and (`twinshield-atrest`'s) whole-or-nothing writes.
 
 use anyhow::{Context, Result, bail};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
@@ -50,29 +49,5 @@ pub(crate) fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
         .map_err(|_| anyhow::anyhow!("{what} {} is not text", path.display()))
 }
 
-/// Writes `bytes` to `path` whole or not at all, with `mode`.
-#[diversify]
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".partial-{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let result = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
+/// Writes a file whole or not at all, with its mode.
+pub(crate) use twinshield_atrest::write_atomic;

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use twinshield_atrest::AtomicFile;
 use twinshield_model::{MAX_SOURCE_LEN, Model, Simulator};
 use twinshield_shield_macros::diversify;
 
@@ -155,45 +156,24 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     let rows = rows_f as u64;
     let u = parse_inputs(&model, &args.inputs)?;
 
-    // Write to a temporary file beside the target and rename at the end, so
-    // a failed run never leaves a truncated CSV where a good one was.
-    let (mut out, tmp): (Box<dyn Write>, Option<PathBuf>) = match &args.csv {
-        Some(path) => {
-            let tmp = temp_path(path);
-            let f = fs::File::create(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
-            (Box::new(BufWriter::new(f)), Some(tmp))
-        }
-        None => (Box::new(BufWriter::new(io::stdout().lock())), None),
+    let Some(path) = &args.csv else {
+        let mut out = BufWriter::new(io::stdout().lock());
+        write_simulation(&model, &u, every, rows, &mut out, false)?;
+        out.flush().context("cannot write the CSV")?;
+        return Ok(ExitCode::SUCCESS);
     };
-    let result = write_simulation(&model, &u, every, rows, &mut out, args.csv.is_some());
-    let result = result.and_then(|()| out.flush().context("cannot write the CSV"));
-    drop(out);
-    match (result, tmp, &args.csv) {
-        (Ok(()), Some(tmp), Some(path)) => {
-            fs::rename(&tmp, path)
-                .with_context(|| format!("cannot move the CSV into place at {}", path.display()))?;
-            eprintln!("wrote {} rows to {}", rows + 1, path.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        (Ok(()), _, _) => Ok(ExitCode::SUCCESS),
-        (Err(e), tmp, _) => {
-            if let Some(tmp) = tmp {
-                let _ = fs::remove_file(tmp);
-            }
-            Err(e)
-        }
-    }
-}
-
-#[diversify]
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".partial-{}", std::process::id()));
-    path.with_file_name(name)
+    // The CSV replaces its target whole or not at all: a failed run drops
+    // the temporary file and never leaves a truncated CSV where a good one
+    // was.
+    let mut out = BufWriter::new(AtomicFile::create(path, 0o666)?);
+    write_simulation(&model, &u, every, rows, &mut out, true)?;
+    let file = out
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)
+        .context("cannot write the CSV")?;
+    file.commit()?;
+    eprintln!("wrote {} rows to {}", rows + 1, path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[diversify]
