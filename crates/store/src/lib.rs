@@ -29,7 +29,7 @@
 //! assert_eq!(store.latest()?.map(|s| s.values), Some(vec![3.0, 12.5]));
 //! drop(store);
 //! let other = Zeroizing::new([8u8; 32]);
-//! assert_eq!(Store::open(dir.path(), &other, None).unwrap_err(), StoreError::WrongDevice);
+//! assert!(matches!(Store::open(dir.path(), &other, None), Err(StoreError::WrongDevice)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
