@@ -41,16 +41,6 @@ pub enum ConnectionState {
     Disconnected,
 }
 
-impl ConnectionState {
-    /// The state's name, as the API shows it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConnectionState::Connected => "connected",
-            ConnectionState::Disconnected => "disconnected",
-        }
-    }
-}
-
 /// What a source says of itself: enough for an operator to tell which
 /// plant a twin watches, never a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,13 +51,6 @@ pub struct SourceInfo {
     pub address: String,
     /// The channels every sample carries, in order.
     pub channels: Vec<String>,
-}
-
-impl SourceInfo {
-    /// The plant as a URL, e.g. `modbus://127.0.0.1:5020`.
-    pub fn url(&self) -> String {
-        format!("{}://{}", self.protocol, self.address)
-    }
 }
 
 /// A plant the twin reads samples from.

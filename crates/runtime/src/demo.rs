@@ -36,7 +36,7 @@ const DEMO_FULL_RATE_S: f64 = 3600.0;
 pub enum DemoError {
     /// No randomness for this run's keys.
     #[error("randomness: {0}")]
-    Random(String),
+    Random(#[source] getrandom::Error),
     /// A temporary directory could not be made.
     #[error("cannot create a temporary directory: {0}")]
     TempDir(#[source] std::io::Error),
@@ -74,7 +74,7 @@ pub fn temp_dir(what: &str) -> Result<tempfile::TempDir, DemoError> {
 #[diversify]
 fn run_key() -> Result<Zeroizing<[u8; 32]>, DemoError> {
     let mut k = Zeroizing::new([0u8; 32]);
-    getrandom::fill(k.as_mut()).map_err(|e| DemoError::Random(e.to_string()))?;
+    getrandom::fill(k.as_mut()).map_err(DemoError::Random)?;
     Ok(k)
 }
 

@@ -107,7 +107,6 @@ pub struct DeviceTwin {
     pub device_key_id: String,
     /// Identity components that matched, and how many there are.
     pub components: (usize, usize),
-    vault: Vault,
 }
 
 #[diversify]
@@ -149,6 +148,8 @@ impl DeviceTwin {
         if let Ok(mut v) = vault.lock() {
             *v = Some((device, secrets));
         }
+        // Only the signer and the lockdown hold the vault from here: with
+        // neither, the device's keys are dropped (and zeroized) now.
         arm_lockdown(shield, &vault);
         Ok(DeviceTwin {
             model,
@@ -160,13 +161,7 @@ impl DeviceTwin {
             backend_tls,
             device_key_id,
             components,
-            vault,
         })
-    }
-
-    /// Whether the device's keys are still held (a lockdown wipes them).
-    pub fn keys_held(&self) -> bool {
-        self.vault.lock().is_ok_and(|v| v.is_some())
     }
 }
 
