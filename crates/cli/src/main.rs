@@ -1,13 +1,11 @@
-//! The `twinshield` command line: parses arguments and wires the library
-//! crates together. Library errors become one clear line on standard error
-//! and a non-zero exit status here, and only here.
+//! The `twinshield` command line: parses arguments and wires the library crates together. Library
+//! errors become one clear line on standard error and a non-zero exit status here, and only here.
 #![forbid(unsafe_code)]
 // The binary is the one place that prints: libraries log through `tracing`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod api;
 mod cmd;
-mod executor;
 mod observer;
 mod shield;
 
@@ -15,8 +13,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use twinshield_shield_macros::diversify;
 
-/// Said under the command list of `--help`: which commands need a
-/// hardened binary.
+/// Said under the command list of `--help`: which commands need a hardened binary.
 const COMMAND_SIDES: &str = "\
 Vendor-side commands (model, keys, seal, inspect, eval, plant, harden, backend) open no \
 device key and run from any build. Device-side commands (fingerprint, run, demo, token, \
@@ -29,8 +26,7 @@ history) open device keys or bundles and need a hardened binary (`twinshield har
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Run a binary that was never hardened, without integrity guards
-    /// (development only).
+    /// Run a binary that was never hardened, without integrity guards (development only).
     #[arg(long, global = true)]
     unprotected: bool,
 }
@@ -72,8 +68,8 @@ enum Command {
 
 #[diversify]
 impl Command {
-    /// Whether the command opens device keys or bundles (device-side) and
-    /// so needs a hardened binary; vendor-side commands never do.
+    /// Whether the command opens device keys or bundles (device-side) and so needs a hardened
+    /// binary; vendor-side commands never do.
     fn opens_device_keys(&self) -> bool {
         match self {
             Command::Fingerprint(_)
@@ -93,8 +89,8 @@ impl Command {
     }
 }
 
-/// `twinshield --version --verbose`: the version and the seeds this build
-/// was diversified with (reproduce it with `TWINSHIELD_SEED`).
+/// `twinshield --version --verbose`: the version and the seeds this build was diversified with
+/// (reproduce it with `TWINSHIELD_SEED`).
 #[diversify]
 fn verbose_version() -> bool {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -128,11 +124,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    // Every command but `harden` (which makes a binary shieldable) runs
-    // under the shield of a hardened binary; a build never hardened runs
-    // the vendor-side commands without one, since they open no device key.
-    // `run` holds the responses to hook, timing and environment findings
-    // until its bundle's policy is known.
+    // Every command but `harden` (which makes a binary shieldable) runs under the shield of a
+    // hardened binary; a build never hardened runs the vendor-side commands without one, since they
+    // open no device key. `run` holds the responses to hook, timing and environment findings until
+    // its bundle's policy is known.
     if !matches!(cli.command, Command::Harden(_)) {
         let options = twinshield_shield::Options {
             unprotected: cli.unprotected,
@@ -167,14 +162,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", twinshield_runtime::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Help and version go to standard output as clap writes them; a usage
-/// error becomes one line (clap's own first line) and exit status 2.
+/// Help and version go to standard output as clap writes them; a usage error becomes one line
+/// (clap's own first line) and exit status 2.
 #[diversify]
 fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
@@ -193,47 +188,4 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         .unwrap_or("error: invalid arguments");
     eprintln!("{first} (see --help)");
     ExitCode::from(2)
-}
-
-/// The error and its causes on one line, as the command-line contract asks.
-/// The libraries' errors show their cause in their own message and carry
-/// it as their source too (so a caller can tell one cause from another):
-/// a cause whose text the line already shows is not repeated.
-#[diversify]
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(text.as_str()) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace('\n', " ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-    use anyhow::Context as _;
-
-    #[test]
-    fn one_line_joins_the_causes_and_repeats_none() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(io).context("cannot read model.twin");
-        assert_eq!(one_line(&e), "cannot read model.twin: no such file");
-        // A library error that shows its source in its message.
-        let path = std::env::temp_dir().join("no/such/dir/x");
-        let written = twinshield_atrest::write_atomic(&path, b"x", 0o600)
-            .context("--out")
-            .unwrap_err();
-        let line = one_line(&written);
-        assert!(line.starts_with("--out: cannot write "), "{line}");
-        assert_eq!(line.matches("No such file").count(), 1, "{line}");
-        let multi = anyhow::anyhow!("two\nlines");
-        assert_eq!(one_line(&multi), "two lines");
-    }
 }

@@ -1,6 +1,5 @@
-//! This process's shield: started once in `main`, handed to sessions as a
-//! [`ShieldHandle`], and the one place that turns findings into messages
-//! and exits.
+//! This process's shield: started once in `main`, handed to sessions as a [`ShieldHandle`], and the
+//! one place that turns findings into messages and exits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -11,10 +10,9 @@ use twinshield_shield::{Action, Finding, FindingClass, LOCKDOWN_EXIT_CODE, Optio
 
 static SHIELD: OnceLock<Arc<Shield>> = OnceLock::new();
 
-/// Whether environment findings (running as root, no memory lock) are
-/// shown as warnings, not only recorded: set by `run` once its bundle is
-/// open, so a running twin says so once, and short commands (whose errors
-/// must stay one line) do not.
+/// Whether environment findings (running as root, no memory lock) are shown as warnings, not only
+/// recorded: set by `run` once its bundle is open, so a running twin says so once, and short
+/// commands (whose errors must stay one line) do not.
 static SHOW_ENVIRONMENT: AtomicBool = AtomicBool::new(false);
 
 /// Shows environment findings as warnings from now on.
@@ -39,16 +37,15 @@ pub fn start(options: &Options) -> Result<(), twinshield_shield::StartError> {
     Ok(())
 }
 
-/// The running shield as a session holds it (no shield for `harden`, or
-/// for a vendor-side command of a build never hardened).
+/// The running shield as a session holds it (no shield for `harden`, or for a vendor-side command
+/// of a build never hardened).
 #[diversify]
 pub fn handle() -> ShieldHandle {
     ShieldHandle::new(SHIELD.get().cloned())
 }
 
-/// What a finding does to the process: a lockdown stops it with its own
-/// exit status; the rest are reported (environment findings, outside a
-/// running twin, only in the audit log and the status).
+/// What a finding does to the process: a lockdown stops it with its own exit status; the rest are
+/// reported (environment findings, outside a running twin, only in the audit log and the status).
 #[diversify]
 fn respond(f: &Finding, action: Action) {
     match action {

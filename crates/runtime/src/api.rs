@@ -33,6 +33,49 @@ pub struct ApiOptions {
     pub client_certs: Option<PathBuf>,
 }
 
+/// Why the API's flags are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiOptionsError {
+    /// Plain HTTP on an address that is not loopback.
+    #[error("--insecure-http serves plain HTTP on loopback addresses only, not {0}")]
+    PlainNotLoopback(SocketAddr),
+    /// Plain HTTP with certificates.
+    #[error("--insecure-http goes with neither --tls-cert nor --client-certs")]
+    PlainWithCertificates,
+    /// A rate limit out of range.
+    #[error("--rate-limit must be between 1 and 10000000 requests per second")]
+    RateLimit,
+    /// The client-certificate list does not load.
+    #[error(transparent)]
+    ClientCerts(#[from] ApiError),
+}
+
+#[diversify]
+impl ApiOptions {
+    /// The options to serve on `listen` with `rate_limit` requests per
+    /// second, checked before anything is opened, so refused flags change
+    /// nothing.
+    pub fn checked(self, listen: SocketAddr, rate_limit: f64) -> Result<Self, ApiOptionsError> {
+        if self.insecure_http && !listen.ip().is_loopback() {
+            return Err(ApiOptionsError::PlainNotLoopback(listen));
+        }
+        if self.insecure_http && (self.tls_files.is_some() || self.client_certs.is_some()) {
+            return Err(ApiOptionsError::PlainWithCertificates);
+        }
+        if let Some(list) = &self.client_certs {
+            twinshield_api::ClientCerts::from_file(list)?;
+        }
+        if !(rate_limit.is_finite() && (1.0..=1e7).contains(&rate_limit)) {
+            return Err(ApiOptionsError::RateLimit);
+        }
+        let config = ApiConfig {
+            rate_limit,
+            ..self.config
+        };
+        Ok(ApiOptions { config, ..self })
+    }
+}
+
 /// Where the API's files live in a state directory.
 #[diversify]
 pub fn token_file(state: &Path) -> PathBuf {

@@ -3,13 +3,14 @@
 //! port, a history and an API in temporary directories under keys drawn
 //! for this run, and the session that watches the plant.
 
-use crate::api::{ApiKeys, ApiOptions, BoundApi, Services, token_file};
+use crate::api::{ApiKeys, ApiOptions, BoundApi, Services, feed_for, token_file};
 use crate::eval::PLANT_STEP;
 use crate::gate::ShieldHandle;
 use crate::plant_host;
 use crate::recorder::{Recorder, schema};
-use crate::session::{SampleTime, Session};
-use crate::wiring::Wiring;
+use crate::session::{SampleTime, Session, SessionObserver};
+use crate::summary::{AttackSummary, DemoSummary, round1};
+use crate::wiring::{Wiring, modbus_map, reference_plant_clock};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 use twinshield_api::{ApiError, Feed, IssuedToken, Role, TokenStore};
 use twinshield_connect::{ClientConfig, ModbusClient, PlantSource, PointMap};
 use twinshield_model::Model;
-use twinshield_plant::{PlantError, QuadTank, UNIT_ID};
+use twinshield_plant::{Attack, PlantError, QuadTank, UNIT_ID};
 use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealError, SealRequest};
 use twinshield_shield_macros::diversify;
 use twinshield_store::{StoreError, WriterConfig};
@@ -132,9 +133,7 @@ pub async fn api(
     options: &ApiOptions,
     model: &Model,
     dir: &Path,
-    feed: Feed,
-    recorder: &Recorder,
-    shield: ShieldHandle,
+    (feed, recorder, shield): (Feed, &Recorder, ShieldHandle),
 ) -> Result<(BoundApi, IssuedToken), DemoError> {
     let keys = ApiKeys {
         tokens: run_key()?,
@@ -247,4 +246,112 @@ pub fn session(model: &Model, parts: DemoParts) -> Result<Session<'_, ModbusClie
         shield: parts.shield,
         time: SampleTime::Source,
     })
+}
+
+/// How the demo runs.
+pub struct DemoPlan<'m> {
+    /// The model, as opened from its bundle.
+    pub model: &'m Model,
+    /// The reference plant, with the attack it injects.
+    pub plant: QuadTank,
+    /// The attack the plant injects, for the summary.
+    pub attack: Option<Attack>,
+    /// Plant seconds to run.
+    pub seconds: f64,
+    /// Plant time runs this many times faster than wall time.
+    pub speed: f64,
+    /// Where the API and dashboard listen.
+    pub listen: SocketAddr,
+    /// How the API serves.
+    pub options: ApiOptions,
+    /// The shield's verdict.
+    pub shield: ShieldHandle,
+}
+
+/// What the demo tells its user once everything listens.
+pub struct DemoReady {
+    /// Where the plant serves Modbus TCP.
+    pub plant: SocketAddr,
+    /// The dashboard's address.
+    pub url: String,
+    /// The admin token of this run (the token file is gone with the run).
+    pub token: IssuedToken,
+}
+
+/// Runs the demo: serves the plant and the API, calls `ready` once both
+/// listen, and watches the plant until its time is up or `stop` turns true.
+#[diversify]
+pub async fn run_demo(
+    plan: DemoPlan<'_>,
+    stop: (watch::Sender<bool>, watch::Receiver<bool>),
+    ready: impl FnOnce(DemoReady),
+    observer: &mut dyn SessionObserver,
+) -> Result<DemoSummary, DemoError> {
+    let (model, shield) = (plan.model, plan.shield.clone());
+    let (api_dir, history_dir) = (temp_dir("api")?, temp_dir("history")?);
+    let (stop_tx, stop_rx) = stop;
+    let plant = ServedPlant::start(plan.plant, plan.speed, &stop_rx).await?;
+    let feed = feed_for(model);
+    let recorder = recorder(model, history_dir.path(), shield.clone())?;
+    let dir = api_dir.path();
+    let parts = (feed.clone(), &recorder, shield.clone());
+    let (api, token) = api(plan.listen, &plan.options, model, dir, parts).await?;
+    let url = api.url();
+    let page = api.spawn(stop_rx.clone());
+    ready(DemoReady {
+        plant: plant.addr,
+        url,
+        token,
+    });
+    // The reference plant sends its clock with every sample.
+    let map = modbus_map(model)?
+        .with_timestamp(reference_plant_clock())
+        .map_err(crate::wiring::WiringError::from)?;
+    let parts = DemoParts {
+        plant: plant.addr,
+        map,
+        speed: plan.speed,
+        feed,
+        attack: plan.attack.map(|a| (a.kind.name(), a.at)),
+        recorder,
+        shield: shield.clone(),
+    };
+    let clock = plant_clock(plan.seconds, plan.speed, plant.clock.clone());
+    let outcome = session(model, parts)?.run(clock, stop_rx, observer).await;
+    let _ = stop_tx.send(true);
+    let plant_addr = plant.addr;
+    plant.stopped().await;
+    let _ = page.await;
+    Ok(DemoSummary {
+        alarms: outcome.alarms,
+        attack: plan.attack.map(|a| AttackSummary {
+            at_s: a.at,
+            magnitude: a.magnitude,
+            name: a.kind.name().to_owned(),
+        }),
+        data_quality_events: outcome.quality,
+        plant: format!("modbus://{plant_addr}"),
+        plant_seconds: round1(plan.seconds),
+        samples: outcome.twin.samples(),
+        shield: shield.status(),
+        speed: plan.speed,
+    })
+}
+
+/// The plant's own time until `seconds`, with a safety net in case the
+/// plant stopped advancing.
+#[diversify]
+fn plant_clock(
+    seconds: f64,
+    speed: f64,
+    clock: watch::Receiver<f64>,
+) -> impl FnMut() -> Option<f64> {
+    let started = std::time::Instant::now();
+    move || {
+        if started.elapsed().as_secs_f64() > 2.0 * seconds / speed + 10.0 {
+            return None;
+        }
+        let t = *clock.borrow();
+        (t < seconds).then_some(t)
+    }
 }

@@ -265,3 +265,22 @@ fn arm_lockdown(shield: &ShieldHandle, vault: &Vault) {
         }));
     }
 }
+
+/// The state directory when none is given: `/var/lib/twinshield` for
+/// root, else `$XDG_STATE_HOME/twinshield` (`~/.local/state/twinshield`);
+/// `None` when there is no home to put it in.
+#[diversify]
+pub fn default_state_dir() -> Option<PathBuf> {
+    let root = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if root.unwrap_or(false) {
+        return Some(PathBuf::from("/var/lib/twinshield"));
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("twinshield"));
+    }
+    let home = std::env::var_os("HOME")?;
+    Some(PathBuf::from(home).join(".local/state/twinshield"))
+}

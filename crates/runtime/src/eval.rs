@@ -4,6 +4,8 @@
 //! A plant's register image goes through the same point map and wiring as
 //! a Modbus poll would.
 
+mod table;
+
 use crate::gate::ShieldHandle;
 use crate::session::{Progress, SampleTime, Session, SessionObserver};
 use crate::summary::AlarmSummary;

@@ -20,20 +20,29 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backend_host;
 pub mod backend_link;
 pub mod demo;
 pub mod device;
+mod error_line;
 pub mod eval;
+pub mod executor;
+pub mod export;
 pub mod gate;
 pub mod host;
 pub mod plant_host;
 pub mod recorder;
+pub mod run;
 pub mod session;
+pub mod simulate;
 pub mod summary;
 pub mod wiring;
 
 pub use backend_link::BackendLink;
+pub use error_line::error_line;
 pub use gate::{Gate, Refused, ShieldHandle, Verdict};
 pub use recorder::Recorder;
-pub use session::{Progress, SampleTime, Session, SessionObserver, SessionOutcome, SteppedSession};
+pub use session::{
+    Progress, ProgressClock, SampleTime, Session, SessionObserver, SessionOutcome, SteppedSession,
+};
 pub use wiring::{Wiring, WiringError};

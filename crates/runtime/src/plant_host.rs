@@ -2,11 +2,13 @@
 //! publishing its register image where a Modbus server reads it.
 
 use crate::eval::PLANT_STEP;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use twinshield_connect::{RegisterBank, SharedBank};
-use twinshield_plant::{PlantError, QuadTank, Registers};
+use twinshield_plant::{PlantError, QuadTank, Registers, UNIT_ID};
 use twinshield_shield_macros::diversify;
 
 /// Copies the plant's register image into the served bank.
@@ -63,4 +65,55 @@ pub async fn drive(
         }
     }
     Ok(plant)
+}
+
+/// Why the reference plant could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum PlantHostError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plant refused a step.
+    #[error(transparent)]
+    Plant(#[from] PlantError),
+}
+
+/// Serves `plant` over Modbus TCP on `listen`, calls `listening` with the
+/// bound address, and steps it at `speed` until `until` plant seconds or
+/// until `stop` turns true; returns the plant as it stopped.
+#[diversify]
+pub async fn serve(
+    plant: QuadTank,
+    listen: SocketAddr,
+    (speed, until): (f64, Option<f64>),
+    (stop_tx, stop_rx): (watch::Sender<bool>, watch::Receiver<bool>),
+    listening: impl FnOnce(SocketAddr),
+) -> Result<QuadTank, PlantHostError> {
+    let bound = |source| PlantHostError::Listen {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bound)?;
+    listening(listener.local_addr().map_err(bound)?);
+    let bank = new_bank(&plant);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(twinshield_connect::serve(
+        listener,
+        bank.clone(),
+        UNIT_ID,
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    ));
+    let (clock, _) = watch::channel(0.0);
+    let plant = drive(plant, bank, speed, until, clock, stop_rx).await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(plant?)
 }

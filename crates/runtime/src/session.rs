@@ -5,6 +5,10 @@
 //! clock (`eval` steps its session itself, see [`SteppedSession`]); what
 //! they print is their observer's business.
 
+mod line;
+
+pub use line::ProgressClock;
+
 use crate::api::{alarm_view, state_view};
 use crate::backend_link::BackendLink;
 use crate::gate::ShieldHandle;

@@ -1,7 +1,6 @@
-//! `twinshield eval`: the reference plant and the twin in one process, no
-//! sockets, plant time as fast as the CPU allows, over many seeds. Reports
-//! per scenario the detection rate and delay, and false alarms in normal
-//! operation.
+//! `twinshield eval`: the reference plant and the twin in one process, no sockets, plant time as
+//! fast as the CPU allows, over many seeds. Reports per scenario the detection rate and delay, and
+//! false alarms in normal operation.
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -9,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use twinshield_plant::AttackKind;
-use twinshield_runtime::eval::{self, EvalPlan, Report, target};
+use twinshield_runtime::eval::{self, EvalPlan};
 use twinshield_shield_macros::diversify;
 
 /// Arguments of `eval`.
@@ -19,8 +18,8 @@ pub struct EvalArgs {
     /// Scenario to evaluate (bias, ramp, freeze, replay, actuator, dos, leak) or `all`.
     #[arg(long, default_value = "all")]
     scenario: String,
-    /// Hours of normal plant operation over which false alarms are counted
-    /// (0 skips the measurement).
+    /// Hours of normal plant operation over which false alarms are counted (0 skips the
+    /// measurement).
     #[arg(long, default_value_t = 240.0)]
     hours: f64,
     /// First seed; runs use consecutive seeds from here.
@@ -69,58 +68,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print_table(&report);
+        print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[diversify]
-fn print_table(r: &Report) {
-    println!(
-        "{:<9} {:>5} {:>8} {:>6} {:>11} {:>10}  target",
-        "scenario", "seeds", "detected", "rate", "mean delay", "max delay"
-    );
-    for s in &r.scenarios {
-        let (rate, delay) = target(&s.name);
-        let met = s.detection_rate >= rate && s.mean_delay_s.is_some_and(|d| d <= delay);
-        let fmt = |d: Option<f64>| d.map_or("-".to_owned(), |d| format!("{d:.1} s"));
-        let want = if delay.is_finite() {
-            format!("≥{:.0}%, mean ≤{delay:.0} s", rate * 100.0)
-        } else {
-            format!("≥{:.0}%", rate * 100.0)
-        };
-        println!(
-            "{:<9} {:>5} {:>8} {:>5.0}% {:>11} {:>10}  {want}: {}",
-            s.name,
-            s.seeds,
-            s.detected,
-            s.detection_rate * 100.0,
-            fmt(s.mean_delay_s),
-            fmt(s.max_delay_s),
-            if met { "met" } else { "MISSED" }
-        );
-    }
-    if r.normal_hours > 0.0 {
-        let by: Vec<String> = r
-            .false_alarms_by_detector
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        println!(
-            "normal operation: {:.1} h, {} false alarms{} = {:.2} per 24 h (target ≤ 1): {}",
-            r.normal_hours,
-            r.false_alarms,
-            if by.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", by.join(", "))
-            },
-            r.false_alarms_per_24h,
-            if r.false_alarms_per_24h <= 1.0 {
-                "met"
-            } else {
-                "MISSED"
-            }
-        );
-    }
 }

@@ -1,34 +1,22 @@
-//! The files commands read and write: the state directory, size-capped
-//! reads, and (`twinshield-atrest`'s) whole-or-nothing writes.
+//! The files commands read and write: the state directory, size-capped reads, and
+//! (`twinshield-atrest`'s) whole-or-nothing writes.
 
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::path::{Path, PathBuf};
+use twinshield_runtime::device::default_state_dir;
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 /// Largest bundle, device.fp, key or secret file read, bytes.
 const MAX_FILE: u64 = 64 * 1024 * 1024;
 
-/// The state directory: `--state`, else `/var/lib/twinshield` for root,
-/// else `$XDG_STATE_HOME/twinshield` (`~/.local/state/twinshield`).
-#[diversify]
+/// The state directory: `--state`, else the device's default (see `default_state_dir`).
 pub(crate) fn state_dir(given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.to_path_buf());
+    match given {
+        Some(p) => Ok(p.to_path_buf()),
+        None => default_state_dir().context("cannot find a state directory: set --state"),
     }
-    let root = fs::metadata("/proc/self").map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    if root.unwrap_or(false) {
-        return Ok(PathBuf::from("/var/lib/twinshield"));
-    }
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
-        return Ok(PathBuf::from(x).join("twinshield"));
-    }
-    let home = std::env::var_os("HOME").context("cannot find a state directory: set --state")?;
-    Ok(PathBuf::from(home).join(".local/state/twinshield"))
 }
 
 #[diversify]

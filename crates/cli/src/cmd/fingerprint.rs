@@ -19,8 +19,7 @@ pub struct FingerprintArgs {
     state: Option<PathBuf>,
 }
 
-/// `twinshield fingerprint`: creates the device identity on first use and
-/// writes device.fp.
+/// `twinshield fingerprint`: creates the device identity on first use and writes device.fp.
 #[diversify]
 pub fn fingerprint(args: &FingerprintArgs) -> Result<ExitCode> {
     let state = state_dir(args.state.as_deref())?;

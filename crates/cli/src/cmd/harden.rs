@@ -1,6 +1,5 @@
-//! `twinshield harden BINARY [--seed N]`: seals a built binary's integrity
-//! (see `twinshield_shield::harden`). Runs without the shield: it is what
-//! makes a binary shieldable.
+//! `twinshield harden BINARY [--seed N]`: seals a built binary's integrity (see
+//! `twinshield_shield::harden`). Runs without the shield: it is what makes a binary shieldable.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +19,8 @@ pub struct HardenArgs {
     /// Seed of the region layout and table key (default: random).
     #[arg(long)]
     seed: Option<u64>,
-    /// Harden a build that embeds the public development white-box secret
-    /// (development and tests only: such a build is no release).
+    /// Harden a build that embeds the public development white-box secret (development and tests
+    /// only: such a build is no release).
     #[arg(long)]
     allow_development_secret: bool,
 }

@@ -1,15 +1,13 @@
 //! `twinshield history export`: the device's encrypted history, read.
 
 use super::files::state_dir;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use twinshield_seal::{DeviceIdentity, EmbeddedSecret};
+use twinshield_runtime::export::HistoryExport;
 use twinshield_shield_macros::diversify;
-use twinshield_store::Store;
 
 /// History commands (on the device only: the history opens with its key).
 #[derive(Subcommand)]
@@ -56,49 +54,12 @@ pub fn history(cmd: &HistoryCommand) -> Result<ExitCode> {
     }
     let state = state_dir(args.state.as_deref())?;
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
-    if !data.join("history.redb").exists() {
-        bail!("no history in {}", data.display());
-    }
-    let device = DeviceIdentity::open(&state, &EmbeddedSecret)?;
-    let store = Store::open(&data, &device.storage_key("history"), None)
-        .with_context(|| format!("data directory {}", data.display()))?;
-    let columns: Vec<usize> = match &args.channel {
-        Some(name) => vec![store.channel(name).with_context(|| {
-            format!(
-                "unknown channel `{name}`; the channels are {}",
-                store.schema().join(", ")
-            )
-        })?],
-        None => (0..store.schema().len()).collect(),
-    };
-    let samples = store.samples(from, to)?;
-    let names: Vec<&str> = columns
-        .iter()
-        .filter_map(|&c| store.schema().get(c).map(String::as_str))
-        .collect();
+    let export = HistoryExport::open(&state, &data, args.channel.as_deref())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.csv {
-        writeln!(out, "time,{}", names.join(","))?;
-        for s in &samples {
-            let vals: Vec<String> = columns
-                .iter()
-                .map(|&c| s.values.get(c).map_or(String::new(), |v| v.to_string()))
-                .collect();
-            writeln!(out, "{:.6},{}", s.time, vals.join(","))?;
-        }
+        export.write_csv(from, to, &mut out)?;
     } else {
-        let events = store.events(from, to)?;
-        let v = json!({
-            "channels": names,
-            "samples": samples.iter().map(|s| json!({
-                "time": s.time,
-                "values": columns.iter().map(|&c| s.values.get(c).copied()).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "events": events.iter().map(|e| json!({
-                "kind": e.kind.name(), "time": e.time, "text": e.text,
-            })).collect::<Vec<_>>(),
-        });
-        writeln!(out, "{v}")?;
+        export.write_json(from, to, &mut out)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -4,9 +4,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use twinshield_plant::{Attack, AttackKind, PlantConfig, QuadTank, UNIT_ID};
+use twinshield_runtime::executor::{executor, stop_on_ctrl_c};
 use twinshield_runtime::plant_host;
 use twinshield_shield_macros::diversify;
 
@@ -102,43 +101,23 @@ pub fn run(cmd: PlantCommand) -> Result<ExitCode> {
         seed: args.seed,
         attack,
     })?;
-    crate::executor::runtime()?.block_on(async move {
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr().context("listener address")?;
-        let bank = plant_host::new_bank(&plant);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut server_stop = stop_rx.clone();
-        let server = tokio::spawn(twinshield_connect::serve(
-            listener,
-            bank.clone(),
-            UNIT_ID,
-            async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            },
-        ));
+    let attack_line = attack.map_or(String::new(), |a| {
+        let (name, at, magnitude) = (a.kind.name(), a.at, a.magnitude);
+        format!(", attack {name} at {at} s (magnitude {magnitude})")
+    });
+    let (speed, seed) = (args.speed, args.seed);
+    let listening = |local| {
         eprintln!(
-            "plant quadtank: Modbus TCP on {local} (unit {UNIT_ID}), speed {}x, seed {}{}",
-            args.speed,
-            args.seed,
-            attack.map_or(String::new(), |a| format!(
-                ", attack {} at {} s (magnitude {})",
-                a.kind.name(),
-                a.at,
-                a.magnitude
-            ))
+            "plant quadtank: Modbus TCP on {local} (unit {UNIT_ID}), speed {speed}x, seed {seed}{attack_line}"
         );
-        let (clock, _) = watch::channel(0.0);
-        crate::executor::stop_on_ctrl_c(&stop_tx);
-        let plant =
-            plant_host::drive(plant, bank, args.speed, args.seconds, clock, stop_rx).await?;
-        let _ = stop_tx.send(true);
-        let _ = server.await;
-        eprintln!(
-            "plant quadtank: stopped at plant time {:.1} s",
-            plant.time()
-        );
-        Ok(ExitCode::SUCCESS)
-    })
+    };
+    let plant = executor()?.block_on(async move {
+        let pace = (args.speed, args.seconds);
+        plant_host::serve(plant, args.listen, pace, stop_on_ctrl_c(), listening).await
+    })?;
+    eprintln!(
+        "plant quadtank: stopped at plant time {:.1} s",
+        plant.time()
+    );
+    Ok(ExitCode::SUCCESS)
 }

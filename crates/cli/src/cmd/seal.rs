@@ -5,7 +5,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use twinshield_model::{MAX_SOURCE_LEN, Model};
 use twinshield_seal::{DeviceFp, PublisherKey, SealRequest};
 use twinshield_shield::Policy;
 use twinshield_shield_macros::diversify;
@@ -31,14 +30,13 @@ pub struct SealArgs {
     /// Release number (monotonic per model; default: seconds since 1970).
     #[arg(long)]
     release: Option<u64>,
-    /// The runtime shield's response policy, as CLASS=ACTION,... (classes
-    /// tamper, debugger, hook, timing, environment; actions report, degrade,
-    /// lockdown; unnamed classes keep the release default).
+    /// The runtime shield's response policy, as CLASS=ACTION,... (classes tamper, debugger, hook,
+    /// timing, environment; actions report, degrade, lockdown; unnamed classes keep the release
+    /// default).
     #[arg(long, value_name = "POLICY")]
     shield_policy: Option<String>,
-    /// The backend the twin publishes its alarms and state summaries to,
-    /// each request signed with the device key: `https://`, or `http://`
-    /// to a loopback address only.
+    /// The backend the twin publishes its alarms and state summaries to, each request signed with
+    /// the device key: `https://`, or `http://` to a loopback address only.
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
 }
@@ -46,23 +44,7 @@ pub struct SealArgs {
 /// `twinshield seal`.
 #[diversify]
 pub fn seal(args: &SealArgs) -> Result<ExitCode> {
-    let src = read_limited(&args.file, "model")?;
-    if src.len() > MAX_SOURCE_LEN {
-        bail!(
-            "{} is larger than {MAX_SOURCE_LEN} bytes",
-            args.file.display()
-        );
-    }
-    let src = String::from_utf8(src)
-        .with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
-    let name = args.file.display().to_string();
-    let model = match Model::parse(&name, &src) {
-        Ok(m) => m,
-        Err(report) => {
-            eprintln!("{report}");
-            bail!("{name}: the model does not check; nothing sealed");
-        }
-    };
+    let model = super::model::load(&args.file).context("nothing sealed")?;
     let publisher = PublisherKey::from_text(&read_text(&args.sign, "publisher key")?)?;
     let mut devices = Vec::new();
     for d in &args.devices {

@@ -1,6 +1,5 @@
-//! `twinshield token`: the API's bearer tokens on this device. A token is
-//! printed once; the device keeps only its Argon2id hash, in a file sealed
-//! under a key derived from the device key.
+//! `twinshield token`: the API's bearer tokens on this device. A token is printed once; the device
+//! keeps only its Argon2id hash, in a file sealed under a key derived from the device key.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
