@@ -29,10 +29,11 @@ pub fn without_core_dumps(program: impl AsRef<OsStr>) -> Command {
     c
 }
 
-/// Path of the `twinshield` binary under test, hardened as a release is:
-/// `$TWINSHIELD_BIN` when set (an already hardened binary), otherwise a
-/// hardened copy of [`twinshield_unhardened`] (`twinshield-hardened` beside
-/// it, made once per build: reused while newer than the build).
+/// Path of the `twinshield` binary under test, stripped and hardened as a
+/// release is: `$TWINSHIELD_BIN` when set (an already hardened binary),
+/// otherwise a stripped, hardened copy of [`twinshield_unhardened`]
+/// (`twinshield-hardened` beside it, its symbols in `twinshield-hardened.sym`,
+/// made once per build: reused while newer than the build).
 pub fn twinshield() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -46,7 +47,8 @@ pub fn twinshield() -> &'static Path {
             return hardened;
         }
         let tmp = built.with_file_name(format!("twinshield-hardened.{}", std::process::id()));
-        std::fs::copy(built, &tmp).unwrap_or_else(|e| panic!("cannot copy the binary: {e}"));
+        let tmp_symbols = tmp.with_extension(format!("sym.{}", std::process::id()));
+        strip(built, &tmp, &tmp_symbols);
         let out = Command::new(built)
             .arg("harden")
             .arg(&tmp)
@@ -54,9 +56,34 @@ pub fn twinshield() -> &'static Path {
             .output()
             .unwrap_or_else(|e| panic!("cannot run harden: {e}"));
         assert!(out.status.success(), "harden failed: {out:?}");
+        std::fs::rename(&tmp_symbols, hardened.with_extension("sym"))
+            .unwrap_or_else(|e| panic!("cannot rename: {e}"));
         std::fs::rename(&tmp, &hardened).unwrap_or_else(|e| panic!("cannot rename: {e}"));
         hardened
     })
+}
+
+/// What a release ships: `built` without symbols or debug information at
+/// `stripped`, its symbols and debug information at `symbols` (the
+/// vendor's, for crash analysis and for the attacks that need addresses).
+pub fn strip(built: &Path, stripped: &Path, symbols: &Path) {
+    for (args, what) in [
+        (
+            vec!["--only-keep-debug".into(), built.into(), symbols.into()],
+            "keep the symbols",
+        ),
+        (
+            vec!["--strip-all".into(), built.into(), stripped.into()],
+            "strip",
+        ),
+    ] {
+        let args: Vec<std::ffi::OsString> = args;
+        let out = Command::new("objcopy")
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run objcopy to {what}: {e}"));
+        assert!(out.status.success(), "objcopy could not {what}: {out:?}");
+    }
 }
 
 /// The `twinshield` binary of the current profile as cargo built it (never

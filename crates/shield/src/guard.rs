@@ -7,7 +7,9 @@
 //! every byte is in at least two), each as its address relative to the
 //! table, its length and its keyed checksum, all XORed with a keystream of
 //! the table's key: nothing in it reads as a plain constant. A build that
-//! was never hardened has a zero table.
+//! was never hardened has a zero table. The table is signed with the
+//! release key ([`crate::release`]): its key sits in it, so anyone could
+//! recompute its checksums, but only the build machine can sign them.
 //!
 //! The running code is read back through `/proc/self/mem` (no `unsafe`, and
 //! an unmapped address is an error, not a crash), so software breakpoints
@@ -40,8 +42,12 @@ pub fn marker() -> [u8; 16] {
 pub const CAPACITY: usize = 4096;
 /// Bytes of one encoded region.
 pub const RECORD: usize = 24;
-/// Bytes before the first region: marker, state, key, count, reserved.
-pub const HEADER: usize = 16 + 8 + 8 + 4 + 4;
+/// Where the table's release signature sits in the header.
+const SIGNATURE: std::ops::Range<usize> = 40..104;
+/// Bytes before the first region: marker, state, key, count, reserved,
+/// and the release key's signature over the whole table (taken with the
+/// signature's own bytes zero).
+pub const HEADER: usize = 16 + 8 + 8 + 4 + 4 + 64;
 /// Bytes of the table.
 pub const TABLE_LEN: usize = HEADER + CAPACITY * RECORD;
 
@@ -155,6 +161,29 @@ pub fn encode(table: &Table) -> Result<[u8; TABLE_LEN], TableError> {
     Ok(out)
 }
 
+/// Signs an encoded table with the release key (what `harden` does last).
+#[diversify]
+pub fn sign(table: &mut [u8; TABLE_LEN], key: &crate::release::ReleaseKey) {
+    table[SIGNATURE].fill(0);
+    let signature = key.sign(table);
+    table[SIGNATURE].copy_from_slice(&signature);
+}
+
+/// Whether an encoded table carries a signature of this build's release
+/// key over its contents.
+#[must_use]
+#[diversify]
+pub fn signed_by_release_key(table: &[u8]) -> bool {
+    let (Some(sig), true) = (table.get(SIGNATURE), table.len() == TABLE_LEN) else {
+        return false;
+    };
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(sig);
+    let mut message = table.to_vec();
+    message[SIGNATURE].fill(0);
+    crate::release::verify(&message, &signature)
+}
+
 /// Why a table could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
@@ -167,6 +196,10 @@ pub enum TableError {
     /// More regions than fit.
     #[error("{0} regions do not fit the guard table ({CAPACITY} at most)")]
     TooManyRegions(usize),
+    /// The table is not signed by this build's release key: sealed again
+    /// by someone else, or altered.
+    #[error("the guard table is not signed by this build's release key")]
+    Unsigned,
 }
 
 /// Decodes a table (as encoded by [`encode`]).
@@ -208,7 +241,12 @@ pub fn decode(bytes: &[u8]) -> Result<Table, TableError> {
 /// [`TableError::NotHardened`] for a build that was never hardened.
 #[diversify]
 pub fn embedded_table() -> Result<Table, TableError> {
-    decode(black_box(&TABLE))
+    let bytes = black_box(&TABLE);
+    let table = decode(bytes)?;
+    if !signed_by_release_key(bytes) {
+        return Err(TableError::Unsigned);
+    }
+    Ok(table)
 }
 
 /// The address of the running binary's table: regions are relative to it.
@@ -387,6 +425,47 @@ mod tests {
         ] {
             assert!(!bytes.windows(8).any(|w| w == needle));
         }
+    }
+
+    /// The key this build's binaries embed (the test process is one): the
+    /// build left it in the profile directory, `deps/..` of this test.
+    fn build_key() -> crate::release::ReleaseKey {
+        let exe = std::env::current_exe().unwrap();
+        let profile = exe.parent().and_then(std::path::Path::parent).unwrap();
+        let text = std::fs::read_to_string(profile.join(crate::release::KEY_FILE)).unwrap();
+        let key = crate::release::ReleaseKey::from_text(&text).unwrap();
+        assert!(key.is_this_builds());
+        key
+    }
+
+    #[test]
+    fn only_the_release_key_signs_a_table_that_verifies() {
+        let table = Table {
+            key: 7,
+            regions: vec![Region {
+                offset: 64,
+                len: 4096,
+                hash: 99,
+            }],
+        };
+        let mut signed = encode(&table).unwrap();
+        assert!(!signed_by_release_key(&signed), "an unsigned table");
+        sign(&mut signed, &build_key());
+        assert!(signed_by_release_key(&signed));
+        // Any change to the table, its regions or its signature breaks it.
+        for at in [0, 20, HEADER + 3, SIGNATURE.start, TABLE_LEN - 1] {
+            let mut t = signed;
+            t[at] ^= 1;
+            assert!(!signed_by_release_key(&t), "byte {at}");
+        }
+        let other =
+            crate::release::ReleaseKey::from_text(&crate::release::ReleaseKey::text_for(&[3; 32]))
+                .unwrap();
+        assert!(!other.is_this_builds());
+        let mut forged = encode(&table).unwrap();
+        sign(&mut forged, &other);
+        assert!(!signed_by_release_key(&forged));
+        assert!(!signed_by_release_key(&signed[..TABLE_LEN - 1]));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use twinshield_shield_macros::diversify;
 
 use crate::elf::{ElfError, Segment, load_segments};
 use crate::guard::{self, CAPACITY, Region, TABLE_LEN, Table, TableError};
+use crate::release::ReleaseKey;
 
 /// Why a binary cannot be hardened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum HardenError {
     /// The table cannot hold the regions.
     #[error(transparent)]
     Table(#[from] TableError),
+    /// The binary was hardened already: hardening again would seal
+    /// whatever was patched since.
+    #[error("already hardened: a hardened binary is never sealed again (harden a fresh build)")]
+    AlreadyHardened,
 }
 
 /// What `harden` did.
@@ -51,22 +56,42 @@ fn occurrences(hay: &[u8], needle: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-/// Hardens `binary` in place with the seed's layout and key.
+/// Whether `binary` can be hardened: a twinshield ELF executable with one
+/// guard table in read-only data, never hardened before.
 ///
 /// # Errors
-/// [`HardenError`] if it is not a twinshield ELF executable.
+/// What [`harden`] would refuse it with, before any key is needed.
 #[diversify]
-pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError> {
+pub fn check_hardenable(binary: &[u8]) -> Result<(), HardenError> {
+    let segments = load_segments(binary)?;
+    let (table_at, _) = locate_table(binary, &segments)?;
+    if guard::decode(&binary[table_at..table_at + TABLE_LEN]).is_ok() {
+        return Err(HardenError::AlreadyHardened);
+    }
+    Ok(())
+}
+
+/// Hardens `binary` in place with the seed's layout and table key, and
+/// signs its table with the release key.
+///
+/// # Errors
+/// [`HardenError`] if it is not a twinshield ELF executable, or was
+/// hardened already.
+#[diversify]
+pub fn harden(binary: &mut [u8], seed: u64, key: &ReleaseKey) -> Result<HardenReport, HardenError> {
     let segments = load_segments(binary)?;
     let (table_at, table_vaddr) = locate_table(binary, &segments)?;
     let table_end = table_at + TABLE_LEN;
+    if guard::decode(&binary[table_at..table_end]).is_ok() {
+        return Err(HardenError::AlreadyHardened);
+    }
     let spans = spans_around(&segments, table_at as u64, table_end as u64);
     let covered: u64 = spans.iter().map(|(_, a, b)| b - a).sum();
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut pieces = tile(&spans, covered, &mut rng);
     shuffle(&mut pieces, &mut rng);
-    let key: u64 = rng.random();
+    let table_key: u64 = rng.random();
     let regions = pieces
         .iter()
         .enumerate()
@@ -75,7 +100,7 @@ pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError>
             Region {
                 offset: vaddr.wrapping_sub(table_vaddr) as i64,
                 len: (b - a) as u32,
-                hash: guard::region_hash(key, index, &binary[a as usize..b as usize]),
+                hash: guard::region_hash(table_key, index, &binary[a as usize..b as usize]),
             }
         })
         .collect::<Vec<_>>();
@@ -85,7 +110,11 @@ pub fn harden(binary: &mut [u8], seed: u64) -> Result<HardenReport, HardenError>
         covered,
         checked,
     };
-    let encoded = guard::encode(&Table { key, regions })?;
+    let mut encoded = guard::encode(&Table {
+        key: table_key,
+        regions,
+    })?;
+    guard::sign(&mut encoded, key);
     binary[table_at..table_end].copy_from_slice(&encoded);
     Ok(report)
 }

@@ -7,7 +7,8 @@
 //! - [`mod@harden`] (the `twinshield harden` command) seals a built binary:
 //!   keyed checksums over many overlapping regions of its code and
 //!   read-only data, written encoded into a [`guard`] table reserved in the
-//!   binary;
+//!   binary and signed with the [`release`] key, which stays on the build
+//!   machine;
 //! - [`guard`] checks the running code against that table, from many
 //!   places (start-up, the bundle path, the sync loop, request handlers, a
 //!   monitor thread), each its own inlined copy of the check;
@@ -48,11 +49,13 @@ pub mod obf;
 pub mod policy;
 pub mod probe;
 pub mod raw;
+pub mod release;
 
 pub use finding::{Finding, FindingClass};
 pub use harden::{HardenError, HardenReport, harden};
 pub use monitor::{Checkpoint, LOCKDOWN_EXIT_CODE, Options, Responder, Shield, StartError};
 pub use policy::{Action, Policy, PolicyError};
+pub use release::{ReleaseKey, ReleaseKeyError};
 pub use twinshield_shield_macros::{build_seed, obf_bytes, protect};
 
 // `obf!`'s example lives on this re-export: a proc-macro crate cannot run

@@ -59,6 +59,11 @@ pub enum StartError {
          --unprotected for development"
     )]
     NeverHardened,
+    /// The guard table is not signed by this build's release key: the
+    /// binary was sealed again by someone else. Refused outright, not left
+    /// to the responder, so silencing the responder does not silence this.
+    #[error("this twinshield binary was not sealed by its vendor: {0}")]
+    Unsigned(TableError),
 }
 
 struct GuardState {
@@ -66,6 +71,8 @@ struct GuardState {
     table: Table,
     base: usize,
     cursor: usize,
+    /// Whether `table` is the binary's own (signed) one, not the options'.
+    embedded: bool,
 }
 
 /// The shield of a running twinshield.
@@ -186,6 +193,7 @@ impl Shield {
                     table,
                     base: guard::table_address(),
                     cursor: 0,
+                    embedded: options.guard_table.is_none(),
                 }),
                 Err(e) => {
                     found.push(Finding::new(
@@ -203,6 +211,7 @@ impl Shield {
                 None
             }
             Err(TableError::NotHardened) => return Err(StartError::NeverHardened),
+            Err(e @ TableError::Unsigned) => return Err(StartError::Unsigned(e)),
             Err(e) => {
                 found.push(Finding::new(FindingClass::Tamper, e.to_string()));
                 None
@@ -219,9 +228,26 @@ impl Shield {
             memory,
             table,
             base,
+            embedded,
             ..
         } = &mut *g;
+        if *embedded && let Some(f) = table_changed(table) {
+            return Some(f);
+        }
         (0..table.regions.len()).find_map(|i| guard::check_region(memory, table, *base, i).err())
+    }
+
+    /// The table in use against the binary's own, its signature checked
+    /// again: a run-time write into either (the heap copy or the mapped
+    /// table) is a tamper finding.
+    #[inline(always)]
+    fn embedded_table_changed(&self) -> Option<Finding> {
+        let g = self.guard.as_ref()?.try_lock().ok()?;
+        if g.embedded {
+            table_changed(&g.table)
+        } else {
+            None
+        }
     }
 
     /// Checks the next guard region in rotation.
@@ -233,6 +259,7 @@ impl Shield {
             table,
             base,
             cursor,
+            ..
         } = &mut *g;
         let n = table.regions.len().max(1);
         *cursor = (*cursor + 1) % n;
@@ -394,6 +421,12 @@ impl Shield {
                     self.respond(f);
                 }
             }
+            // Once a second: the table itself, and its signature.
+            if round.is_multiple_of(5)
+                && let Some(f) = self.embedded_table_changed()
+            {
+                self.respond(f);
+            }
         }
     }
 }
@@ -422,5 +455,19 @@ impl Checkpoint<'_> {
                 ),
             ));
         }
+    }
+}
+
+/// A tamper finding when the binary's own table no longer decodes to
+/// `in_use` or no longer carries the release key's signature.
+#[inline(always)]
+fn table_changed(in_use: &Table) -> Option<Finding> {
+    match guard::embedded_table() {
+        Ok(t) if t == *in_use => None,
+        Ok(_) => Some(Finding::new(
+            FindingClass::Tamper,
+            "the guard table in use differs from the binary's",
+        )),
+        Err(e) => Some(Finding::new(FindingClass::Tamper, e.to_string())),
     }
 }
