@@ -219,3 +219,82 @@ fn a_binary_sealed_with_a_hardener_of_the_attackers_own_refuses_to_start() {
     }
     assert!(!dir.path().join("state").exists(), "nothing was created");
 }
+
+/// The address at which the running process `pid` maps file offset `at`
+/// of its executable, from `/proc/PID/maps`.
+fn mapped_address(pid: u32, at: u64) -> u64 {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (range, offset, path) = (f.first()?, f.get(2)?, f.get(5)?);
+            let (start, end) = range.split_once('-')?;
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
+            let offset = u64::from_str_radix(offset, 16).ok()?;
+            (Path::new(path) == exe && offset <= at && at < offset + (end - start))
+                .then_some(start + (at - offset))
+        })
+        .expect("the table is mapped")
+}
+
+/// Root rewrites one byte of a region's checksum in the running twin's
+/// mapped guard table through `/proc/PID/mem` (the kernel lets root write
+/// read-only mappings): the twin locks down within about a second.
+#[test]
+fn a_checksum_rewritten_in_the_running_twins_table_is_a_lockdown() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::time::{Duration, Instant};
+    let table = table_offset(&fs::read(twinshield()).unwrap());
+    let dir = Scratch::new("release-table-in-memory");
+    let mut child = without_core_dumps(twinshield())
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--seconds",
+            "120",
+            "--speed",
+            "1",
+            "--attack",
+            "none",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `sh -c ... exec`: the child's pid is the twin's once exec has run.
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = child.id();
+    assert!(child.try_wait().unwrap().is_none(), "the demo runs");
+    let record = table as u64 + twinshield_shield::guard::HEADER as u64 + 17;
+    let address = mapped_address(pid, record);
+    let mut mem = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .unwrap();
+    mem.seek(SeekFrom::Start(address)).unwrap();
+    mem.write_all(&[0x5a]).unwrap();
+    let written = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(written.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seconds = written.elapsed().as_secs_f64();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("error: lockdown: tamper: the guard table is not signed"),
+        "{stderr}"
+    );
+    assert!(seconds < 2.0, "locked down after {seconds:.2} s");
+    eprintln!("locked down {seconds:.2} s after the write");
+}
