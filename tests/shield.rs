@@ -378,6 +378,77 @@ fn hook_library(dir: &Path) -> PathBuf {
     so
 }
 
+/// An implant as an expert writes it: no ".so" in its name, and a
+/// constructor that removes `LD_PRELOAD` from the environment before
+/// `main` runs.
+fn stealthy_implant(dir: &Path) -> PathBuf {
+    let src = dir.join("implant.c");
+    fs::write(
+        &src,
+        "#include <stdlib.h>\n\
+         __attribute__((constructor)) static void hide(void) { unsetenv(\"LD_PRELOAD\"); }\n",
+    )
+    .unwrap();
+    let lib = dir.join("libsupport");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc) is needed");
+    assert!(out.status.success(), "{out:?}");
+    lib
+}
+
+#[test]
+fn a_preloaded_implant_that_hides_itself_from_the_environment_is_detected() {
+    let s = Scratch::new("shield-preload-hidden");
+    let lib = stealthy_implant(s.path());
+    let lib = lib.to_str().unwrap();
+    // Set by `env` itself, so the implant loads into the twin, not into
+    // the shell that turns core dumps off (its constructor would unset the
+    // variable there).
+    let preload = format!("LD_PRELOAD={lib}");
+    let r = run_with(
+        &["env", &preload],
+        &[],
+        s.path(),
+        &["model", "check", &model()],
+    );
+    assert_lockdown(
+        &r,
+        &format!("LD_PRELOAD={lib} (removed from the environment after start)"),
+    );
+}
+
+/// `/etc/ld.so.preload` naming an implant, in a private mount namespace
+/// (a copy of `/etc` bind-mounted over it, so nothing else on the machine
+/// preloads it).
+#[test]
+fn an_implant_listed_in_etc_ld_so_preload_is_detected() {
+    if !have("unshare") {
+        panic!("unshare (util-linux) is needed");
+    }
+    let s = Scratch::new("shield-preload-etc");
+    let lib = stealthy_implant(s.path());
+    let etc = s.path().join("etc");
+    fs::create_dir(&etc).unwrap();
+    for f in ["ld.so.cache", "ld.so.conf"] {
+        if Path::new("/etc").join(f).exists() {
+            fs::copy(Path::new("/etc").join(f), etc.join(f)).unwrap();
+        }
+    }
+    fs::write(etc.join("ld.so.preload"), format!("{}\n", lib.display())).unwrap();
+    let script = format!("mount --bind {} /etc && exec \"$0\" \"$@\"", etc.display());
+    let r = run_with(
+        &["unshare", "-m", "sh", "-c", &script],
+        &[],
+        s.path(),
+        &["model", "check", &model()],
+    );
+    assert_lockdown(&r, &format!("/etc/ld.so.preload lists {}", lib.display()));
+}
+
 #[test]
 fn a_preloaded_library_is_detected() {
     let s = Scratch::new("shield-preload");

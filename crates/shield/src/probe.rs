@@ -135,23 +135,54 @@ fn maps_findings(maps: &str) -> Vec<Finding> {
     out
 }
 
-/// Hooks announced in the environment: `LD_PRELOAD` and `LD_AUDIT` (the
-/// loader's own ways to run foreign code in this process).
+/// Hooks announced to the loader: `LD_PRELOAD` and `LD_AUDIT` (its own
+/// ways to run foreign code in this process), looked for in libc's
+/// environment and in the initial environment as the kernel passed it
+/// (`/proc/self/environ`: an implant's constructor that unsets the
+/// variable edits the first, not the second), and `/etc/ld.so.preload`.
+/// A variable found in both is one finding.
 #[must_use]
 #[diversify]
 pub fn environment_hooks() -> Vec<Finding> {
-    [obf!("LD_PRELOAD"), obf!("LD_AUDIT")]
-        .into_iter()
-        .filter_map(|var| {
-            let value = std::env::var_os(&*var)?;
-            (!value.is_empty()).then(|| {
-                Finding::new(
-                    FindingClass::Hook,
-                    format!("{}={}", &*var, value.to_string_lossy()),
-                )
-            })
-        })
-        .collect()
+    let initial = read_proc(&obf!("/proc/self/environ")).unwrap_or_default();
+    let mut out = Vec::new();
+    for var in [obf!("LD_PRELOAD"), obf!("LD_AUDIT")] {
+        let prefix = format!("{}=", &*var);
+        let passed = initial
+            .split(|&b| b == 0)
+            .filter_map(|e| e.strip_prefix(prefix.as_bytes()))
+            .find(|v| !v.is_empty())
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        let now = std::env::var_os(&*var)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string_lossy().into_owned());
+        let text = match (now, passed) {
+            (Some(v), _) => format!("{prefix}{v}"),
+            (None, Some(v)) => format!("{prefix}{v} (removed from the environment after start)"),
+            (None, None) => continue,
+        };
+        out.push(Finding::new(FindingClass::Hook, text));
+    }
+    out.extend(system_preload());
+    out
+}
+
+/// What `/etc/ld.so.preload` makes the loader map into every process.
+#[diversify]
+fn system_preload() -> Option<Finding> {
+    let file = obf!("/etc/ld.so.preload");
+    let text = read_proc(&file)?;
+    let text = String::from_utf8_lossy(&text);
+    let listed: Vec<&str> = text
+        .lines()
+        .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace())
+        .collect();
+    (!listed.is_empty()).then(|| {
+        Finding::new(
+            FindingClass::Hook,
+            format!("{} lists {}", &*file, listed.join(" ")),
+        )
+    })
 }
 
 /// An emulator or instrumentation framework running this program: valgrind
