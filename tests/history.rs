@@ -267,3 +267,34 @@ fn history_export_refuses_bad_requests() {
     assert_eq!(r.code, Some(2), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// What the device keeps (keys, token hashes, TLS key, history, outbox) is
+/// readable by the twin's own user only: directories 0700, files 0600.
+#[test]
+fn the_devices_state_and_history_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("hist-modes");
+    let r = run_in(
+        s.path(),
+        &["token", "new", "--role", "viewer", "--state", "state"],
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let p = plant(&["--seconds", "600"]);
+    let mut args = run_args("q.bundle", &p.url, "1").to_vec();
+    args.extend(["--data", "data"]);
+    let r = run_in(s.path(), &args);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let mode = |p: &str| {
+        fs::metadata(s.path().join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for dir in ["state", "state/api", "data"] {
+        assert_eq!(mode(dir), 0o700, "{dir}");
+    }
+    for file in ["data/history.redb", "state/api/tokens"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}

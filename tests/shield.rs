@@ -449,6 +449,73 @@ fn an_implant_listed_in_etc_ld_so_preload_is_detected() {
     assert_lockdown(&r, &format!("/etc/ld.so.preload lists {}", lib.display()));
 }
 
+/// Removes a file when dropped (the implant placed among the system's
+/// libraries).
+struct Placed(PathBuf);
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The expert's implant: placed among the system's libraries under a
+/// library's name, it scrubs `LD_PRELOAD` from the initial environment in
+/// memory and from libc's before `main`. Nothing names it; the shield finds
+/// it by what it is: executable code from a file that is neither the
+/// binary nor a library of its dependency closure.
+#[test]
+fn an_implant_among_the_system_libraries_that_scrubs_every_trace_is_found_by_what_it_is() {
+    let s = Scratch::new("shield-preload-system-dir");
+    let src = s.path().join("implant.c");
+    fs::write(
+        &src,
+        "#include <stdlib.h>\n#include <string.h>\nextern char **environ;\n\
+         __attribute__((constructor)) static void hide(void) {\n\
+           for (char **e = environ; *e; e++)\n\
+             if (strncmp(*e, \"LD_PRELOAD=\", 11) == 0) memset(*e, 'X', strlen(*e));\n\
+           unsetenv(\"LD_PRELOAD\");\n}\n",
+    )
+    .unwrap();
+    let dir = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .into_iter()
+    .find(|d| Path::new(d).is_dir())
+    .unwrap();
+    let placed = Placed(PathBuf::from(format!(
+        "{dir}/libtwinshield-e2e-{}.so.1",
+        std::process::id()
+    )));
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&placed.0)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc) is needed");
+    assert!(out.status.success(), "root is needed to place it: {out:?}");
+    let preload = format!("LD_PRELOAD={}", placed.0.display());
+    let r = run_with(
+        &["env", &preload],
+        &[],
+        s.path(),
+        &["model", "check", &model()],
+    );
+    assert_lockdown(
+        &r,
+        &format!(
+            "hook: foreign code mapped before main: {}",
+            placed.0.display()
+        ),
+    );
+    assert!(
+        !r.stderr.contains("LD_PRELOAD="),
+        "the implant hid itself: {r:?}"
+    );
+}
+
 #[test]
 fn a_preloaded_library_is_detected() {
     let s = Scratch::new("shield-preload");

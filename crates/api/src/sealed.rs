@@ -35,6 +35,11 @@ pub(crate) fn open(key: &[u8; 32], magic: &[u8; 8], sealed: &[u8]) -> Option<Zer
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ApiError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| ApiError::io(dir, e))?;
+        // The API's directory holds its token hashes and TLS key: the owner's
+        // only, as the state directory around it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ApiError::io(dir, e))?;
     }
     twinshield_atrest::write_atomic(path, bytes, 0o600).map_err(|e| ApiError::io(path, e.source))
 }

@@ -94,6 +94,10 @@ impl Outbox {
             })?;
         }
         let db = Database::create(path).map_err(io)?;
+        // Sealed messages only, but the owner's all the same (redb creates
+        // the file with the process's umask).
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         let outbox = Outbox {
             db,
             key: AeadKey::new(key),

@@ -88,6 +88,94 @@ pub fn load_segments(bytes: &[u8]) -> Result<Vec<Segment>, ElfError> {
     Ok(segments)
 }
 
+/// The libraries an ELF file names to the loader: its `DT_NEEDED` entries
+/// and the basename of its `PT_INTERP`, read through `read(offset, len)`
+/// (a few small reads, not the whole file).
+///
+/// # Errors
+/// [`ElfError`] if the file is not a 64-bit little-endian ELF file or its
+/// dynamic section is malformed.
+#[diversify]
+pub fn needed_libraries(
+    read: &mut dyn FnMut(u64, usize) -> Option<Vec<u8>>,
+) -> Result<Vec<String>, ElfError> {
+    let head = read(0, 64).ok_or(ElfError::Malformed)?;
+    if head.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return Err(ElfError::NotElf);
+    }
+    let (phoff, phnum) = (field(&head, 0x20, 8)?, field(&head, 0x38, 2)?);
+    let table_len = phnum
+        .checked_mul(56)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(ElfError::Malformed)?;
+    let headers = read(phoff, table_len).ok_or(ElfError::Malformed)?;
+    let mut loads = Vec::new();
+    let (mut dynamic, mut names) = (None, Vec::new());
+    for h in headers.chunks_exact(56) {
+        let (kind, offset, vaddr, size) = (
+            field(h, 0, 4)?,
+            field(h, 8, 8)?,
+            field(h, 16, 8)?,
+            field(h, 32, 8)?,
+        );
+        match kind {
+            1 => loads.push((vaddr, offset, size)),
+            2 => dynamic = Some((offset, size)),
+            3 => names.push(interpreter(read, offset, size)?),
+            _ => {}
+        }
+    }
+    let Some((offset, size)) = dynamic else {
+        return Ok(names);
+    };
+    let size = usize::try_from(size.min(1 << 16)).map_err(|_| ElfError::Malformed)?;
+    let entries = read(offset, size).ok_or(ElfError::Malformed)?;
+    let (mut needed, mut strtab, mut strsz) = (Vec::new(), None, 0);
+    for e in entries.chunks_exact(16) {
+        match (field(e, 0, 8)?, field(e, 8, 8)?) {
+            (0, _) => break,
+            (1, at) => needed.push(at),
+            (5, vaddr) => strtab = Some(vaddr),
+            (10, n) => strsz = n.min(1 << 20),
+            _ => {}
+        }
+    }
+    let vaddr = strtab.ok_or(ElfError::Malformed)?;
+    let (seg_vaddr, seg_offset, _) = loads
+        .iter()
+        .find(|(v, _, n)| *v <= vaddr && vaddr < v.saturating_add(*n))
+        .ok_or(ElfError::Malformed)?;
+    let strsz = usize::try_from(strsz).map_err(|_| ElfError::Malformed)?;
+    let at = vaddr
+        .checked_sub(*seg_vaddr)
+        .and_then(|d| d.checked_add(*seg_offset))
+        .ok_or(ElfError::Malformed)?;
+    let strings = read(at, strsz).ok_or(ElfError::Malformed)?;
+    for at in needed {
+        let at = usize::try_from(at).map_err(|_| ElfError::Malformed)?;
+        let rest = strings.get(at..).ok_or(ElfError::Malformed)?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(ElfError::Malformed)?;
+        names.push(String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).into_owned());
+    }
+    Ok(names)
+}
+
+/// The basename of the `PT_INTERP` path at `offset`.
+fn interpreter(
+    read: &mut dyn FnMut(u64, usize) -> Option<Vec<u8>>,
+    offset: u64,
+    size: u64,
+) -> Result<String, ElfError> {
+    let size = usize::try_from(size.min(4096)).map_err(|_| ElfError::Malformed)?;
+    let path = read(offset, size).ok_or(ElfError::Malformed)?;
+    let path = path.split(|&b| b == 0).next().unwrap_or_default();
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    Ok(String::from_utf8_lossy(name).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -99,6 +187,27 @@ mod tests {
         let segs = load_segments(&bytes).unwrap();
         assert!(segs.iter().any(|s| s.executable && !s.writable));
         assert!(segs.iter().any(|s| !s.executable && !s.writable));
+    }
+
+    #[test]
+    fn names_this_test_binarys_libraries() {
+        let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let mut read = |at: u64, len: usize| {
+            bytes
+                .get(at as usize..at as usize + len)
+                .map(<[u8]>::to_vec)
+        };
+        let names = needed_libraries(&mut read).unwrap();
+        assert!(names.iter().any(|n| n == "libc.so.6"), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("ld-linux")), "{names:?}");
+        let mut short = |at: u64, len: usize| {
+            bytes
+                .get(at as usize..(at as usize + len).min(300))
+                .map(<[u8]>::to_vec)
+        };
+        assert!(needed_libraries(&mut short).is_err());
+        let mut text = |_: u64, _: usize| Some(b"#!/bin/sh\n".to_vec());
+        assert_eq!(needed_libraries(&mut text), Err(ElfError::NotElf));
     }
 
     #[test]

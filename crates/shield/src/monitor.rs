@@ -90,6 +90,8 @@ pub struct Shield {
     ticks: AtomicU64,
     checkpoints: AtomicU64,
     startup: Duration,
+    /// The code files the loader mapped at start-up, by device and inode.
+    expected_code: probe::ExpectedCode,
 }
 
 #[diversify]
@@ -112,6 +114,8 @@ impl Shield {
         // refuse the open.
         let memory = SelfMemory::open();
         let mut found = Self::startup_findings();
+        let (expected_code, foreign) = probe::ExpectedCode::at_start();
+        found.extend(foreign);
         let guard = Self::guard_state(options, memory, &mut found)?;
         let mut shield = Self {
             policy: Mutex::new(Policy::release_default()),
@@ -127,6 +131,7 @@ impl Shield {
             ticks: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             startup: Duration::ZERO,
+            expected_code,
         };
         // Environment and hook findings first, so a lockdown names the
         // most telling one; then the full guard check.
@@ -417,7 +422,10 @@ impl Shield {
                 self.respond(f);
             }
             if round.is_multiple_of(10) {
-                for f in probe::maps() {
+                for f in probe::maps()
+                    .into_iter()
+                    .chain(self.expected_code.foreign_now())
+                {
                     self.respond(f);
                 }
             }

@@ -226,7 +226,8 @@ pub fn root() -> Option<Finding> {
     rustix::process::geteuid().is_root().then(|| {
         Finding::new(
             FindingClass::Environment,
-            "running as root: a compromise of the twin is a compromise of the machine",
+            "running as root: a compromise of the twin is a compromise of the machine \
+             (run it as its own user: packaging/twinshield.service)",
         )
     })
 }
@@ -316,5 +317,122 @@ mod tests {
         );
         assert!(text.iter().any(|t| t.contains("valgrind")), "{text:?}");
         assert!(!text.iter().any(|t| t.contains("libc.so.6")), "{text:?}");
+    }
+}
+
+/// One file-backed executable mapping: device, inode, path.
+type CodeFile = (String, u64, String);
+
+/// The files this process's code may come from, identified by device and
+/// inode as the loader mapped them at start-up: the binary itself and the
+/// libraries of its dependency closure (`DT_NEEDED`, followed through the
+/// mapped libraries). Anything else executable in the process is foreign
+/// code, whatever its name or directory.
+#[derive(Debug, Clone, Default)]
+pub struct ExpectedCode {
+    files: Vec<(String, u64)>,
+}
+
+/// The file-backed executable mappings of `/proc/self/maps`.
+#[diversify]
+fn code_files() -> Vec<CodeFile> {
+    let maps = read_proc(&obf!("/proc/self/maps")).unwrap_or_default();
+    let mut out: Vec<CodeFile> = Vec::new();
+    for line in String::from_utf8_lossy(&maps).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(perms), Some(dev), Some(inode), Some(path)) =
+            (f.get(1), f.get(3), f.get(4), f.get(5))
+        else {
+            continue;
+        };
+        let inode = inode.parse::<u64>().unwrap_or(0);
+        let file = ((*dev).to_owned(), inode, (*path).to_owned());
+        if perms.contains('x') && inode != 0 && !out.contains(&file) {
+            out.push(file);
+        }
+    }
+    out
+}
+
+/// The libraries the ELF file at `path` names to the loader.
+#[diversify]
+fn needed_by(path: &str) -> Vec<String> {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let mut read = |at: u64, len: usize| {
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, at).ok().map(|()| buf)
+    };
+    crate::elf::needed_libraries(&mut read).unwrap_or_default()
+}
+
+#[diversify]
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[diversify]
+impl ExpectedCode {
+    /// What is mapped now, less what the binary's dependency closure does
+    /// not explain: the expected code, and a hook finding per foreign file.
+    #[must_use]
+    pub fn at_start() -> (Self, Vec<Finding>) {
+        let mapped = code_files();
+        let exe = rustix::fs::readlink(&*obf!("/proc/self/exe"), Vec::new())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut names = needed_by(&exe);
+        let mut expected: Vec<&CodeFile> = mapped.iter().filter(|f| f.2 == exe).collect();
+        loop {
+            let more: Vec<&CodeFile> = mapped
+                .iter()
+                .filter(|f| !expected.contains(f) && names.iter().any(|n| n == basename(&f.2)))
+                .filter(|f| SYSTEM_LIBRARY_DIRS.iter().any(|d| f.2.starts_with(d)))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            for f in more {
+                names.extend(needed_by(&f.2));
+                expected.push(f);
+            }
+        }
+        let code = ExpectedCode {
+            files: expected.iter().map(|f| (f.0.clone(), f.1)).collect(),
+        };
+        let found = code.foreign(&mapped, "mapped before main");
+        (code, found)
+    }
+
+    /// A hook finding per executable mapping that is neither the binary
+    /// nor a library of its closure (glibc's own name-service and resolver
+    /// modules, which it loads on demand from the system directories, are
+    /// expected too).
+    #[must_use]
+    pub fn foreign_now(&self) -> Vec<Finding> {
+        if self.files.is_empty() {
+            return Vec::new();
+        }
+        self.foreign(&code_files(), "mapped at run time")
+    }
+
+    fn foreign(&self, mapped: &[CodeFile], when: &str) -> Vec<Finding> {
+        let (nss, resolv) = (obf!("libnss_"), obf!("libresolv"));
+        mapped
+            .iter()
+            .filter(|f| !self.files.iter().any(|(d, i)| *d == f.0 && *i == f.1))
+            .filter(|f| {
+                let glibc_module = basename(&f.2).starts_with(&*nss) || basename(&f.2).starts_with(&*resolv);
+                !(glibc_module && SYSTEM_LIBRARY_DIRS.iter().any(|d| f.2.starts_with(d)))
+            })
+            .map(|f| {
+                Finding::new(
+                    FindingClass::Hook,
+                    format!("foreign code {when}: {} (device {}, inode {}), neither this binary nor a library it needs", f.2, f.0, f.1),
+                )
+            })
+            .collect()
     }
 }

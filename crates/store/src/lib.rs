@@ -172,6 +172,13 @@ impl Store {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let db = Database::create(dir.join(DB_FILE)).map_err(database_error)?;
+        #[cfg(unix)]
+        {
+            // redb creates the file with the process's umask (0644 by default).
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600));
+        }
         let cipher = Cipher::new(key);
         let stored_check = read_meta(&db, &cipher, "check")?;
         let stored_schema = read_meta(&db, &cipher, "schema")?;
