@@ -88,6 +88,69 @@ pub fn load_segments(bytes: &[u8]) -> Result<Vec<Segment>, ElfError> {
     Ok(segments)
 }
 
+/// One program header, as the loader reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramHeader {
+    /// `p_type` (1 load, 2 dynamic, 3 interpreter, `0x6474e552` RELRO).
+    pub kind: u32,
+    /// `p_flags` (1 execute, 2 write, 4 read).
+    pub flags: u32,
+    /// File offset.
+    pub offset: u64,
+    /// Virtual address (before the load bias).
+    pub vaddr: u64,
+    /// Bytes in the file.
+    pub filesz: u64,
+    /// Bytes in memory.
+    pub memsz: u64,
+}
+
+/// `PT_GNU_RELRO`: the range the loader makes read-only after relocation.
+pub const PT_GNU_RELRO: u32 = 0x6474_e552;
+
+/// The program headers of an ELF file read through `read(offset, len)`.
+///
+/// # Errors
+/// [`ElfError`] if the file is not a 64-bit little-endian ELF file or its
+/// headers lie outside it.
+#[diversify]
+pub fn program_headers(
+    read: &mut dyn FnMut(u64, usize) -> Option<Vec<u8>>,
+) -> Result<Vec<ProgramHeader>, ElfError> {
+    let head = read(0, 64).ok_or(ElfError::Malformed)?;
+    if head.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return Err(ElfError::NotElf);
+    }
+    let (phoff, phnum) = (field(&head, 0x20, 8)?, field(&head, 0x38, 2)?);
+    let table_len = phnum
+        .checked_mul(56)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(ElfError::Malformed)?;
+    let headers = read(phoff, table_len).ok_or(ElfError::Malformed)?;
+    headers
+        .chunks_exact(56)
+        .map(|h| {
+            Ok(ProgramHeader {
+                kind: field(h, 0, 4)? as u32,
+                flags: field(h, 4, 4)? as u32,
+                offset: field(h, 8, 8)?,
+                vaddr: field(h, 16, 8)?,
+                filesz: field(h, 32, 8)?,
+                memsz: field(h, 40, 8)?,
+            })
+        })
+        .collect()
+}
+
+/// A reader over bytes in memory, for [`program_headers`] and
+/// [`needed_libraries`].
+pub fn slice_reader(bytes: &[u8]) -> impl FnMut(u64, usize) -> Option<Vec<u8>> + '_ {
+    |at, len| {
+        let at = usize::try_from(at).ok()?;
+        bytes.get(at..at.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+}
+
 /// The libraries an ELF file names to the loader: its `DT_NEEDED` entries
 /// and the basename of its `PT_INTERP`, read through `read(offset, len)`
 /// (a few small reads, not the whole file).
@@ -99,37 +162,16 @@ pub fn load_segments(bytes: &[u8]) -> Result<Vec<Segment>, ElfError> {
 pub fn needed_libraries(
     read: &mut dyn FnMut(u64, usize) -> Option<Vec<u8>>,
 ) -> Result<Vec<String>, ElfError> {
-    let head = read(0, 64).ok_or(ElfError::Malformed)?;
-    if head.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
-        return Err(ElfError::NotElf);
+    let headers = program_headers(read)?;
+    let mut names = Vec::new();
+    for h in headers.iter().filter(|h| h.kind == 3) {
+        names.push(interpreter(read, h.offset, h.filesz)?);
     }
-    let (phoff, phnum) = (field(&head, 0x20, 8)?, field(&head, 0x38, 2)?);
-    let table_len = phnum
-        .checked_mul(56)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or(ElfError::Malformed)?;
-    let headers = read(phoff, table_len).ok_or(ElfError::Malformed)?;
-    let mut loads = Vec::new();
-    let (mut dynamic, mut names) = (None, Vec::new());
-    for h in headers.chunks_exact(56) {
-        let (kind, offset, vaddr, size) = (
-            field(h, 0, 4)?,
-            field(h, 8, 8)?,
-            field(h, 16, 8)?,
-            field(h, 32, 8)?,
-        );
-        match kind {
-            1 => loads.push((vaddr, offset, size)),
-            2 => dynamic = Some((offset, size)),
-            3 => names.push(interpreter(read, offset, size)?),
-            _ => {}
-        }
-    }
-    let Some((offset, size)) = dynamic else {
+    let Some(dynamic) = headers.iter().find(|h| h.kind == 2) else {
         return Ok(names);
     };
-    let size = usize::try_from(size.min(1 << 16)).map_err(|_| ElfError::Malformed)?;
-    let entries = read(offset, size).ok_or(ElfError::Malformed)?;
+    let size = usize::try_from(dynamic.filesz.min(1 << 16)).map_err(|_| ElfError::Malformed)?;
+    let entries = read(dynamic.offset, size).ok_or(ElfError::Malformed)?;
     let (mut needed, mut strtab, mut strsz) = (Vec::new(), None, 0);
     for e in entries.chunks_exact(16) {
         match (field(e, 0, 8)?, field(e, 8, 8)?) {
@@ -141,14 +183,14 @@ pub fn needed_libraries(
         }
     }
     let vaddr = strtab.ok_or(ElfError::Malformed)?;
-    let (seg_vaddr, seg_offset, _) = loads
+    let load = headers
         .iter()
-        .find(|(v, _, n)| *v <= vaddr && vaddr < v.saturating_add(*n))
+        .find(|h| h.kind == 1 && h.vaddr <= vaddr && vaddr < h.vaddr.saturating_add(h.filesz))
         .ok_or(ElfError::Malformed)?;
     let strsz = usize::try_from(strsz).map_err(|_| ElfError::Malformed)?;
     let at = vaddr
-        .checked_sub(*seg_vaddr)
-        .and_then(|d| d.checked_add(*seg_offset))
+        .checked_sub(load.vaddr)
+        .and_then(|d| d.checked_add(load.offset))
         .ok_or(ElfError::Malformed)?;
     let strings = read(at, strsz).ok_or(ElfError::Malformed)?;
     for at in needed {

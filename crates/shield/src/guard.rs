@@ -45,9 +45,12 @@ pub const RECORD: usize = 24;
 /// Where the table's release signature sits in the header.
 const SIGNATURE: std::ops::Range<usize> = 40..104;
 /// Bytes before the first region: marker, state, key, count, reserved,
-/// and the release key's signature over the whole table (taken with the
-/// signature's own bytes zero).
-pub const HEADER: usize = 16 + 8 + 8 + 4 + 4 + 64;
+/// the release key's signature over the whole table (taken with the
+/// signature's own bytes zero), and the loader data's seal (file hash,
+/// RELRO offset and length).
+pub const HEADER: usize = 16 + 8 + 8 + 4 + 4 + 64 + 24;
+/// Where the loader data's seal sits in the header.
+const DATA_SEAL: usize = 104;
 /// Bytes of the table.
 pub const TABLE_LEN: usize = HEADER + CAPACITY * RECORD;
 
@@ -87,6 +90,8 @@ pub struct Table {
     pub key: u64,
     /// The regions.
     pub regions: Vec<Region>,
+    /// The loader's data, sealed (see [`crate::loader`]).
+    pub data: crate::loader::DataSeal,
 }
 
 #[diversify]
@@ -150,6 +155,12 @@ pub fn encode(table: &Table) -> Result<[u8; TABLE_LEN], TableError> {
     out[24..32].copy_from_slice(&(key ^ mix(HARDENED)).to_le_bytes());
     let count = table.regions.len() as u32;
     out[32..36].copy_from_slice(&(count ^ (keystream(key, CAPACITY, 0) as u32)).to_le_bytes());
+    let d = &table.data;
+    let seal = [d.file_hash, d.relro_offset as u64, d.relro_len];
+    for (j, w) in seal.iter().enumerate() {
+        let at = DATA_SEAL + 8 * j;
+        out[at..at + 8].copy_from_slice(&(w ^ keystream(key, CAPACITY, j + 1)).to_le_bytes());
+    }
     for (i, r) in table.regions.iter().enumerate() {
         let at = HEADER + i * RECORD;
         let words = [r.offset as u64, u64::from(r.len), r.hash];
@@ -232,7 +243,13 @@ pub fn decode(bytes: &[u8]) -> Result<Table, TableError> {
             }
         })
         .collect();
-    Ok(Table { key, regions })
+    let w = |j: usize| u64_at(bytes, DATA_SEAL + 8 * j) ^ keystream(key, CAPACITY, j + 1);
+    let data = crate::loader::DataSeal {
+        file_hash: w(0),
+        relro_offset: w(1) as i64,
+        relro_len: w(2),
+    };
+    Ok(Table { key, regions, data })
 }
 
 /// The running binary's guard table, as `harden` left it.
@@ -280,6 +297,11 @@ impl SelfMemory {
             fd,
             buf: Vec::new(),
         })
+    }
+
+    /// The `len` bytes at `address`, or `None` if they are not all readable.
+    pub(crate) fn read_range(&mut self, address: usize, len: usize) -> Option<&[u8]> {
+        self.read(address, len)
     }
 
     /// The `len` bytes at `address`, or `None` if they are not all readable.
@@ -360,7 +382,11 @@ pub fn running_code_table(memory: &mut SelfMemory, key: u64, region_len: usize) 
             hash: region_hash(key, index, bytes),
         });
     }
-    Some(Table { key, regions })
+    Some(Table {
+        key,
+        regions,
+        data: crate::loader::DataSeal::default(),
+    })
 }
 
 /// Checks region `index` of `table` against the running code. Inlined at
@@ -414,6 +440,11 @@ mod tests {
                     hash: u64::MAX,
                 },
             ],
+            data: crate::loader::DataSeal {
+                file_hash: 0x0bad_cafe,
+                relro_offset: -77,
+                relro_len: 4096,
+            },
         };
         let bytes = encode(&table).unwrap();
         assert_eq!(decode(&bytes).unwrap(), table);
@@ -447,6 +478,7 @@ mod tests {
                 len: 4096,
                 hash: 99,
             }],
+            data: crate::loader::DataSeal::default(),
         };
         let mut signed = encode(&table).unwrap();
         assert!(!signed_by_release_key(&signed), "an unsigned table");

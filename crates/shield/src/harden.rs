@@ -110,9 +110,11 @@ pub fn harden(binary: &mut [u8], seed: u64, key: &ReleaseKey) -> Result<HardenRe
         covered,
         checked,
     };
+    let data = crate::loader::seal_of(binary, table_key, table_vaddr)?;
     let mut encoded = guard::encode(&Table {
         key: table_key,
         regions,
+        data,
     })?;
     guard::sign(&mut encoded, key);
     binary[table_at..table_end].copy_from_slice(&encoded);

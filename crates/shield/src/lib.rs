@@ -44,6 +44,7 @@ pub mod elf;
 pub mod finding;
 pub mod guard;
 pub mod harden;
+pub mod loader;
 pub mod monitor;
 pub mod obf;
 pub mod policy;

@@ -10,6 +10,7 @@ use twinshield_shield_macros::diversify;
 
 use crate::finding::{Finding, FindingClass};
 use crate::guard::{self, SelfMemory, Table, TableError};
+use crate::loader;
 use crate::policy::{Action, Policy};
 use crate::probe;
 use crate::raw::{SelfCheck, ptrace_self_check};
@@ -73,6 +74,9 @@ struct GuardState {
     cursor: usize,
     /// Whether `table` is the binary's own (signed) one, not the options'.
     embedded: bool,
+    /// The hash of the relocated RELRO range (GOT, `.dynamic`, init and
+    /// fini arrays, `.data.rel.ro`) as the loader left it.
+    relro: Option<u64>,
 }
 
 /// The shield of a running twinshield.
@@ -193,13 +197,22 @@ impl Shield {
         };
         Ok(match embedded {
             Ok(table) => match memory {
-                Ok(memory) => Some(GuardState {
-                    memory,
-                    table,
-                    base: guard::table_address(),
-                    cursor: 0,
-                    embedded: options.guard_table.is_none(),
-                }),
+                Ok(mut memory) => {
+                    let embedded = options.guard_table.is_none();
+                    let base = guard::table_address();
+                    if embedded {
+                        found.extend(loader_data_changed(&table));
+                    }
+                    let relro = loader::relro_hash(&mut memory, table.key, base, &table.data);
+                    Some(GuardState {
+                        memory,
+                        table,
+                        base,
+                        cursor: 0,
+                        embedded,
+                        relro,
+                    })
+                }
                 Err(e) => {
                     found.push(Finding::new(
                         FindingClass::Tamper,
@@ -247,12 +260,27 @@ impl Shield {
     /// table) is a tamper finding.
     #[inline(always)]
     fn embedded_table_changed(&self) -> Option<Finding> {
-        let g = self.guard.as_ref()?.try_lock().ok()?;
-        if g.embedded {
-            table_changed(&g.table)
-        } else {
-            None
+        let mut g = self.guard.as_ref()?.try_lock().ok()?;
+        if !g.embedded {
+            return None;
         }
+        if let Some(f) = table_changed(&g.table) {
+            return Some(f);
+        }
+        let GuardState {
+            memory,
+            table,
+            base,
+            relro,
+            ..
+        } = &mut *g;
+        let now = loader::relro_hash(memory, table.key, *base, &table.data);
+        (now != *relro).then(|| {
+            Finding::new(
+                FindingClass::Tamper,
+                "the GOT, .dynamic or the init arrays changed in memory after relocation",
+            )
+        })
     }
 
     /// Checks the next guard region in rotation.
@@ -478,4 +506,17 @@ fn table_changed(in_use: &Table) -> Option<Finding> {
         )),
         Err(e) => Some(Finding::new(FindingClass::Tamper, e.to_string())),
     }
+}
+
+/// A tamper finding when the running binary's file no longer holds the
+/// writable segments `harden` sealed (a patched `.dynamic`, `.init_array`
+/// or initial GOT).
+#[inline(always)]
+fn loader_data_changed(table: &Table) -> Option<Finding> {
+    (loader::running_file_hash(table.key) != Some(table.data.file_hash)).then(|| {
+        Finding::new(
+            FindingClass::Tamper,
+            "the binary's .dynamic, init arrays or data differ from what harden sealed",
+        )
+    })
 }

@@ -1,0 +1,170 @@
+//! What the loader reads and writes, attacked through the real, stripped,
+//! hardened binary: `.dynamic` and `.init_array` patched in the file, and a
+//! GOT slot overwritten in the running twin through `/proc/PID/mem`. The
+//! code guards cannot cover them (the loader rewrites them); the loader
+//! data's seal in the signed guard table and the shield's run-time check of
+//! the relocated RELRO range do.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use twinshield_e2e::{Run, Scratch, root, twinshield, without_core_dumps};
+
+/// A section of the shipped binary: (virtual address, file offset, size),
+/// from its section headers (a stripped binary keeps them).
+fn section(binary: &Path, name: &str) -> (u64, usize, usize) {
+    let out = Command::new("readelf")
+        .args(["-S", "--wide"])
+        .arg(binary)
+        .output()
+        .expect("readelf runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == name))
+        .unwrap_or_else(|| panic!("no {name}"));
+    let f: Vec<&str> = line.split(']').nth(1).unwrap().split_whitespace().collect();
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+    (hex(f[2]), hex(f[3]) as usize, hex(f[4]) as usize)
+}
+
+fn model() -> String {
+    root()
+        .join("models/quadtank.twin")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs a patched copy of the shipped binary.
+fn run_patched(dir: &Path, bytes: &[u8]) -> Run {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("twinshield");
+    fs::write(&bin, bytes).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    without_core_dumps(&bin)
+        .current_dir(dir)
+        .args(["model", "check", &model()])
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn assert_lockdown(r: &Run, evidence: &str) {
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.contains("error: lockdown: tamper: "), "{r:?}");
+    assert!(r.stderr.contains(evidence), "expected `{evidence}`: {r:?}");
+}
+
+/// The published attack: `DT_DEBUG` turned into `DT_NEEDED` naming a
+/// string that is already in `.dynstr` (here a library the binary needs
+/// anyway, so the loader runs it as before).
+#[test]
+fn a_dynamic_entry_patched_in_the_file_is_a_lockdown() {
+    let dir = Scratch::new("loader-dynamic");
+    let mut bytes = fs::read(twinshield()).unwrap();
+    let (_, dynamic, size) = section(twinshield(), ".dynamic");
+    let (_, dynstr, dynstr_size) = section(twinshield(), ".dynstr");
+    let strings = &bytes[dynstr..dynstr + dynstr_size];
+    let libm = strings
+        .windows(10)
+        .position(|w| w == b"libm.so.6\0")
+        .expect("libm.so.6 in .dynstr");
+    let entry = (0..size / 16)
+        .map(|i| dynamic + 16 * i)
+        .find(|&at| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) == 21)
+        .expect("a DT_DEBUG entry");
+    bytes[entry..entry + 8].copy_from_slice(&1u64.to_le_bytes());
+    bytes[entry + 8..entry + 16].copy_from_slice(&(libm as u64).to_le_bytes());
+    let r = run_patched(dir.path(), &bytes);
+    assert_lockdown(&r, "the binary's .dynamic, init arrays or data differ");
+}
+
+#[test]
+fn an_init_array_entry_changed_in_the_file_is_a_lockdown() {
+    let dir = Scratch::new("loader-init-array");
+    let mut bytes = fs::read(twinshield()).unwrap();
+    let (_, init, size) = section(twinshield(), ".init_array");
+    assert!(size >= 8);
+    bytes[init] ^= 0x10;
+    let r = run_patched(dir.path(), &bytes);
+    assert_lockdown(&r, "the binary's .dynamic, init arrays or data differ");
+}
+
+/// The address at which process `pid` maps virtual address `vaddr` of its
+/// executable: the load bias from the mapping of file offset 0.
+fn load_bias(pid: u32) -> u64 {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"00000000") && f.get(5).map(Path::new) == Some(exe.as_path()))
+                .then(|| u64::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap())
+        })
+        .expect("the binary is mapped")
+}
+
+/// Root overwrites one GOT slot of the running twin through
+/// `/proc/PID/mem` (the kernel lets root write the read-only RELRO
+/// mapping), as an attacker redirects a libc call: the twin locks down
+/// within about a second.
+#[test]
+fn a_got_slot_overwritten_at_run_time_is_a_lockdown_within_a_second() {
+    let dir = Scratch::new("loader-got");
+    let (got, _, size) = section(twinshield(), ".got");
+    assert!(size >= 64);
+    let mut child = without_core_dumps(twinshield())
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--seconds",
+            "120",
+            "--speed",
+            "1",
+            "--attack",
+            "none",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "the demo runs");
+    let pid = child.id();
+    let slot = load_bias(pid) + got + 8 * 3;
+    let mut mem = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .unwrap();
+    mem.seek(SeekFrom::Start(slot)).unwrap();
+    mem.write_all(&0x4141_4141_4141u64.to_le_bytes()).unwrap();
+    let written = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(written.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seconds = written.elapsed().as_secs_f64();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("error: lockdown: tamper: the GOT, .dynamic or the init arrays changed"),
+        "{stderr}"
+    );
+    eprintln!("locked down {seconds:.2} s after the write");
+    assert!(seconds < 1.5, "locked down after {seconds:.2} s");
+}
