@@ -168,3 +168,21 @@ fn a_got_slot_overwritten_at_run_time_is_a_lockdown_within_a_second() {
     eprintln!("locked down {seconds:.2} s after the write");
     assert!(seconds < 1.5, "locked down after {seconds:.2} s");
 }
+
+/// The release links with full RELRO and immediate binding, so the GOT is
+/// read-only once relocated (what the run-time check above relies on).
+#[test]
+fn the_shipped_binary_has_full_relro_and_immediate_binding() {
+    let out = |args: &[&str]| {
+        let o = Command::new("readelf")
+            .args(args)
+            .arg(twinshield())
+            .output()
+            .expect("readelf runs");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(out(&["-l", "--wide"]).contains("GNU_RELRO"));
+    let dynamic = out(&["-d", "--wide"]);
+    assert!(dynamic.contains("BIND_NOW"), "{dynamic}");
+    assert!(!dynamic.contains("(TEXTREL)"), "{dynamic}");
+}
