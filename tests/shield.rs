@@ -692,3 +692,24 @@ fn a_clean_run_raises_no_finding_in_10_minutes_of_plant_time() {
         );
     }
 }
+
+/// The binary is identified by device and inode, not by its path: one
+/// installed under a directory with a space in its name starts clean.
+#[test]
+fn a_binary_under_a_path_with_spaces_is_its_own_code() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new("shield-path-spaces");
+    let dir = s.path().join("Vendor Tools");
+    fs::create_dir(&dir).unwrap();
+    let bin = dir.join("twinshield");
+    fs::copy(twinshield(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let r: Run = without_core_dumps(&bin)
+        .current_dir(s.path())
+        .args(["model", "check", &model()])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(!r.stderr.contains("foreign code"), "{r:?}");
+}

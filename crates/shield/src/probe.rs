@@ -340,13 +340,13 @@ fn code_files() -> Vec<CodeFile> {
     let mut out: Vec<CodeFile> = Vec::new();
     for line in String::from_utf8_lossy(&maps).lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(perms), Some(dev), Some(inode), Some(path)) =
-            (f.get(1), f.get(3), f.get(4), f.get(5))
-        else {
+        let (Some(perms), Some(dev), Some(inode)) = (f.get(1), f.get(3), f.get(4)) else {
             continue;
         };
+        // A path may hold spaces (and a replaced binary ends in " (deleted)").
+        let path = f.get(5..).unwrap_or_default().join(" ");
         let inode = inode.parse::<u64>().unwrap_or(0);
-        let file = ((*dev).to_owned(), inode, (*path).to_owned());
+        let file = ((*dev).to_owned(), inode, path);
         if perms.contains('x') && inode != 0 && !out.contains(&file) {
             out.push(file);
         }
@@ -368,6 +368,16 @@ fn needed_by(path: &str) -> Vec<String> {
     crate::elf::needed_libraries(&mut read).unwrap_or_default()
 }
 
+/// A `/proc/PID/maps` device field, `major:minor` in hex.
+#[diversify]
+fn parse_dev(dev: &str) -> Option<(u32, u32)> {
+    let (major, minor) = dev.split_once(':')?;
+    Some((
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    ))
+}
+
 #[diversify]
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
@@ -380,11 +390,17 @@ impl ExpectedCode {
     #[must_use]
     pub fn at_start() -> (Self, Vec<Finding>) {
         let mapped = code_files();
-        let exe = rustix::fs::readlink(&*obf!("/proc/self/exe"), Vec::new())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let exe = obf!("/proc/self/exe");
         let mut names = needed_by(&exe);
-        let mut expected: Vec<&CodeFile> = mapped.iter().filter(|f| f.2 == exe).collect();
+        // The binary by what it is, not by its path.
+        let me = rustix::fs::stat(&*exe).ok().map(|st| {
+            let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+            (dev, st.st_ino)
+        });
+        let mut expected: Vec<&CodeFile> = mapped
+            .iter()
+            .filter(|f| me.is_some_and(|(dev, ino)| parse_dev(&f.0) == Some(dev) && f.1 == ino))
+            .collect();
         loop {
             let more: Vec<&CodeFile> = mapped
                 .iter()
