@@ -13,11 +13,9 @@
 )]
 
 use std::fs;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use twinshield_e2e::{Run, Scratch, root, twinshield, without_core_dumps};
+use std::process::Command;
+use twinshield_e2e::{Run, Scratch, demo_after_memory_write, root, twinshield, without_core_dumps};
 
 /// A section of the shipped binary: (virtual address, file offset, size),
 /// from its section headers (a stripped binary keeps them).
@@ -122,45 +120,10 @@ fn a_got_slot_overwritten_at_run_time_is_a_lockdown_within_a_second() {
     let dir = Scratch::new("loader-got");
     let (got, _, size) = section(twinshield(), ".got");
     assert!(size >= 64);
-    let mut child = without_core_dumps(twinshield())
-        .current_dir(dir.path())
-        .args([
-            "demo",
-            "--seconds",
-            "120",
-            "--speed",
-            "1",
-            "--attack",
-            "none",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(child.try_wait().unwrap().is_none(), "the demo runs");
-    let pid = child.id();
-    let slot = load_bias(pid) + got + 8 * 3;
-    let mut mem = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/proc/{pid}/mem"))
-        .unwrap();
-    mem.seek(SeekFrom::Start(slot)).unwrap();
-    mem.write_all(&0x4141_4141_4141u64.to_le_bytes()).unwrap();
-    let written = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(written.elapsed() < Duration::from_secs(10), "still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let seconds = written.elapsed().as_secs_f64();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(3), "{stderr}");
+    let slot = |pid| load_bias(pid) + got + 8 * 3;
+    let after = demo_after_memory_write(dir.path(), slot, &0x4141_4141_4141u64.to_le_bytes());
+    let (stderr, seconds) = (after.stderr, after.seconds);
+    assert_eq!(after.code, Some(3), "{stderr}");
     assert!(
         stderr.contains("error: lockdown: tamper: the GOT, .dynamic or the init arrays changed"),
         "{stderr}"

@@ -15,7 +15,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use twinshield_e2e::{Run, Scratch, twinshield, without_core_dumps};
+use twinshield_e2e::{Run, Scratch, demo_after_memory_write, twinshield, without_core_dumps};
 use twinshield_shield::elf::load_segments;
 use twinshield_shield::guard::{TABLE_LEN, marker};
 use twinshield_shield::{ReleaseKey, harden};
@@ -246,51 +246,12 @@ fn mapped_address(pid: u32, at: u64) -> u64 {
 /// read-only mappings): the twin locks down within about a second.
 #[test]
 fn a_checksum_rewritten_in_the_running_twins_table_is_a_lockdown() {
-    use std::io::{Seek, SeekFrom, Write};
-    use std::time::{Duration, Instant};
     let table = table_offset(&fs::read(twinshield()).unwrap());
     let dir = Scratch::new("release-table-in-memory");
-    let mut child = without_core_dumps(twinshield())
-        .current_dir(dir.path())
-        .args([
-            "demo",
-            "--seconds",
-            "120",
-            "--speed",
-            "1",
-            "--attack",
-            "none",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // `sh -c ... exec`: the child's pid is the twin's once exec has run.
-    std::thread::sleep(Duration::from_secs(3));
-    let pid = child.id();
-    assert!(child.try_wait().unwrap().is_none(), "the demo runs");
     let record = table as u64 + twinshield_shield::guard::HEADER as u64 + 17;
-    let address = mapped_address(pid, record);
-    let mut mem = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/proc/{pid}/mem"))
-        .unwrap();
-    mem.seek(SeekFrom::Start(address)).unwrap();
-    mem.write_all(&[0x5a]).unwrap();
-    let written = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(written.elapsed() < Duration::from_secs(10), "still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let seconds = written.elapsed().as_secs_f64();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(3), "{stderr}");
+    let after = demo_after_memory_write(dir.path(), |pid| mapped_address(pid, record), &[0x5a]);
+    let (stderr, seconds) = (after.stderr, after.seconds);
+    assert_eq!(after.code, Some(3), "{stderr}");
     assert!(
         stderr.contains("error: lockdown: tamper: the guard table is not signed"),
         "{stderr}"

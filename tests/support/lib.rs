@@ -361,3 +361,74 @@ impl Setup {
         self.run(&run_args(bundle, "modbus://127.0.0.1:9", "0.5"))
     }
 }
+
+/// What a running twin did after root wrote into its memory.
+pub struct AfterWrite {
+    /// Its exit status code.
+    pub code: Option<i32>,
+    /// Its standard error.
+    pub stderr: String,
+    /// Seconds from the write to its exit.
+    pub seconds: f64,
+}
+
+/// Runs the demo (in `dir`) under the hardened binary, and once it runs
+/// writes `bytes` through `/proc/PID/mem` at the address `at(pid)` gives
+/// (the kernel lets root write read-only mappings), then waits at most
+/// 10 s for it to stop.
+pub fn demo_after_memory_write(
+    dir: &Path,
+    at: impl FnOnce(u32) -> u64,
+    bytes: &[u8],
+) -> AfterWrite {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = without_core_dumps(twinshield())
+        .current_dir(dir)
+        .args([
+            "demo",
+            "--seconds",
+            "120",
+            "--speed",
+            "1",
+            "--attack",
+            "none",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the demo: {e}"));
+    // `sh -c ... exec`: the child's pid is the twin's once exec has run.
+    std::thread::sleep(Duration::from_secs(3));
+    let running = child.try_wait().ok().flatten().is_none();
+    assert!(running, "the demo runs");
+    let pid = child.id();
+    let mut mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .unwrap_or_else(|e| panic!("cannot open the twin's memory: {e}"));
+    mem.seek(SeekFrom::Start(at(pid)))
+        .unwrap_or_else(|e| panic!("seek: {e}"));
+    mem.write_all(bytes)
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let written = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("wait: {e}")) {
+            break s;
+        }
+        assert!(written.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    AfterWrite {
+        code: status.code(),
+        stderr,
+        seconds: written.elapsed().as_secs_f64(),
+    }
+}
