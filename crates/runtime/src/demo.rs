@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use twinshield_api::{ApiError, Feed, IssuedToken, Role, TokenStore};
 use twinshield_connect::{ClientConfig, ModbusClient, PlantSource, PointMap};
 use twinshield_model::Model;
-use twinshield_plant::{Attack, PlantError, QuadTank, UNIT_ID};
+use twinshield_plant::{Attack, PlantError, QuadTank};
 use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherKey, SealError, SealRequest};
 use twinshield_shield_macros::diversify;
 use twinshield_store::{StoreError, WriterConfig};
@@ -170,15 +170,7 @@ impl ServedPlant {
             .map_err(DemoError::PlantPort)?;
         let addr = listener.local_addr().map_err(DemoError::PlantPort)?;
         let bank = plant_host::new_bank(&plant);
-        let mut server_stop = stop.clone();
-        let server = tokio::spawn(twinshield_connect::serve(
-            listener,
-            bank.clone(),
-            UNIT_ID,
-            async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            },
-        ));
+        let server = plant_host::spawn_server(listener, &bank, stop);
         let (clock_tx, clock) = watch::channel(0.0);
         let stepping = tokio::spawn(plant_host::drive(
             plant,

@@ -67,6 +67,25 @@ pub async fn drive(
     Ok(plant)
 }
 
+/// Serves `bank` over Modbus TCP on `listener` (the plant's unit) until
+/// `stop` turns true.
+#[diversify]
+pub fn spawn_server(
+    listener: TcpListener,
+    bank: &SharedBank,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let mut stop = stop.clone();
+    tokio::spawn(twinshield_connect::serve(
+        listener,
+        bank.clone(),
+        UNIT_ID,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ))
+}
+
 /// Why the reference plant could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum PlantHostError {
@@ -102,15 +121,7 @@ pub async fn serve(
     let listener = TcpListener::bind(listen).await.map_err(bound)?;
     listening(listener.local_addr().map_err(bound)?);
     let bank = new_bank(&plant);
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(twinshield_connect::serve(
-        listener,
-        bank.clone(),
-        UNIT_ID,
-        async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        },
-    ));
+    let server = spawn_server(listener, &bank, &stop_rx);
     let (clock, _) = watch::channel(0.0);
     let plant = drive(plant, bank, speed, until, clock, stop_rx).await;
     let _ = stop_tx.send(true);
