@@ -1,4 +1,5 @@
-//! Store benchmarks: sustained ingestion, a 24-hour range query of one
+//! Store benchmarks: sustained ingestion, ingestion in small commits (as
+//! `run` commits at 10 Hz: every 200 ms), a 24-hour range query of one
 //! channel downsampled to 1,000 points, and bytes per stored sample. Run
 //! with `cargo bench -p twinshield-store --bench store`.
 
@@ -73,6 +74,57 @@ fn benches(c: &mut Criterion) {
             },
         )
     });
+
+    // Small commits: 400 of 50 samples each, every one waited for (so
+    // what each commit costs, the chain's links included, shows).
+    const SMALL: u32 = 50;
+    const COMMITS: u32 = 400;
+    g.throughput(Throughput::Elements(u64::from(SMALL * COMMITS)));
+    g.bench_function("ingest_20k_samples_in_commits_of_50", |b| {
+        b.iter_with_setup(
+            || {
+                round += 1;
+                let d = dir(&format!("small{round}"));
+                Store::open(&d, &key, Some(&schema)).unwrap()
+            },
+            |store| {
+                let w = store.into_writer(WriterConfig::default()).unwrap();
+                for c in 0..COMMITS {
+                    for i in c * SMALL..(c + 1) * SMALL {
+                        assert!(w.push(sample(1.7e9 + f64::from(i) * 0.1, i)));
+                    }
+                    w.flush();
+                }
+                assert_eq!(w.status().acknowledged, u64::from(SMALL * COMMITS));
+            },
+        )
+    });
+
+    // Storage as `run` writes: an hour at 10 Hz, a commit per 2 samples.
+    let d = dir("hour");
+    let hour = 36_000u32;
+    {
+        let w = Store::open(&d, &key, Some(&schema))
+            .unwrap()
+            .into_writer(WriterConfig {
+                batch_max: 2,
+                ..WriterConfig::default()
+            })
+            .unwrap();
+        for i in 0..hour {
+            while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
+                std::thread::yield_now();
+            }
+        }
+        w.flush();
+    }
+    let mut store = Store::open(&d, &key, None).unwrap();
+    assert!(store.compact().unwrap());
+    println!(
+        "storage in commits of 2, after compaction: {:.1} bytes per sample",
+        store.disk_bytes() as f64 / f64::from(hour)
+    );
+    drop(store);
 
     // 24 hours at 10 Hz, then a one-channel query downsampled to 1,000 points.
     let d = dir("day");
