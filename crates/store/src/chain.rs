@@ -288,7 +288,7 @@ pub(crate) struct BlockLink {
     /// The chain head after the last commit that wrote the block.
     pub head: ChainHead,
     /// Per commit that wrote to the block: its seq and the block's sample
-    /// count after it.
+    /// count after it (both strictly increasing).
     pub commits: Vec<(u64, u32)>,
 }
 
@@ -311,6 +311,17 @@ impl Put for u64 {
     fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
+}
+
+/// LEB128: seven bits a byte, low first, the high bit set on all but the
+/// last.
+#[diversify]
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 #[diversify]
@@ -357,6 +368,22 @@ impl R<'_> {
     }
     fn version(&mut self) -> Option<()> {
         (self.u8()? == VERSION).then_some(())
+    }
+    /// A LEB128 number in its shortest form (one value, one encoding).
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10u32 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && bits > 1 {
+                return None;
+            }
+            v |= bits.checked_shl(i.checked_mul(7)?)?;
+            if b & 0x80 == 0 {
+                return (i == 0 || b != 0).then_some(v);
+            }
+        }
+        None
     }
 }
 
@@ -421,7 +448,7 @@ impl Meta {
 #[diversify]
 impl BlockLink {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.commits.len().saturating_mul(12).saturating_add(128));
+        let mut out = Vec::with_capacity(self.commits.len().saturating_mul(4).saturating_add(128));
         out.push(VERSION);
         self.number.put(&mut out);
         self.prev.put(&mut out);
@@ -432,9 +459,13 @@ impl BlockLink {
                 .unwrap_or(u32::MAX)
                 .to_le_bytes(),
         );
-        for (seq, count) in &self.commits {
-            seq.put(&mut out);
-            out.extend_from_slice(&count.to_le_bytes());
+        // Each commit as the step from the one before (both grow by at
+        // least 1): about 2 bytes a commit, where a block may see 136.
+        let (mut seq, mut count) = (0u64, 0u32);
+        for &(s, c) in &self.commits {
+            put_varint(s.wrapping_sub(seq), &mut out);
+            put_varint(u64::from(c.wrapping_sub(count)), &mut out);
+            (seq, count) = (s, c);
         }
         out
     }
@@ -447,12 +478,22 @@ impl BlockLink {
         let digest = r.hash()?;
         let head = r.head()?;
         let n = usize::try_from(r.u32()?).ok()?;
-        if r.0.len() != n.checked_mul(12)? {
+        // At least 2 bytes a commit: a bound before allocating.
+        if r.0.len() < n.checked_mul(2)? {
             return None;
         }
         let mut commits = Vec::with_capacity(n);
+        let (mut seq, mut count) = (0u64, 0u32);
         for _ in 0..n {
-            commits.push((r.u64()?, r.u32()?));
+            let (ds, dc) = (r.varint()?, u32::try_from(r.varint()?).ok()?);
+            if ds == 0 || dc == 0 {
+                return None;
+            }
+            (seq, count) = (seq.checked_add(ds)?, count.checked_add(dc)?);
+            commits.push((seq, count));
+        }
+        if !r.done() {
+            return None;
         }
         Some(BlockLink {
             number,
@@ -545,6 +586,9 @@ mod tests {
             ev: [2; 32],
         };
         let (m, l, e) = (meta.encode(), link.encode(), ev.encode());
+        // The sizes docs/history.md gives (before the 28 bytes of sealing).
+        assert_eq!((m.len(), l.len(), e.len()), (187, 110 + 2 * 2, 81));
+        assert_eq!(encode_retention(5).len(), 9);
         assert_eq!(Meta::decode(&m), Some(meta));
         assert_eq!(BlockLink::decode(&l), Some(link));
         assert_eq!(EventLink::decode(&e), Some(ev));
@@ -560,6 +604,36 @@ mod tests {
         }
         assert!(Meta::decode(&[&m[..], &[0]].concat()).is_none());
         assert!(BlockLink::decode(&[&l[..], &[0]].concat()).is_none());
+    }
+
+    /// Commit lists of every shape round trip; steps of zero and
+    /// over-long numbers do not decode.
+    #[test]
+    fn commit_lists_are_compact_and_strict() {
+        let link = |commits: Vec<(u64, u32)>| BlockLink {
+            number: 1,
+            prev: None,
+            digest: [0; 32],
+            head: head(1),
+            commits,
+        };
+        for commits in [
+            vec![],
+            vec![(1, 1)],
+            vec![(u64::MAX - 1, 1), (u64::MAX, u32::MAX)],
+            (1..=136).map(|i| (i * 3, i as u32 * 2)).collect(),
+        ] {
+            let l = link(commits);
+            assert_eq!(BlockLink::decode(&l.encode()), Some(l));
+        }
+        let mut bytes = link(vec![(5, 3)]).encode();
+        let at = bytes.len() - 2;
+        bytes[at] = 0; // a step of 0
+        assert!(BlockLink::decode(&bytes).is_none());
+        let mut long = link(vec![(5, 3)]).encode();
+        long.truncate(at);
+        long.extend_from_slice(&[0x85, 0x00, 0x03]); // 5 over two bytes
+        assert!(BlockLink::decode(&long).is_none());
     }
 
     /// The signed bytes of a head are fixed: a change to them is a change
