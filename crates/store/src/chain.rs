@@ -460,12 +460,22 @@ impl BlockLink {
                 .to_le_bytes(),
         );
         // Each commit as the step from the one before (both grow by at
-        // least 1): about 2 bytes a commit, where a block may see 136.
+        // least 1), equal steps in runs: committing every 200 ms at a
+        // steady rate, a block's 136 commits are one run of 3 bytes.
+        let mut runs: Vec<(u64, u64, u64)> = Vec::new();
         let (mut seq, mut count) = (0u64, 0u32);
         for &(s, c) in &self.commits {
-            put_varint(s.wrapping_sub(seq), &mut out);
-            put_varint(u64::from(c.wrapping_sub(count)), &mut out);
+            let step = (s.wrapping_sub(seq), u64::from(c.wrapping_sub(count)));
+            match runs.last_mut() {
+                Some(run) if (run.0, run.1) == step => run.2 = run.2.saturating_add(1),
+                _ => runs.push((step.0, step.1, 1)),
+            }
             (seq, count) = (s, c);
+        }
+        for (ds, dc, len) in runs {
+            put_varint(ds, &mut out);
+            put_varint(dc, &mut out);
+            put_varint(len, &mut out);
         }
         out
     }
@@ -478,20 +488,7 @@ impl BlockLink {
         let digest = r.hash()?;
         let head = r.head()?;
         let n = usize::try_from(r.u32()?).ok()?;
-        // At least 2 bytes a commit: a bound before allocating.
-        if r.0.len() < n.checked_mul(2)? {
-            return None;
-        }
-        let mut commits = Vec::with_capacity(n);
-        let (mut seq, mut count) = (0u64, 0u32);
-        for _ in 0..n {
-            let (ds, dc) = (r.varint()?, u32::try_from(r.varint()?).ok()?);
-            if ds == 0 || dc == 0 {
-                return None;
-            }
-            (seq, count) = (seq.checked_add(ds)?, count.checked_add(dc)?);
-            commits.push((seq, count));
-        }
+        let commits = commit_runs(&mut r, n)?;
         if !r.done() {
             return None;
         }
@@ -508,6 +505,38 @@ impl BlockLink {
     pub(crate) fn last_seq(&self) -> Option<u64> {
         self.commits.last().map(|c| c.0)
     }
+}
+
+/// Most commits a block link may list: each adds a sample to the block,
+/// which holds a few hundred (a bound before allocating).
+const MAX_COMMITS: usize = 1 << 16;
+
+/// `n` commits as runs of equal steps, in their one encoding: no step or
+/// run of 0, no two runs in a row with the same step.
+#[diversify]
+fn commit_runs(r: &mut R<'_>, n: usize) -> Option<Vec<(u64, u32)>> {
+    if n > MAX_COMMITS {
+        return None;
+    }
+    let mut commits = Vec::with_capacity(n);
+    let (mut seq, mut count) = (0u64, 0u32);
+    let mut last: Option<(u64, u32)> = None;
+    while commits.len() < n {
+        let (ds, dc, len) = (r.varint()?, u32::try_from(r.varint()?).ok()?, r.varint()?);
+        let len = usize::try_from(len).ok()?;
+        if ds == 0 || dc == 0 || len == 0 || last == Some((ds, dc)) {
+            return None;
+        }
+        if len > n.checked_sub(commits.len())? {
+            return None;
+        }
+        for _ in 0..len {
+            (seq, count) = (seq.checked_add(ds)?, count.checked_add(dc)?);
+            commits.push((seq, count));
+        }
+        last = Some((ds, dc));
+    }
+    Some(commits)
 }
 
 #[diversify]
@@ -587,7 +616,7 @@ mod tests {
         };
         let (m, l, e) = (meta.encode(), link.encode(), ev.encode());
         // The sizes docs/history.md gives (before the 28 bytes of sealing).
-        assert_eq!((m.len(), l.len(), e.len()), (187, 110 + 2 * 2, 81));
+        assert_eq!((m.len(), l.len(), e.len()), (187, 110 + 2 * 3, 81));
         assert_eq!(encode_retention(5).len(), 9);
         assert_eq!(Meta::decode(&m), Some(meta));
         assert_eq!(BlockLink::decode(&l), Some(link));
@@ -626,14 +655,25 @@ mod tests {
             let l = link(commits);
             assert_eq!(BlockLink::decode(&l.encode()), Some(l));
         }
-        let mut bytes = link(vec![(5, 3)]).encode();
-        let at = bytes.len() - 2;
-        bytes[at] = 0; // a step of 0
-        assert!(BlockLink::decode(&bytes).is_none());
-        let mut long = link(vec![(5, 3)]).encode();
-        long.truncate(at);
-        long.extend_from_slice(&[0x85, 0x00, 0x03]); // 5 over two bytes
-        assert!(BlockLink::decode(&long).is_none());
+        let steady = link((1..=136).map(|i| (i, i as u32 * 2)).collect());
+        assert_eq!(steady.encode().len(), 110 + 4, "one run (of 136: 2 bytes)");
+        // A link's commit count is at bytes 106..110, its runs after.
+        let with = |n: u32, runs: &[u8]| {
+            let mut b = link(vec![]).encode();
+            b[106..110].copy_from_slice(&n.to_le_bytes());
+            b.extend_from_slice(runs);
+            BlockLink::decode(&b)
+        };
+        assert!(with(1, &[5, 3, 1]).is_some());
+        assert!(with(1, &[5, 0, 1]).is_none(), "a step of 0");
+        assert!(with(1, &[5, 3, 0]).is_none(), "a run of 0");
+        assert!(with(1, &[0x85, 0x00, 3, 1]).is_none(), "5 over two bytes");
+        assert!(
+            with(2, &[1, 1, 1, 1, 1, 1]).is_none(),
+            "two runs of one step"
+        );
+        assert!(with(2, &[1, 1, 3]).is_none(), "a run past the count");
+        assert!(with(u32::MAX, &[1, 1, 0xff, 0xff, 0x03]).is_none());
     }
 
     /// The signed bytes of a head are fixed: a change to them is a change
