@@ -1,4 +1,5 @@
-//! Store benchmarks: sustained ingestion, a 24-hour range query of one
+//! Store benchmarks: sustained ingestion, ingestion in small commits (as
+//! `run` commits at 10 Hz: every 200 ms), a 24-hour range query of one
 //! channel downsampled to 1,000 points, and bytes per stored sample. Run
 //! with `cargo bench -p twinshield-store --bench store`.
 
@@ -43,6 +44,66 @@ fn dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Storage as `run` writes: an hour at 10 Hz, a commit per 2 samples.
+fn storage_in_small_commits(key: &Zeroizing<[u8; 32]>, schema: &[String]) {
+    let d = dir("hour");
+    let hour = 36_000u32;
+    {
+        let w = Store::open(&d, key, Some(schema))
+            .unwrap()
+            .into_writer(WriterConfig {
+                batch_max: 2,
+                ..WriterConfig::default()
+            })
+            .unwrap();
+        for i in 0..hour {
+            while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
+                std::thread::yield_now();
+            }
+        }
+        w.flush();
+    }
+    let mut store = Store::open(&d, key, None).unwrap();
+    assert!(store.compact().unwrap());
+    println!(
+        "storage in commits of 2, after compaction: {:.1} bytes per sample",
+        store.disk_bytes() as f64 / f64::from(hour)
+    );
+}
+
+/// 24 hours at 10 Hz, written as fast as the writer takes them, compacted.
+fn day_store(key: &Zeroizing<[u8; 32]>, schema: &[String]) -> Store {
+    let d = dir("day");
+    let day = 864_000u32;
+    {
+        let w = Store::open(&d, key, Some(schema))
+            .unwrap()
+            .into_writer(WriterConfig::default())
+            .unwrap();
+        for i in 0..day {
+            while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
+                std::thread::yield_now();
+            }
+        }
+        w.flush();
+    }
+    let mut store = Store::open(&d, key, None).unwrap();
+    let bytes = store.disk_bytes();
+    println!(
+        "storage: {} bytes for {day} samples of 14 channels = {:.1} bytes per sample",
+        bytes,
+        bytes as f64 / f64::from(day)
+    );
+    assert!(store.compact().unwrap());
+    let bytes = store.disk_bytes();
+    println!(
+        "storage after compaction: {} bytes = {:.1} bytes per sample",
+        bytes,
+        bytes as f64 / f64::from(day)
+    );
+    store
+}
+
 fn benches(c: &mut Criterion) {
     let key = Zeroizing::new([7u8; 32]);
     let schema = schema();
@@ -74,37 +135,42 @@ fn benches(c: &mut Criterion) {
         )
     });
 
-    // 24 hours at 10 Hz, then a one-channel query downsampled to 1,000 points.
-    let d = dir("day");
-    let day = 864_000u32;
-    {
-        let w = Store::open(&d, &key, Some(&schema))
-            .unwrap()
-            .into_writer(WriterConfig::default())
-            .unwrap();
-        for i in 0..day {
-            while !w.push(sample(1.7e9 + f64::from(i) * 0.1, i)) {
-                std::thread::yield_now();
-            }
-        }
-        w.flush();
-    }
-    let mut store = Store::open(&d, &key, None).unwrap();
-    let bytes = store.disk_bytes();
-    println!(
-        "storage: {} bytes for {day} samples of 14 channels = {:.1} bytes per sample",
-        bytes,
-        bytes as f64 / f64::from(day)
-    );
-    assert!(store.compact().unwrap());
-    let bytes = store.disk_bytes();
-    println!(
-        "storage after compaction: {} bytes = {:.1} bytes per sample",
-        bytes,
-        bytes as f64 / f64::from(day)
-    );
+    // Small commits: 400 of 50 samples each, every one waited for (so
+    // what each commit costs, the chain's links included, shows).
+    const SMALL: u32 = 50;
+    const COMMITS: u32 = 400;
+    g.throughput(Throughput::Elements(u64::from(SMALL * COMMITS)));
+    g.bench_function("ingest_20k_samples_in_commits_of_50", |b| {
+        b.iter_with_setup(
+            || {
+                round += 1;
+                let d = dir(&format!("small{round}"));
+                Store::open(&d, &key, Some(&schema)).unwrap()
+            },
+            |store| {
+                let w = store.into_writer(WriterConfig::default()).unwrap();
+                for c in 0..COMMITS {
+                    for i in c * SMALL..(c + 1) * SMALL {
+                        assert!(w.push(sample(1.7e9 + f64::from(i) * 0.1, i)));
+                    }
+                    w.flush();
+                }
+                assert_eq!(w.status().acknowledged, u64::from(SMALL * COMMITS));
+            },
+        )
+    });
+
+    // 24 hours at 10 Hz, then a one-channel query downsampled to 1,000
+    // points. The stores (and the storage figures) are built only when
+    // this benchmark is selected, so `--bench ingest` measures ingestion
+    // alone.
+    let mut day: Option<Store> = None;
     g.throughput(Throughput::Elements(1));
     g.bench_function("range_24h_one_channel_1000_points", |b| {
+        let store = day.get_or_insert_with(|| {
+            storage_in_small_commits(&key, &schema);
+            day_store(&key, &schema)
+        });
         b.iter(|| {
             let r = store
                 .range(black_box(2), 1.7e9, 1.7e9 + 86_400.0, 1000)
@@ -113,6 +179,7 @@ fn benches(c: &mut Criterion) {
             black_box(r)
         })
     });
+    drop(day);
     g.finish();
     for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
         if e.file_name()

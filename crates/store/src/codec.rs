@@ -18,6 +18,9 @@ pub struct Sample {
 
 /// Samples stored together: times as offsets from the block's start.
 /// Layout: `start f64 | count u32 | channels u16 | count × (offset f32 | channels × f32)`.
+/// The writer builds blocks with [`BlockBytes`]; this is the reference
+/// layout it is tested against.
+#[cfg(test)]
 #[diversify]
 pub(crate) fn encode_block(samples: &[Sample], channels: usize) -> Vec<u8> {
     let start = samples.first().map_or(0.0, |s| s.time);
@@ -44,29 +47,165 @@ pub(crate) fn encode_block(samples: &[Sample], channels: usize) -> Vec<u8> {
     out
 }
 
-struct R<'a>(&'a [u8]);
+/// A reader over stored bytes: every read is checked, none panics.
+pub(crate) struct R<'a>(pub(crate) &'a [u8]);
 
 #[diversify]
 impl R<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (h, t) = self.0.split_at_checked(N)?;
         self.0 = t;
         h.try_into().ok()
     }
-    fn f64(&mut self) -> Option<f64> {
+    pub(crate) fn f64(&mut self) -> Option<f64> {
         self.take().map(f64::from_le_bytes)
     }
     fn f32(&mut self) -> Option<f32> {
         self.take().map(f32::from_le_bytes)
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         self.take().map(u32::from_le_bytes)
     }
     fn u16(&mut self) -> Option<u16> {
         self.take().map(u16::from_le_bytes)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         self.take::<1>().map(|[b]| b)
+    }
+    /// Nothing left: a record must be read to its end.
+    pub(crate) fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Bytes before a block's first sample: `start f64 | count u32 | channels u16`.
+pub(crate) const BLOCK_HEADER: usize = 14;
+
+/// A block's plaintext kept as bytes: samples are appended to it and
+/// those already in it are never re-encoded, so a block only ever grows
+/// at its end (the hash chain digests each batch's part of a block once,
+/// and finds the same bytes there later). Same layout as `encode_block`.
+pub(crate) struct BlockBytes {
+    bytes: Vec<u8>,
+    start: f64,
+    count: u32,
+    channels: u16,
+}
+
+#[diversify]
+impl BlockBytes {
+    /// An empty block starting at `start`, for samples of `channels` values.
+    pub(crate) fn new(start: f64, channels: usize) -> Self {
+        let channels = u16::try_from(channels).unwrap_or(u16::MAX);
+        let mut bytes = Vec::with_capacity(4096);
+        bytes.extend_from_slice(&start.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&channels.to_le_bytes());
+        BlockBytes {
+            bytes,
+            start,
+            count: 0,
+            channels,
+        }
+    }
+
+    /// A stored block's plaintext, if its layout holds (the same check as
+    /// `decode_block`).
+    pub(crate) fn parse(bytes: Vec<u8>) -> Option<Self> {
+        let mut r = R(&bytes);
+        let start = r.f64()?;
+        let count = r.u32()?;
+        let channels = r.u16()?;
+        let per = usize::from(channels).checked_add(1)?.checked_mul(4)?;
+        if r.0.len() != usize::try_from(count).ok()?.checked_mul(per)? {
+            return None;
+        }
+        Some(BlockBytes {
+            bytes,
+            start,
+            count,
+            channels,
+        })
+    }
+
+    /// Appends `s` (values beyond the block's channels dropped, missing
+    /// ones NaN) and returns its time as stored (start + the `f32` offset).
+    #[inline]
+    pub(crate) fn push(&mut self, s: &Sample) -> f64 {
+        let offset = (s.time - self.start) as f32;
+        self.bytes.extend_from_slice(&offset.to_le_bytes());
+        for k in 0..usize::from(self.channels) {
+            let v = s.values.get(k).copied().unwrap_or(f32::NAN);
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.count = self.count.saturating_add(1);
+        if let Some(c) = self.bytes.get_mut(8..12) {
+            c.copy_from_slice(&self.count.to_le_bytes());
+        }
+        self.start + f64::from(offset)
+    }
+
+    /// The whole plaintext.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Time of the block's first sample.
+    pub(crate) fn start(&self) -> f64 {
+        self.start
+    }
+
+    /// Samples in the block.
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Values per sample.
+    pub(crate) fn channels(&self) -> usize {
+        usize::from(self.channels)
+    }
+
+    /// What every part of the block shares: `start f64 | channels u16`.
+    pub(crate) fn fixed_header(&self) -> [u8; 10] {
+        let mut h = [0u8; 10];
+        let (a, b) = h.split_at_mut(8);
+        a.copy_from_slice(&self.start.to_le_bytes());
+        b.copy_from_slice(&self.channels.to_le_bytes());
+        h
+    }
+
+    /// The bytes of samples `from..to`, if the block holds them.
+    pub(crate) fn entries(&self, from: u32, to: u32) -> Option<&[u8]> {
+        let per = usize::from(self.channels).checked_add(1)?.checked_mul(4)?;
+        let at = |i: u32| {
+            usize::try_from(i)
+                .ok()?
+                .checked_mul(per)?
+                .checked_add(BLOCK_HEADER)
+        };
+        if from > to || to > self.count {
+            return None;
+        }
+        self.bytes.get(at(from)?..at(to)?)
+    }
+
+    /// The latest finite stored time among samples `from..to` (NaN if none).
+    pub(crate) fn latest(&self, from: u32, to: u32) -> f64 {
+        let per = usize::from(self.channels)
+            .saturating_add(1)
+            .saturating_mul(4);
+        let Some(entries) = self.entries(from, to) else {
+            return f64::NAN;
+        };
+        entries
+            .chunks_exact(per.max(4))
+            .filter_map(|e| e.first_chunk::<4>().map(|b| f32::from_le_bytes(*b)))
+            .map(|off| self.start + f64::from(off))
+            .filter(|t| t.is_finite())
+            .fold(f64::NAN, f64::max)
     }
 }
 
@@ -249,6 +388,17 @@ mod tests {
         assert_eq!(d.len(), 5);
         assert!((d[4].time - s[4].time).abs() < 1e-4);
         assert!(decode_block(&b[..b.len() - 1]).is_none());
+        // Appending to a block gives the reference layout's bytes.
+        let mut bb = BlockBytes::new(s[0].time, 2);
+        for x in &s {
+            bb.push(x);
+        }
+        assert_eq!(bb.bytes(), b.as_slice());
+        let again = BlockBytes::parse(b.clone()).expect("parses");
+        assert_eq!(again.count(), 5);
+        assert_eq!(again.entries(1, 3).map(<[u8]>::len), Some(24));
+        assert!(again.entries(3, 6).is_none());
+        assert!(BlockBytes::parse(b[..b.len() - 1].to_vec()).is_none());
         let e = Event {
             kind: EventKind::Audit,
             time: 3.0,

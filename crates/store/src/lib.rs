@@ -34,11 +34,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod chain;
 mod codec;
 mod crypt;
+mod verify;
 mod writer;
 
+pub use chain::ChainHead;
 pub use codec::{Event, EventKind, MinuteRow, Sample};
+pub use verify::{
+    ChainFault, ChainReport, ChainTable, HeadCheck, KnownHeadCheck, RecordRef, Unchained,
+};
 
 /// Decodes the plaintext of a stored record of each kind (after
 /// decryption), refusing anything malformed. Public for the fuzz targets.
@@ -52,6 +58,7 @@ pub fn decode_records(bytes: &[u8]) -> (Option<Vec<Sample>>, Option<MinuteRow>, 
 }
 pub use writer::{StoreHandle, StoreWriter, WriterConfig, WriterStatus};
 
+use chain::{ChainKey, Meta};
 use crypt::Cipher;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -110,10 +117,15 @@ pub enum StoreError {
     /// A record failed authentication or decoding.
     #[error("history record {0} is corrupt")]
     Corrupt(String),
+    /// The history's chain state (`meta`/`chain`) does not decrypt or
+    /// decode: the chain cannot be continued. [`Store::verify_chain`]
+    /// still reports what it can.
+    #[error("the history's hash chain record is damaged")]
+    ChainDamaged,
 }
 
 #[diversify]
-fn database_error(e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn database_error(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Database(e.into())
 }
 
@@ -136,11 +148,19 @@ pub(crate) fn micros(t: f64) -> u64 {
     if t <= 0.0 { 0 } else { (t * 1e6) as u64 }
 }
 
+/// The store's keys: the cipher every record is sealed with, and the
+/// chain's keyed hash, both derived from the caller's key.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    pub(crate) cipher: Arc<Cipher>,
+    pub(crate) chain: Arc<ChainKey>,
+}
+
 /// An open history.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
-    cipher: Arc<Cipher>,
+    keys: Keys,
     schema: Arc<Vec<String>>,
     dir: PathBuf,
 }
@@ -225,7 +245,10 @@ impl Store {
         };
         Ok(Store {
             db: Arc::new(db),
-            cipher: Arc::new(cipher),
+            keys: Keys {
+                cipher: Arc::new(cipher),
+                chain: Arc::new(ChainKey::derive(key)),
+            },
             schema: Arc::new(schema),
             dir: dir.to_path_buf(),
         })
@@ -266,15 +289,23 @@ impl Store {
     /// Hands the database to the batching writer thread, which then owns
     /// it (so it can reopen it after an I/O error). Fails while another
     /// handle of this store is alive; reopen the store to read afterwards.
+    ///
+    /// The writer continues the history's hash chain; a history written
+    /// before the chain existed starts one at its first commit (what it
+    /// held then stays unchained, see [`ChainReport::unchained`]). Fails
+    /// with [`StoreError::ChainDamaged`] if the chain's state does not
+    /// read back.
     pub fn into_writer(self, config: WriterConfig) -> Result<StoreWriter, StoreError> {
         let db = Arc::try_unwrap(self.db).map_err(|_| {
             StoreError::Unavailable("the history is still open for reading elsewhere")
         })?;
+        let chain = writer::load_chain(&db, &self.keys)?;
         Ok(StoreWriter::start(
             db,
             self.dir.join(DB_FILE),
-            self.cipher,
+            self.keys,
             self.schema,
+            chain,
             config,
         ))
     }
@@ -282,16 +313,35 @@ impl Store {
     /// A read view over the writer thread's database handle.
     pub(crate) fn view(
         db: Arc<Database>,
-        cipher: Arc<Cipher>,
+        keys: Keys,
         schema: Arc<Vec<String>>,
         path: &Path,
     ) -> Store {
         Store {
             db,
-            cipher,
+            keys,
             schema,
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         }
+    }
+
+    /// The chain head of the last commit, as stored; `None` if no writer
+    /// has committed since the chain began (or the history predates it
+    /// and was not written since).
+    pub fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        let r = self.db.begin_read().map_err(database_error)?;
+        Ok(read_chain_meta(&r, &self.keys)?.map(|m| m.head))
+    }
+
+    /// Walks the history's hash chain and reports every record that does
+    /// not fit it (the first is [`ChainReport::first_fault`]), and how the
+    /// history stands against `known` heads kept elsewhere (the backend's):
+    /// behind one (rolled back or truncated), diverged from one
+    /// (rewritten), or extending it. Damage and tampering are findings in
+    /// the report; an error means the database itself could not be read.
+    /// Reads one consistent snapshot; never panics on any stored bytes.
+    pub fn verify_chain(&self, known: &[ChainHead]) -> Result<ChainReport, StoreError> {
+        verify::verify(&self.db, &self.keys, known)
     }
 
     /// Full-rate samples with `from ≤ time ≤ to`, oldest first.
@@ -309,6 +359,7 @@ impl Store {
             let (k, v) = item.map_err(database_error)?;
             let key = k.value();
             let plain = self
+                .keys
                 .cipher
                 .open("samples", &key.to_le_bytes(), v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
@@ -332,6 +383,7 @@ impl Store {
         };
         let key = k.value();
         let plain = self
+            .keys
             .cipher
             .open("samples", &key.to_le_bytes(), v.value())
             .ok_or_else(|| StoreError::Corrupt(format!("samples/{key}")))?;
@@ -355,6 +407,7 @@ impl Store {
             let (k, v) = item.map_err(database_error)?;
             let key = k.value();
             let plain = self
+                .keys
                 .cipher
                 .open("minutes", &key.to_le_bytes(), v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("minutes/{key}")))?;
@@ -440,6 +493,7 @@ impl Store {
             let (k, v) = item.map_err(database_error)?;
             let key = k.value();
             let plain = self
+                .keys
                 .cipher
                 .open("events", &key.to_le_bytes(), v.value())
                 .ok_or_else(|| StoreError::Corrupt(format!("events/{key}")))?;
@@ -465,6 +519,28 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The chain's stored state, if the chain has begun; an error if it does
+/// not read back.
+#[diversify]
+pub(crate) fn read_chain_meta(
+    r: &redb::ReadTransaction,
+    keys: &Keys,
+) -> Result<Option<Meta>, StoreError> {
+    let t = match r.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(database_error(e)),
+    };
+    let Some(v) = t.get(chain::META_KEY).map_err(database_error)? else {
+        return Ok(None);
+    };
+    keys.cipher
+        .open("meta", chain::META_KEY.as_bytes(), v.value())
+        .and_then(|p| Meta::decode(&p))
+        .map(Some)
+        .ok_or(StoreError::ChainDamaged)
 }
 
 #[diversify]

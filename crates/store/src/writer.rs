@@ -1,9 +1,13 @@
 //! The batching writer: one thread owns every write transaction.
 
-use crate::codec::{self, Event, EventKind, MinuteRow, Sample};
+use crate::chain::{
+    self, BLOCK_LINKS, BlockLink, ChainHead, CommitInput, EVENT_LINKS, EventLink, Hash, META_KEY,
+    Meta, RETENTION_LINKS,
+};
+use crate::codec::{self, BlockBytes, Event, EventKind, MinuteRow, Sample};
 use crate::crypt::Cipher;
-use crate::{EVENTS, MINUTES, SAMPLES, StoreError, micros};
-use redb::{Database, ReadableTable};
+use crate::{EVENTS, Keys, META, MINUTES, SAMPLES, StoreError, micros};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +76,8 @@ struct Shared {
     lost: AtomicU64,
     fault: Mutex<Option<String>>,
     faults: AtomicU64,
+    /// The chain head of the last durable commit.
+    head: Mutex<Option<ChainHead>>,
 }
 
 /// What the writer has done so far.
@@ -106,6 +112,7 @@ pub struct StoreWriter {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: Arc<Mutex<Option<SyncSender<Msg>>>>,
+    shared: Arc<Shared>,
 }
 
 #[diversify]
@@ -129,6 +136,13 @@ impl StoreHandle {
             text: text.into(),
         }))
         .is_ok()
+    }
+
+    /// The chain head of the writer's last durable commit (see
+    /// [`StoreWriter::chain_head`]); never blocks. After the writer
+    /// stopped, the head it last committed.
+    pub fn chain_head(&self) -> Option<ChainHead> {
+        self.shared.head.lock().ok().and_then(|h| *h)
     }
 
     /// Runs `read` against the history on the writer's thread and returns
@@ -168,19 +182,25 @@ impl std::fmt::Debug for StoreWriter {
 
 #[diversify]
 impl StoreWriter {
+    /// Starts the writer thread over `db`, continuing the chain `chain`
+    /// (`durable`: its state is on disk already).
     pub(crate) fn start(
         db: Database,
         path: PathBuf,
-        cipher: Arc<Cipher>,
+        keys: Keys,
         schema: Arc<Vec<String>>,
+        (chain, durable): (Meta, bool),
         config: WriterConfig,
     ) -> Self {
         let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            head: Mutex::new(durable.then_some(chain.head)),
+            ..Shared::default()
+        });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("twinshield-store".into())
-            .spawn(move || Worker::new(db, path, cipher, schema, config, s).run(rx))
+            .spawn(move || Worker::new(db, path, keys, schema, chain, config, s).run(rx))
             .ok();
         StoreWriter {
             readers: Arc::new(Mutex::new(Some(tx.clone()))),
@@ -195,7 +215,16 @@ impl StoreWriter {
     pub fn handle(&self) -> StoreHandle {
         StoreHandle {
             tx: self.readers.clone(),
+            shared: self.shared.clone(),
         }
+    }
+
+    /// The chain head of the last durable commit: every sample and event
+    /// acknowledged so far is covered by it. `None` until this history's
+    /// first chained commit. Never blocks; the head to sign and send to
+    /// the backend ([`ChainHead::signing_bytes`]).
+    pub fn chain_head(&self) -> Option<ChainHead> {
+        self.shared.head.lock().ok().and_then(|h| *h)
     }
 
     /// Queues a sample; never blocks. `false` if the queue is full (the
@@ -271,7 +300,7 @@ struct Worker {
     /// `None` after a failed write: redb must be reopened after an I/O error.
     db: Option<Arc<Database>>,
     path: PathBuf,
-    cipher: Arc<Cipher>,
+    keys: Keys,
     schema: Arc<Vec<String>>,
     channels: usize,
     config: WriterConfig,
@@ -279,8 +308,51 @@ struct Worker {
     samples: VecDeque<Sample>,
     events: VecDeque<Event>,
     minute: Option<MinuteAcc>,
+    /// The chain as of the last durable commit.
+    chain: Meta,
     last_retention: f64,
     failing_since: Option<Instant>,
+}
+
+/// What one commit adds to the chain, gathered while its transaction is
+/// written; hashed and stored at its end.
+struct Pending {
+    seq: u64,
+    /// The history's latest record time after this commit.
+    time: f64,
+    /// Digest of each part of a block written, in order.
+    segments: Vec<Hash>,
+    /// The blocks written (their links get this commit's head).
+    links: Vec<(u64, BlockLink)>,
+    /// The events written: key and event-chain value after each.
+    events: Vec<(u64, Hash)>,
+    /// The seq retention moved the chain's base to.
+    base: Option<u64>,
+}
+
+/// The block samples are being appended to in this commit.
+struct Open {
+    key: u64,
+    bytes: BlockBytes,
+    link: BlockLink,
+    /// Samples the block held before this commit.
+    from: u32,
+}
+
+#[diversify]
+impl Open {
+    /// Whether a sample at time `t` must start a new block.
+    fn full_for(&self, t: f64) -> bool {
+        self.bytes.count() as usize >= BLOCK_SAMPLES
+            || t - self.bytes.start() > BLOCK_SPAN
+            || t < self.bytes.start()
+    }
+}
+
+/// A redb error as the writer reports it.
+#[diversify]
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
 }
 
 #[diversify]
@@ -288,15 +360,16 @@ impl Worker {
     fn new(
         db: Database,
         path: PathBuf,
-        cipher: Arc<Cipher>,
+        keys: Keys,
         schema: Arc<Vec<String>>,
+        chain: Meta,
         config: WriterConfig,
         shared: Arc<Shared>,
     ) -> Self {
         Worker {
             db: Some(Arc::new(db)),
             path,
-            cipher,
+            keys,
             channels: schema.len(),
             schema,
             config,
@@ -304,6 +377,7 @@ impl Worker {
             samples: VecDeque::new(),
             events: VecDeque::new(),
             minute: None,
+            chain,
             last_retention: 0.0,
             failing_since: None,
         }
@@ -359,7 +433,7 @@ impl Worker {
         match &self.db {
             Some(db) => q(Ok(&crate::Store::view(
                 db.clone(),
-                self.cipher.clone(),
+                self.keys.clone(),
                 self.schema.clone(),
                 &self.path,
             ))),
@@ -378,10 +452,14 @@ impl Worker {
 
     fn commit(&mut self) {
         match self.write() {
-            Ok((n, minute)) => {
+            Ok((n, minute, chain)) => {
                 self.samples.drain(..n);
                 self.events.clear();
                 self.minute = minute;
+                if let Ok(mut h) = self.shared.head.lock() {
+                    *h = Some(chain.head);
+                }
+                self.chain = chain;
                 self.shared
                     .acknowledged
                     .fetch_add(n as u64, Ordering::AcqRel);
@@ -411,23 +489,23 @@ impl Worker {
     }
 
     /// Writes every pending sample and event in one transaction. Returns
-    /// the samples written and the minute accumulator to keep on success.
-    fn write(&mut self) -> Result<(usize, Option<MinuteAcc>), String> {
+    /// the samples written, and the minute accumulator and chain to keep,
+    /// on success.
+    fn write(&mut self) -> Result<(usize, Option<MinuteAcc>, Meta), String> {
         if self.db.is_none() {
-            self.db = Some(Arc::new(
-                Database::create(&self.path).map_err(|x| x.to_string())?,
-            ));
+            self.db = Some(Arc::new(Database::create(&self.path).map_err(text)?));
         }
         let Some(db) = self.db.as_ref() else {
             return Err("history database is closed".into());
         };
-        let w = db.begin_write().map_err(|x| x.to_string())?;
-        // Work on a copy: a failed transaction leaves the accumulator as it was.
+        let w = db.begin_write().map_err(text)?;
+        // Work on copies: a failed transaction leaves them as they were.
         let mut minute = self.minute.clone();
-        match self.write_in(&w, &mut minute) {
+        let mut chain = self.chain.clone();
+        match self.write_in(&w, &mut minute, &mut chain) {
             Ok(n) => {
-                w.commit().map_err(|x| x.to_string())?;
-                Ok((n, minute))
+                w.commit().map_err(text)?;
+                Ok((n, minute, chain))
             }
             Err(err) => {
                 let _ = w.abort();
@@ -437,33 +515,34 @@ impl Worker {
     }
 
     /// The body of [`Worker::write`]'s transaction `w`: samples with their
-    /// minute aggregates in `minute`, retention, then events. Returns the
+    /// minute aggregates in `minute`, retention, events, then the chain's
+    /// records for all of it (`chain` advanced by one commit). Returns the
     /// samples written.
     fn write_in(
         &mut self,
         w: &redb::WriteTransaction,
         minute: &mut Option<MinuteAcc>,
+        chain: &mut Meta,
     ) -> Result<usize, String> {
         let n = self.samples.len();
+        let mut pending = Pending {
+            seq: chain.head.seq.checked_add(1).ok_or("the chain is full")?,
+            time: chain.head.time,
+            segments: Vec::new(),
+            links: Vec::new(),
+            events: Vec::new(),
+            base: None,
+        };
         {
-            let mut samples = w.open_table(SAMPLES).map_err(|x| x.to_string())?;
-            let mut minutes = w.open_table(MINUTES).map_err(|x| x.to_string())?;
-            self.append_samples(&mut samples, &mut minutes, minute)?;
-            self.apply_retention(&mut samples, &mut minutes)?;
+            let mut samples = w.open_table(SAMPLES).map_err(text)?;
+            let mut minutes = w.open_table(MINUTES).map_err(text)?;
+            let mut links = w.open_table(BLOCK_LINKS).map_err(text)?;
+            let mut tables = (&mut samples, &mut links);
+            self.append_samples(&mut tables, &mut minutes, minute, chain, &mut pending)?;
+            self.apply_retention(&mut tables, &mut minutes, chain, &mut pending)?;
         }
-        if !self.events.is_empty() {
-            let mut events = w.open_table(EVENTS).map_err(|x| x.to_string())?;
-            let first = events
-                .last()
-                .map_err(|x| x.to_string())?
-                .map_or(0, |(k, _)| k.value() + 1);
-            for (key, ev) in (first..).zip(self.events.iter()) {
-                let sealed = seal(&self.cipher, "events", key, &codec::encode_event(ev))?;
-                events
-                    .insert(key, sealed.as_slice())
-                    .map_err(|x| x.to_string())?;
-            }
-        }
+        self.write_events(w, chain, &mut pending)?;
+        self.write_chain(w, chain, pending)?;
         Ok(n)
     }
 
@@ -472,73 +551,132 @@ impl Worker {
     /// aggregates, writing each finished minute and the running one.
     fn append_samples(
         &self,
-        samples: &mut redb::Table<u64, &[u8]>,
+        (samples, links): &mut Blocks<'_, '_>,
         minutes: &mut redb::Table<u64, &[u8]>,
         minute: &mut Option<MinuteAcc>,
+        chain: &mut Meta,
+        pending: &mut Pending,
     ) -> Result<(), String> {
-        let (mut block, mut block_key) = self.open_block(samples)?;
+        let mut open = self.reopen_block(samples, links, chain)?;
         for s in self.samples.iter() {
-            let full = block.len() >= BLOCK_SAMPLES
-                || block
-                    .first()
-                    .is_some_and(|f| s.time - f.time > BLOCK_SPAN || s.time < f.time);
-            if full && let Some(k) = block_key.take() {
-                let sealed = seal(
-                    &self.cipher,
-                    "samples",
-                    k,
-                    &codec::encode_block(&block, self.channels),
-                )?;
-                samples
-                    .insert(k, sealed.as_slice())
-                    .map_err(|x| x.to_string())?;
-                block.clear();
+            if let Some(full) = open.take_if(|b| b.full_for(s.time)) {
+                self.close_block(samples, full, chain, pending)?;
             }
-            if block.is_empty() {
-                // Keys are block start times; never reuse one.
-                let mut k = micros(s.time);
-                while samples.get(k).map_err(|x| x.to_string())?.is_some() && Some(k) != block_key {
-                    k += 1;
-                }
-                block_key = Some(k);
+            let block = match open {
+                Some(ref mut b) => b,
+                None => open.insert(self.new_block(samples, links, s.time, chain, pending.seq)?),
+            };
+            let stored = block.bytes.push(s);
+            if stored.is_finite() {
+                pending.time = pending.time.max(stored);
             }
-            block.push(s.clone());
             self.aggregate(minutes, minute, s)?;
         }
-        if let Some(k) = block_key {
-            let sealed = seal(
-                &self.cipher,
-                "samples",
-                k,
-                &codec::encode_block(&block, self.channels),
-            )?;
-            samples
-                .insert(k, sealed.as_slice())
-                .map_err(|x| x.to_string())?;
+        if let Some(b) = open {
+            self.close_block(samples, b, chain, pending)?;
         }
         // The running minute too, so it survives a crash.
         if let Some(acc) = minute.as_ref() {
-            write_minute(minutes, &self.cipher, acc)?;
+            write_minute(minutes, &self.keys.cipher, acc)?;
         }
         Ok(())
     }
 
-    /// The newest stored block and its key, if it has room for more
-    /// samples; else an empty block with no key yet.
-    fn open_block(
+    /// The chain's newest block and its link, if it has room for more
+    /// samples and both read back as the chain left them; else `None`
+    /// (the next sample starts a new block).
+    fn reopen_block(
         &self,
         samples: &redb::Table<u64, &[u8]>,
-    ) -> Result<(Vec<Sample>, Option<u64>), String> {
-        if let Some((k, v)) = samples.last().map_err(|x| x.to_string())? {
-            let key = k.value();
-            if let Some(plain) = self.cipher.open("samples", &key.to_le_bytes(), v.value())
-                && let Some(b) = codec::decode_block(&plain)
-                && b.len() < BLOCK_SAMPLES
-            {
-                return Ok((b, Some(key)));
-            }
+        links: &redb::Table<u64, &[u8]>,
+        chain: &Meta,
+    ) -> Result<Option<Open>, String> {
+        let Some((key, _)) = chain.last_block else {
+            return Ok(None);
+        };
+        let cipher = &self.keys.cipher;
+        let k = key.to_le_bytes();
+        let bytes = match samples.get(key).map_err(text)? {
+            Some(v) => cipher
+                .open("samples", &k, v.value())
+                .and_then(|mut p| BlockBytes::parse(std::mem::take(&mut *p))),
+            None => None,
+        };
+        let link = match links.get(key).map_err(text)? {
+            Some(v) => cipher
+                .open("chain-blocks", &k, v.value())
+                .and_then(|p| BlockLink::decode(&p)),
+            None => None,
+        };
+        let (Some(bytes), Some(link)) = (bytes, link) else {
+            return Ok(None);
+        };
+        let fits = bytes.channels() == self.channels
+            && (bytes.count() as usize) < BLOCK_SAMPLES
+            && link.commits.last().map(|c| c.1) == Some(bytes.count())
+            && link.number.checked_add(1) == Some(chain.next_block);
+        Ok(fits.then(|| Open {
+            key,
+            from: bytes.count(),
+            bytes,
+            link,
+        }))
+    }
+
+    /// A new, empty block for a sample at time `t`, keyed by its start
+    /// time (never a key in use, nor one whose link is still there).
+    fn new_block(
+        &self,
+        samples: &redb::Table<u64, &[u8]>,
+        links: &redb::Table<u64, &[u8]>,
+        t: f64,
+        chain: &mut Meta,
+        seq: u64,
+    ) -> Result<Open, String> {
+        let mut key = micros(t);
+        while samples.get(key).map_err(text)?.is_some() || links.get(key).map_err(text)?.is_some() {
+            key = key.checked_add(1).ok_or("no free block key")?;
         }
-        Ok((Vec::new(), None))
+        let link = BlockLink {
+            number: chain.next_block,
+            prev: chain.last_block,
+            digest: chain::block_seed(key, chain.next_block, chain.last_block),
+            head: chain.head,
+            commits: Vec::new(),
+        };
+        chain.next_block = chain.next_block.saturating_add(1);
+        chain.last_block = Some((key, seq));
+        Ok(Open {
+            key,
+            bytes: BlockBytes::new(t, self.channels),
+            link,
+            from: 0,
+        })
+    }
+
+    /// Writes `b` if this commit added to it: its sealed bytes, and its
+    /// part's digest into the commit and the block's link.
+    fn close_block(
+        &self,
+        samples: &mut redb::Table<u64, &[u8]>,
+        mut b: Open,
+        chain: &mut Meta,
+        pending: &mut Pending,
+    ) -> Result<(), String> {
+        let to = b.bytes.count();
+        if to == b.from {
+            return Ok(());
+        }
+        let part = chain::segment_digest(b.key, &b.bytes, b.from, to)
+            .ok_or("a block part out of range")?;
+        b.link.digest = chain::fold(&b.link.digest, pending.seq, &part);
+        b.link.commits.push((pending.seq, to));
+        pending.segments.push(part);
+        let sealed = seal(&self.keys.cipher, "samples", b.key, b.bytes.bytes())?;
+        samples.insert(b.key, sealed.as_slice()).map_err(text)?;
+        chain.last_block = Some((b.key, pending.seq));
+        pending.links.push((b.key, b.link));
+        Ok(())
     }
 
     /// Folds `s` into the running minute aggregate, first writing the
@@ -553,7 +691,7 @@ impl Worker {
         if minute.as_ref().is_some_and(|a| a.minute != m)
             && let Some(done) = minute.take()
         {
-            write_minute(minutes, &self.cipher, &done)?;
+            write_minute(minutes, &self.keys.cipher, &done)?;
         }
         let acc = minute.get_or_insert_with(|| MinuteAcc {
             minute: m,
@@ -571,12 +709,17 @@ impl Worker {
         Ok(())
     }
 
-    /// Drops full-rate samples and minute aggregates past their retention,
-    /// about once a minute of data time.
+    /// Drops full-rate samples (with their links) and minute aggregates
+    /// past their retention, about once a minute of data time. A block
+    /// this commit wrote waits for the next round. When chained blocks go,
+    /// the chain's base moves to the newest head among them, and the
+    /// commit records the move.
     fn apply_retention(
         &mut self,
-        samples: &mut redb::Table<u64, &[u8]>,
+        (samples, links): &mut Blocks<'_, '_>,
         minutes: &mut redb::Table<u64, &[u8]>,
+        chain: &mut Meta,
+        pending: &mut Pending,
     ) -> Result<(), String> {
         let Some(newest) = self.samples.back().map(|s| s.time) else {
             return Ok(());
@@ -588,23 +731,173 @@ impl Worker {
         let cut = micros(newest - self.config.full_rate);
         let old: Vec<u64> = samples
             .range(..cut)
-            .map_err(|x| x.to_string())?
+            .map_err(text)?
             .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+            .filter(|k| !pending.links.iter().any(|(w, _)| w == k))
             .collect();
+        let mut base: Option<ChainHead> = None;
         for k in old {
-            samples.remove(k).map_err(|x| x.to_string())?;
+            let link = links.remove(k).map_err(text)?.and_then(|v| {
+                self.keys
+                    .cipher
+                    .open("chain-blocks", &k.to_le_bytes(), v.value())
+                    .and_then(|p| BlockLink::decode(&p))
+            });
+            if let Some(l) = link
+                && base.is_none_or(|b| l.head.seq > b.seq)
+            {
+                base = Some(l.head);
+            }
+            samples.remove(k).map_err(text)?;
+        }
+        if let Some(b) = base
+            && b.seq > chain.base.seq
+            && b.seq < pending.seq
+        {
+            chain.base = b;
+            pending.base = Some(b.seq);
         }
         let mcut = minute_of(newest - self.config.minutes);
         let old: Vec<u64> = minutes
             .range(..mcut)
-            .map_err(|x| x.to_string())?
+            .map_err(text)?
             .filter_map(|r| r.ok().map(|(k, _)| k.value()))
             .collect();
         for k in old {
-            minutes.remove(k).map_err(|x| x.to_string())?;
+            minutes.remove(k).map_err(text)?;
         }
         Ok(())
     }
+
+    /// Writes the pending events after the last event key in use (or the
+    /// chain's next key, if that is higher: a key whose event went
+    /// missing is not reused), each one a link of the event chain.
+    fn write_events(
+        &self,
+        w: &redb::WriteTransaction,
+        chain: &mut Meta,
+        pending: &mut Pending,
+    ) -> Result<(), String> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let mut events = w.open_table(EVENTS).map_err(text)?;
+        let after_last = events
+            .last()
+            .map_err(text)?
+            .map_or(0, |(k, _)| k.value().saturating_add(1));
+        let mut key = after_last.max(chain.next_event);
+        for ev in self.events.iter() {
+            let plain = codec::encode_event(ev);
+            let sealed = seal(&self.keys.cipher, "events", key, &plain)?;
+            events.insert(key, sealed.as_slice()).map_err(text)?;
+            chain.ev = self.keys.chain.event(&chain.ev, key, pending.seq, &plain);
+            pending.events.push((key, chain.ev));
+            if ev.time.is_finite() {
+                pending.time = pending.time.max(ev.time);
+            }
+            key = key.checked_add(1).ok_or("no free event key")?;
+        }
+        chain.next_event = key;
+        Ok(())
+    }
+
+    /// Hashes the commit into the chain and writes its records: the links
+    /// of the blocks and events it wrote (each with the new head), the
+    /// retention record if the base moved, and the chain's state.
+    fn write_chain(
+        &self,
+        w: &redb::WriteTransaction,
+        chain: &mut Meta,
+        p: Pending,
+    ) -> Result<(), String> {
+        let hash = self.keys.chain.commit(&CommitInput {
+            prev: &chain.head.hash,
+            seq: p.seq,
+            start: &chain.start,
+            time: p.time,
+            next_event: chain.next_event,
+            ev: &chain.ev,
+            segments: &p.segments,
+            base: p.base,
+        });
+        let head = ChainHead {
+            seq: p.seq,
+            hash,
+            time: p.time,
+        };
+        chain.head = head;
+        let cipher = &self.keys.cipher;
+        let mut links = w.open_table(BLOCK_LINKS).map_err(text)?;
+        for (k, mut link) in p.links {
+            link.head = head;
+            let sealed = seal(cipher, "chain-blocks", k, &link.encode())?;
+            links.insert(k, sealed.as_slice()).map_err(text)?;
+        }
+        if !p.events.is_empty() {
+            let mut t = w.open_table(EVENT_LINKS).map_err(text)?;
+            for (k, ev) in p.events {
+                let sealed = seal(cipher, "chain-events", k, &EventLink { head, ev }.encode())?;
+                t.insert(k, sealed.as_slice()).map_err(text)?;
+            }
+        }
+        if let Some(base) = p.base {
+            let mut t = w.open_table(RETENTION_LINKS).map_err(text)?;
+            let done: Vec<u64> = t
+                .range(..=base)
+                .map_err(text)?
+                .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+                .collect();
+            for k in done {
+                t.remove(k).map_err(text)?;
+            }
+            let sealed = seal(
+                cipher,
+                "chain-retention",
+                p.seq,
+                &chain::encode_retention(base),
+            )?;
+            t.insert(p.seq, sealed.as_slice()).map_err(text)?;
+        }
+        let sealed = cipher
+            .seal("meta", META_KEY.as_bytes(), &chain.encode())
+            .map_err(|_| "cannot encrypt a record".to_owned())?;
+        let mut meta = w.open_table(META).map_err(text)?;
+        meta.insert(META_KEY, sealed.as_slice()).map_err(text)?;
+        Ok(())
+    }
+}
+
+/// The samples table and the block links, written together.
+type Blocks<'a, 't> = (
+    &'a mut redb::Table<'t, u64, &'static [u8]>,
+    &'a mut redb::Table<'t, u64, &'static [u8]>,
+);
+
+/// The chain as the writer continues it: the stored state, or a new
+/// chain starting after what the history holds (`false`: not on disk
+/// yet). A stored state that does not read back is refused.
+#[diversify]
+pub(crate) fn load_chain(db: &Database, keys: &Keys) -> Result<(Meta, bool), StoreError> {
+    let r = db.begin_read().map_err(crate::database_error)?;
+    let last = |t: redb::TableDefinition<u64, &[u8]>| -> Result<Option<u64>, StoreError> {
+        match r.open_table(t) {
+            Ok(t) => Ok(t
+                .last()
+                .map_err(crate::database_error)?
+                .map(|(k, _)| k.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(crate::database_error(e)),
+        }
+    };
+    if let Some(meta) = crate::read_chain_meta(&r, keys)? {
+        return Ok((meta, true));
+    }
+    let start = chain::Start {
+        first_event: last(EVENTS)?.map_or(0, |k| k.saturating_add(1)),
+        legacy_last_block: last(SAMPLES)?,
+    };
+    Ok((Meta::fresh(start, &keys.chain), false))
 }
 
 /// Seals the record `key` of `table`.
