@@ -125,9 +125,11 @@ pub type SignFn = dyn Fn(&[u8]) -> Result<[u8; 64], SignRefused> + Send + Sync;
 
 /// Signs requests with a device's Ed25519 key. Holds no key itself when
 /// built with [`Signer::new`]: it calls the device's signing function.
+/// Clones share that function.
+#[derive(Clone)]
 pub struct Signer {
     key_id: String,
-    sign: Box<SignFn>,
+    sign: std::sync::Arc<SignFn>,
 }
 
 #[diversify]
@@ -146,7 +148,7 @@ impl Signer {
     ) -> Self {
         Signer {
             key_id: key_id.into(),
-            sign: Box::new(sign),
+            sign: std::sync::Arc::new(sign),
         }
     }
 
@@ -158,6 +160,13 @@ impl Signer {
     /// The device's key id.
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// The signature of `msg` itself: for the crate's own fixed-layout,
+    /// domain-separated messages only (a history head), never a caller's
+    /// bytes.
+    pub(crate) fn sign_raw(&self, msg: &[u8]) -> Result<[u8; 64], SignRefused> {
+        (self.sign)(msg)
     }
 
     /// Signs a request with a fresh random nonce, created at `created`.
@@ -558,6 +567,11 @@ impl Verifier {
     /// How many devices are enrolled.
     pub fn devices(&self) -> usize {
         self.devices.len()
+    }
+
+    /// The enrolled public key of `device`.
+    pub(crate) fn key(&self, device: &str) -> Option<&VerifyingKey> {
+        self.devices.get(device)
     }
 
     /// Verifies a request at time `now` (Unix seconds). In order: headers

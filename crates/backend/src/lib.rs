@@ -11,7 +11,9 @@
 //! - [`Outbox`]: messages waiting, encrypted at rest, surviving restarts;
 //! - [`Publisher`]: the task that delivers the outbox with backoff, over
 //!   HTTPS ([`BackendTls`]) or plain HTTP to a loopback address;
-//! - [`Receiver`]: the reference receiver (verify, store exactly once).
+//! - [`Receiver`]: the reference receiver (verify, store exactly once),
+//!   which keeps each device's signed history heads ([`SignedHead`]) and
+//!   serves them back to the device (`GET /v1/heads`).
 //!
 //! A request signed with a device's key verifies against that device's
 //! public key, once: the same signed request again is a replay.
@@ -40,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod heads;
 pub mod httpsig;
 mod message;
 mod outbox;
@@ -51,6 +54,7 @@ mod tls;
 pub use error::{
     BackendError, EnrolError, MessageStoreError, NoTrustRoots, TlsSetupError, TransportError,
 };
+pub use heads::{HEADS_PATH, HeadError, HeadList, HeadListError, MAX_HEADS_SERVED, SignedHead};
 pub use httpsig::{
     Rejection, RequestParts, SignRefused, SignedHeaders, Signer, Verified, Verifier, content_digest,
 };

@@ -1,20 +1,23 @@
 //! The reference receiver: `POST /v1/messages` verified against the
 //! enrolled devices, each accepted message stored exactly once (a retry of
-//! a message already stored is answered 200 and not stored again).
+//! a message already stored is answered 200 and not stored again). A
+//! summary's signed history head is checked against the device's key and
+//! kept; `GET /v1/heads`, signed by a device, answers that device's heads.
 //! Every refusal gets the same generic body; the precise reason goes to
 //! the log (and to the event callback).
 
-use crate::httpsig::{Rejection, RequestParts, Verifier};
-use crate::message::{MAX_BODY, MESSAGES_PATH, Message};
+use crate::heads::{HEADS_PATH, HeadList, MAX_HEADS_SERVED, SignedHead};
+use crate::httpsig::{Rejection, RequestParts, Verified, Verifier};
+use crate::message::{MAX_BODY, MESSAGES_PATH, Message, MessageKind};
 use crate::{BackendError, MessageStoreError};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -28,13 +31,25 @@ const STORE_FILE: &str = "messages.jsonl";
 const MAX_LINE: u64 = 2 * MAX_BODY as u64;
 
 /// Accepted messages: a JSON-lines file (one `{"received_at", "message"}`
-/// object per line, appended and synced before the answer) and the set of
-/// ids already stored, rebuilt from the file on open.
+/// object per line, appended and synced before the answer), the set of
+/// ids already stored and each device's newest signed history heads (from
+/// its summaries), both rebuilt from the file on open.
 #[derive(Debug)]
 pub struct MessageStore {
     file: Option<File>,
     path: Option<PathBuf>,
     ids: HashSet<String>,
+    heads: HashMap<String, VecDeque<SignedHead>>,
+}
+
+/// The signed history head a summary message carries, if it carries one
+/// (`body.head`); `Err` if it carries one that is not a signed head.
+#[diversify]
+fn head_of(msg: &Message) -> Result<Option<SignedHead>, serde_json::Error> {
+    match msg.body.get("head") {
+        Some(h) if msg.kind == MessageKind::Summary => serde_json::from_value(h.clone()).map(Some),
+        _ => Ok(None),
+    }
 }
 
 #[diversify]
@@ -55,7 +70,12 @@ impl MessageStore {
             .create(true)
             .open(&path)
             .map_err(st)?;
-        let mut ids = HashSet::new();
+        let mut store = MessageStore {
+            file: None,
+            path: Some(path.clone()),
+            ids: HashSet::new(),
+            heads: HashMap::new(),
+        };
         let mut reader = BufReader::new(&file);
         let mut line = Vec::new();
         loop {
@@ -67,13 +87,11 @@ impl MessageStore {
             if n == 0 {
                 break;
             }
-            let id = serde_json::from_slice::<serde_json::Value>(&line)
+            let msg = serde_json::from_slice::<serde_json::Value>(&line)
                 .ok()
-                .and_then(|v| v["message"]["id"].as_str().map(str::to_owned));
-            match id {
-                Some(id) => {
-                    ids.insert(id);
-                }
+                .and_then(|mut v| serde_json::from_value::<Message>(v["message"].take()).ok());
+            match msg {
+                Some(msg) => store.remember(&msg),
                 None => {
                     tracing::warn!(file = %path.display(), "unreadable line in the store skipped")
                 }
@@ -89,11 +107,43 @@ impl MessageStore {
                 file.write_all(b"\n").map_err(st)?;
             }
         }
-        Ok(MessageStore {
-            file: Some(file),
-            path: Some(path),
-            ids,
-        })
+        store.file = Some(file);
+        Ok(store)
+    }
+
+    /// Notes a stored message: its id, and its head if it carries one.
+    fn remember(&mut self, msg: &Message) {
+        if let Ok(Some(head)) = head_of(msg) {
+            let kept = self.heads.entry(msg.device.clone()).or_default();
+            if let Some(last) = kept.back()
+                && (head.seq < last.seq || (head.seq == last.seq && head.hash != last.hash))
+            {
+                tracing::warn!(
+                    device = %msg.device,
+                    seq = head.seq,
+                    last = last.seq,
+                    "history head does not extend the last one kept: rolled back or rebuilt"
+                );
+            }
+            if kept.len() >= MAX_HEADS_SERVED {
+                kept.pop_front();
+            }
+            kept.push_back(head);
+        }
+        self.ids.insert(msg.id.clone());
+    }
+
+    /// The newest signed history heads of `device` kept (at most
+    /// [`MAX_HEADS_SERVED`]), oldest first.
+    pub fn heads(&self, device: &str) -> HeadList {
+        HeadList {
+            device: device.to_owned(),
+            heads: self
+                .heads
+                .get(device)
+                .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// Whether a message with `id` is stored.
@@ -130,7 +180,7 @@ impl MessageStore {
                 .and_then(|()| f.sync_data())
                 .map_err(|e| BackendError::Store(MessageStoreError::Append(e)))?;
         }
-        self.ids.insert(msg.id.clone());
+        self.remember(msg);
         Ok(true)
     }
 }
@@ -234,17 +284,8 @@ impl Receiver {
             content_digest: single(headers, "content-digest"),
             body,
         };
-        let now = i64::try_from(unix_now() as u64).unwrap_or(i64::MAX);
-        let verified = match self.verifier.verify(&parts, now) {
-            Ok(v) => v,
-            Err(reason) => {
-                tracing::warn!(%peer, %reason, "request rejected");
-                (self.on_event)(&ReceiverEvent::Rejected {
-                    peer,
-                    reason: &reason,
-                });
-                return (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
-            }
+        let Some(verified) = self.authenticate(peer, &parts) else {
+            return (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
         };
         let invalid = |reason: &str| {
             tracing::warn!(%peer, device = %verified.keyid, reason, "invalid message");
@@ -256,6 +297,9 @@ impl Receiver {
         };
         if msg.device != verified.keyid || !msg.id_consistent() {
             return invalid("message id does not belong to the signing device");
+        }
+        if let Err(reason) = self.check_head(&msg) {
+            return invalid(reason);
         }
         let stored = match self.store.lock() {
             Ok(mut s) => s.store(&msg, unix_now()),
@@ -283,7 +327,83 @@ impl Receiver {
         }
     }
 
-    /// The receiver's routes: `POST /v1/messages`. Serve it with
+    /// A summary's history head, if it carries one, is well-formed and
+    /// signed by the message's device.
+    fn check_head(&self, msg: &Message) -> Result<(), &'static str> {
+        let head = head_of(msg).map_err(|_| "the summary's head is not a signed head")?;
+        let (Some(head), Some(key)) = (head, self.verifier.key(&msg.device)) else {
+            return Ok(());
+        };
+        head.verify_with(key)
+            .map(|_| ())
+            .map_err(|_| "the summary's head is not signed by its device")
+    }
+
+    /// Verifies a request signed by an enrolled device (as for a message),
+    /// logging and reporting a refusal.
+    fn authenticate(&self, peer: SocketAddr, parts: &RequestParts<'_>) -> Option<Verified> {
+        let now = i64::try_from(unix_now() as u64).unwrap_or(i64::MAX);
+        match self.verifier.verify(parts, now) {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "request rejected");
+                (self.on_event)(&ReceiverEvent::Rejected {
+                    peer,
+                    reason: &reason,
+                });
+                None
+            }
+        }
+    }
+
+    /// Handles `GET /v1/heads` (the signature covers an empty body): the
+    /// signing device's own heads, as [`HeadList`] JSON.
+    pub fn handle_heads(
+        &self,
+        peer: SocketAddr,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> (StatusCode, serde_json::Value) {
+        let parts = RequestParts {
+            method: "GET",
+            path,
+            signature_input: single(headers, "signature-input"),
+            signature: single(headers, "signature"),
+            content_digest: single(headers, "content-digest"),
+            body: b"",
+        };
+        let Some(verified) = self.authenticate(peer, &parts) else {
+            return (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+        };
+        let list = match self.store.lock() {
+            Ok(s) => s.heads(&verified.keyid),
+            Err(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "unavailable"}),
+                );
+            }
+        };
+        tracing::info!(device = %verified.keyid, heads = list.heads.len(), "heads served");
+        (
+            StatusCode::OK,
+            serde_json::to_value(list).unwrap_or_default(),
+        )
+    }
+
+    /// The signed history heads kept for `device` (what `GET /v1/heads`
+    /// serves it).
+    pub fn heads(&self, device: &str) -> HeadList {
+        self.store
+            .lock()
+            .map(|s| s.heads(device))
+            .unwrap_or_else(|_| HeadList {
+                device: device.to_owned(),
+                heads: Vec::new(),
+            })
+    }
+
+    /// The receiver's routes: `POST /v1/messages` and `GET /v1/heads`. Serve it with
     /// connection info (`into_make_service_with_connect_info::<SocketAddr>`,
     /// as [`Receiver::serve`] does, or a server that puts axum's
     /// `ConnectInfo<SocketAddr>` in each request's extensions, as
@@ -291,6 +411,7 @@ impl Receiver {
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route(MESSAGES_PATH, post(post_message))
+            .route(HEADS_PATH, get(get_heads))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self)
     }
@@ -325,6 +446,25 @@ async fn post_message(
         rx.handle(peer, method.as_str(), &path, &headers, &body)
     })
     .await;
+    match result {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "internal error"})),
+        )
+            .into_response(),
+    }
+}
+
+#[diversify]
+async fn get_heads(
+    State(rx): State<Arc<Receiver>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path().to_owned();
+    let result = tokio::task::spawn_blocking(move || rx.handle_heads(peer, &path, &headers)).await;
     match result {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(_) => (

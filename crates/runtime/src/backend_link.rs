@@ -1,16 +1,19 @@
 //! The twin's link to its backend: alarms and a state summary every 10 s
 //! of plant time, queued with the publisher (which signs them with the
 //! device key and keeps them in the encrypted outbox until delivered).
-//! While the gate refuses key use nothing is queued or signed.
+//! Each summary carries the history's chain head of the moment, signed
+//! with the device key, which the backend keeps (docs/history.md, "Signed
+//! heads"). While the gate refuses key use nothing is queued or signed.
 //!
 //! The message bodies are a contract with the backend (docs/backend.md):
 //! each is one type here, its fields in alphabetical order as always.
 
 use crate::gate::Gate;
 use serde::Serialize;
-use twinshield_backend::{PublisherHandle, SignRefused, Signer};
+use twinshield_backend::{PublisherHandle, SignRefused, SignedHead, Signer};
 use twinshield_model::Model;
 use twinshield_shield_macros::diversify;
+use twinshield_store::StoreHandle;
 use twinshield_twin::{AlarmEvent, Twin};
 
 /// Plant seconds between state summaries.
@@ -57,6 +60,10 @@ pub struct SummaryMessage {
     pub active_alarms: usize,
     /// Samples that could not be used so far.
     pub data_quality_events: u64,
+    /// The history's chain head, signed with the device key (absent
+    /// without a history, or before its first commit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<SignedHead>,
     /// Every output, last sample.
     pub outputs: Vec<OutputSummary>,
     /// Samples taken so far.
@@ -108,6 +115,7 @@ impl SummaryMessage {
         SummaryMessage {
             active_alarms: twin.alarms().active_count(),
             data_quality_events: quality,
+            head: None,
             outputs,
             samples: twin.samples(),
             time: t,
@@ -122,6 +130,7 @@ pub struct BackendLink {
     handle: PublisherHandle,
     gate: Gate,
     last_summary: f64,
+    heads: Option<(StoreHandle, Signer)>,
 }
 
 #[diversify]
@@ -132,7 +141,25 @@ impl BackendLink {
             handle,
             gate,
             last_summary: f64::NEG_INFINITY,
+            heads: None,
         }
+    }
+
+    /// Adds the chain head of `history`'s last durable commit, signed
+    /// through `signer` (the device key, gated), to every summary.
+    pub fn with_heads(mut self, history: StoreHandle, signer: Signer) -> Self {
+        self.heads = Some((history, signer));
+        self
+    }
+
+    /// The history's head now, signed; `None` without a history or a
+    /// commit, or when the signature is refused (logged).
+    fn signed_head(&self) -> Option<SignedHead> {
+        let (history, signer) = self.heads.as_ref()?;
+        let head = history.chain_head()?;
+        SignedHead::sign(&head, signer)
+            .map_err(|e| tracing::warn!(error = %e, "history head not signed"))
+            .ok()
     }
 
     /// Queues an alarm raised or cleared.
@@ -155,7 +182,11 @@ impl BackendLink {
             return;
         }
         self.last_summary = t;
-        let queued = serde_json::to_value(SummaryMessage::of(t, model, twin, quality))
+        let summary = SummaryMessage {
+            head: self.signed_head(),
+            ..SummaryMessage::of(t, model, twin, quality)
+        };
+        let queued = serde_json::to_value(summary)
             .map_err(|e| e.to_string())
             .and_then(|body| self.handle.summary(body).map_err(|e| e.to_string()));
         if let Err(e) = queued {

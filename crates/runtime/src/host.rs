@@ -77,13 +77,19 @@ pub async fn host<S: PlantSource>(
         Some(api) => start_api(api, &session, stop_rx.clone(), observer).await?,
         None => None,
     };
+    let head_signer = hosting.backend.as_ref().map(|b| b.signer.clone());
     let publisher = match hosting.backend {
         Some(b) => Some(start_publisher(b, hosting.backend_tls, observer)?),
         None => None,
     };
-    session.publisher = publisher
-        .clone()
-        .map(|h| BackendLink::new(h, session.shield.gate()));
+    let history = session.recorder.as_ref().map(|r| r.store_handle());
+    session.publisher = publisher.clone().map(|h| {
+        let link = BackendLink::new(h, session.shield.gate());
+        match (history.clone(), head_signer.clone()) {
+            (Some(history), Some(signer)) => link.with_heads(history, signer),
+            _ => link,
+        }
+    });
     let outcome = session.run(clock, stop_rx, observer).await;
     let _ = stop_tx.send(true);
     if let Some(p) = page {
