@@ -29,6 +29,7 @@ pub mod eval;
 pub mod executor;
 pub mod export;
 pub mod gate;
+pub mod history_verify;
 pub mod host;
 pub mod plant_host;
 pub mod recorder;

@@ -1,4 +1,5 @@
-//! `twinshield history export`: the device's encrypted history, read.
+//! `twinshield history export`: the device's encrypted history, read; `twinshield history
+//! verify`: its hash chain checked, and against the signed heads its backend kept.
 
 use super::files::state_dir;
 use anyhow::{Result, bail};
@@ -7,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use twinshield_runtime::export::HistoryExport;
+use twinshield_runtime::history_verify::HistoryVerify;
 use twinshield_shield_macros::diversify;
 
 /// History commands (on the device only: the history opens with its key).
@@ -14,6 +16,28 @@ use twinshield_shield_macros::diversify;
 pub enum HistoryCommand {
     /// Export stored samples and events as CSV or JSON.
     Export(ExportArgs),
+    /// Check the history's hash chain (and the backend's signed heads with --heads); name the
+    /// first record that does not fit. Exit 0 intact, 4 damaged, rewritten or rolled back.
+    Verify(VerifyArgs),
+}
+
+/// Exit status of `history verify` when the history does not verify (1 stays "the command
+/// failed", 2 "bad arguments", 3 "lockdown").
+const DAMAGED: u8 = 4;
+
+/// Arguments of `history verify`.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Data directory of the history (default: `data` in the state directory).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// State directory holding the device's keys.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The device's signed history heads as the backend kept them (JSON, from `twinshield
+    /// backend heads`): finds a history rolled back or rebuilt since.
+    #[arg(long, value_name = "FILE")]
+    heads: Option<PathBuf>,
 }
 
 /// Arguments of `history export`.
@@ -43,10 +67,39 @@ pub struct ExportArgs {
     json: bool,
 }
 
-/// `twinshield history export`.
+/// `twinshield history export` and `history verify`.
 #[diversify]
 pub fn history(cmd: &HistoryCommand) -> Result<ExitCode> {
-    let HistoryCommand::Export(args) = cmd;
+    match cmd {
+        HistoryCommand::Export(args) => export(args),
+        HistoryCommand::Verify(args) => verify(args),
+    }
+}
+
+/// `twinshield history verify`: one line, on standard output when intact, on standard error
+/// (exit 4) when not.
+#[diversify]
+fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    let state = state_dir(args.state.as_deref())?;
+    let data = args.data.clone().unwrap_or_else(|| state.join("data"));
+    let history = HistoryVerify::open(&state, &data)?;
+    let known = match &args.heads {
+        Some(path) => history.heads_from_file(path)?,
+        None => Vec::new(),
+    };
+    let verdict = history.verify(&known)?;
+    if verdict.is_intact() {
+        println!("{verdict}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {verdict}");
+        Ok(ExitCode::from(DAMAGED))
+    }
+}
+
+/// `twinshield history export`.
+#[diversify]
+fn export(args: &ExportArgs) -> Result<ExitCode> {
     let from = args.from.unwrap_or(f64::MIN);
     let to = args.to.unwrap_or(f64::MAX);
     if from.is_nan() || to.is_nan() || from > to {

@@ -1,0 +1,255 @@
+//! `history verify`: the device's history checked against its own hash
+//! chain and, where given, against the signed heads its backend kept, so
+//! that a rewritten, deleted or rolled-back history is named.
+//!
+//! The heads come from the backend as a [`HeadList`] (a file exported with
+//! `twinshield backend heads`, or read over the signed `GET /v1/heads`);
+//! each one must carry this device's valid signature, or nothing is
+//! checked. The history is only read.
+
+use std::path::{Path, PathBuf};
+use twinshield_backend::{HeadList, HeadListError};
+use twinshield_seal::{DeviceIdentity, EmbeddedSecret, SealError};
+use twinshield_shield_macros::diversify;
+use twinshield_store::{ChainHead, ChainReport, HeadCheck, KnownHeadCheck, Store, StoreError};
+
+/// Largest heads file read, bytes (1000 heads take about 200 KB).
+const MAX_HEADS_FILE: u64 = 4 * 1024 * 1024;
+
+/// Why the history could not be verified (damage is not an error: it is
+/// the [`Verdict`]).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The data directory holds no history.
+    #[error("no history in {}", .0.display())]
+    NoHistory(PathBuf),
+    /// The device identity did not open.
+    #[error(transparent)]
+    Device(#[from] SealError),
+    /// The history did not open, or could not be read.
+    #[error("data directory {}: {source}", data.display())]
+    Store {
+        /// The data directory.
+        data: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The heads file could not be read.
+    #[error("heads file {}: {source}", path.display())]
+    HeadsRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The heads file is larger than any the backend exports.
+    #[error("heads file {}: larger than 4 MiB", .0.display())]
+    HeadsTooLarge(PathBuf),
+    /// The heads file is not a heads list.
+    #[error("heads file {}: not a list of heads ({source})", path.display())]
+    HeadsFormat {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The heads are another device's, or one does not verify.
+    #[error("heads file {}: {source}", path.display())]
+    Heads {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: HeadListError,
+    },
+}
+
+/// The history of a data directory, opened (read only) with this device's
+/// key, and the device's identity to check heads with.
+pub struct HistoryVerify {
+    store: Store,
+    data: PathBuf,
+    device: String,
+    public: [u8; 32],
+}
+
+/// What verification found.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The chain's report.
+    pub report: ChainReport,
+}
+
+#[diversify]
+impl HistoryVerify {
+    /// Opens the history in `data` with the device key in `state`.
+    pub fn open(state: &Path, data: &Path) -> Result<Self, VerifyError> {
+        if !data.join("history.redb").is_file() {
+            return Err(VerifyError::NoHistory(data.to_path_buf()));
+        }
+        let identity = DeviceIdentity::open(state, &EmbeddedSecret)?;
+        let store = Store::open(data, &identity.storage_key("history"), None).map_err(|source| {
+            VerifyError::Store {
+                data: data.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(HistoryVerify {
+            store,
+            data: data.to_path_buf(),
+            device: identity.fingerprint().key_id_hex(),
+            public: identity.fingerprint().signing_public(),
+        })
+    }
+
+    /// This device's key id (what the backend files its heads under).
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// The heads in `list`, each verified as this device's.
+    pub fn heads_of(&self, list: &HeadList) -> Result<Vec<ChainHead>, HeadListError> {
+        list.verify(&self.device, &self.public)
+    }
+
+    /// The heads in the file at `path` (a [`HeadList`] as the backend
+    /// exports it), each verified as this device's.
+    pub fn heads_from_file(&self, path: &Path) -> Result<Vec<ChainHead>, VerifyError> {
+        let read = |source| VerifyError::HeadsRead {
+            path: path.to_path_buf(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read)?.len();
+        if len > MAX_HEADS_FILE {
+            return Err(VerifyError::HeadsTooLarge(path.to_path_buf()));
+        }
+        let bytes = std::fs::read(path).map_err(read)?;
+        let list: HeadList =
+            serde_json::from_slice(&bytes).map_err(|source| VerifyError::HeadsFormat {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.heads_of(&list).map_err(|source| VerifyError::Heads {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Walks the chain and checks it against `known` heads.
+    pub fn verify(&self, known: &[ChainHead]) -> Result<Verdict, VerifyError> {
+        let report = self
+            .store
+            .verify_chain(known)
+            .map_err(|source| VerifyError::Store {
+                data: self.data.clone(),
+                source,
+            })?;
+        tracing::info!(
+            clean = report.is_clean(),
+            faults = report.faults.len(),
+            heads = known.len(),
+            "history verified"
+        );
+        Ok(Verdict { report })
+    }
+}
+
+#[diversify]
+impl Verdict {
+    /// No finding, and every known head matched (or predates retention).
+    pub fn is_intact(&self) -> bool {
+        self.report.is_clean()
+    }
+
+    /// Records checked: events and blocks of samples.
+    pub fn records(&self) -> u64 {
+        self.report.events.saturating_add(self.report.sample_blocks)
+    }
+
+    /// The first known head the history does not stand up to.
+    fn first_bad_head(&self) -> Option<&KnownHeadCheck> {
+        self.report
+            .known
+            .iter()
+            .find(|k| !matches!(k.check, HeadCheck::Matches | HeadCheck::BeforeBase { .. }))
+    }
+
+    /// Findings beyond the one named.
+    fn more(&self) -> u64 {
+        let bad_heads = self
+            .report
+            .known
+            .iter()
+            .filter(|k| !matches!(k.check, HeadCheck::Matches | HeadCheck::BeforeBase { .. }))
+            .count();
+        (self.report.faults.len().saturating_add(bad_heads) as u64)
+            .saturating_add(self.report.faults_omitted)
+            .saturating_sub(1)
+    }
+}
+
+/// A head as a reader names it.
+#[diversify]
+fn head_text(h: &ChainHead) -> String {
+    format!("seq {} (time {})", h.seq, h.time)
+}
+
+/// What is wrong with the history against one head the backend kept,
+/// after "history ".
+#[diversify]
+fn head_problem(k: &KnownHeadCheck) -> String {
+    let known = head_text(&k.known);
+    match &k.check {
+        HeadCheck::Behind { store } => {
+            let ends = store.map_or("no commit at all".to_owned(), |h| head_text(&h));
+            format!(
+                "rolled back or truncated: the backend holds head {known}, the history ends at {ends}"
+            )
+        }
+        HeadCheck::Diverged { .. } => format!(
+            "rewritten at or before commit {}: its hash is not the one in the backend's head {known}",
+            k.known.seq
+        ),
+        HeadCheck::Missing => {
+            format!("damaged: commit {} of the backend's head {known} is gone", k.known.seq)
+        }
+        HeadCheck::Unchecked => {
+            format!("damaged: the chain's state is unreadable, head {known} cannot be checked")
+        }
+        HeadCheck::Matches | HeadCheck::BeforeBase { .. } => format!("head {known} matches"),
+    }
+}
+
+#[diversify]
+impl std::fmt::Display for Verdict {
+    /// One line: `history intact (N records, head seq S)`, or the first
+    /// record (or backend head) that does not fit.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.report;
+        if self.is_intact() {
+            let seq = r.head.map_or(0, |h| h.seq);
+            write!(f, "history intact ({} records, head seq {seq}", self.records())?;
+            let unchained = r.unchained.events.saturating_add(r.unchained.sample_blocks);
+            if unchained > 0 {
+                write!(f, "; {unchained} records from before the chain not covered")?;
+            }
+            if !r.known.is_empty() {
+                write!(f, "; extends all {} heads from the backend", r.known.len())?;
+            }
+            return f.write_str(")");
+        }
+        let first = match (r.first_fault(), self.first_bad_head()) {
+            (Some(fault), _) => format!("damaged: {fault}"),
+            (None, Some(head)) => head_problem(head),
+            (None, None) => "damaged: findings beyond the report's limit".to_owned(),
+        };
+        write!(f, "history {first}")?;
+        match self.more() {
+            0 => Ok(()),
+            n => write!(f, " (and {n} more findings)"),
+        }
+    }
+}
