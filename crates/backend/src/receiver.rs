@@ -70,33 +70,8 @@ impl MessageStore {
             .create(true)
             .open(&path)
             .map_err(st)?;
-        let mut store = MessageStore {
-            file: None,
-            path: Some(path.clone()),
-            ids: HashSet::new(),
-            heads: HashMap::new(),
-        };
-        let mut reader = BufReader::new(&file);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = (&mut reader)
-                .take(MAX_LINE)
-                .read_until(b'\n', &mut line)
-                .map_err(st)?;
-            if n == 0 {
-                break;
-            }
-            let msg = serde_json::from_slice::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|mut v| serde_json::from_value::<Message>(v["message"].take()).ok());
-            match msg {
-                Some(msg) => store.remember(&msg),
-                None => {
-                    tracing::warn!(file = %path.display(), "unreadable line in the store skipped")
-                }
-            }
-        }
+        let mut store = MessageStore::empty(&path);
+        store.read_lines(&file).map_err(st)?;
         // A line cut short by a crash: end it, so the next one starts clean.
         let len = file.seek(SeekFrom::End(0)).map_err(st)?;
         if len > 0 {
@@ -109,6 +84,58 @@ impl MessageStore {
         }
         store.file = Some(file);
         Ok(store)
+    }
+
+    /// Reads `DIR/messages.jsonl` without creating, repairing or locking
+    /// anything (a backend may be appending to it): for exporting what
+    /// is stored. Messages stored into it stay in memory.
+    pub fn read_only(dir: &Path) -> Result<Self, BackendError> {
+        let path = dir.join(STORE_FILE);
+        let file = File::open(&path).map_err(|source| {
+            BackendError::Store(MessageStoreError::Open {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        let mut store = MessageStore::empty(&path);
+        store.read_lines(&file).map_err(|source| {
+            BackendError::Store(MessageStoreError::Open {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        Ok(store)
+    }
+
+    /// A store of nothing yet, for the file at `path`.
+    fn empty(path: &Path) -> Self {
+        MessageStore {
+            file: None,
+            path: Some(path.to_path_buf()),
+            ids: HashSet::new(),
+            heads: HashMap::new(),
+        }
+    }
+
+    /// Reads every stored line of `file`, remembering its message (a line
+    /// that does not read as one is skipped, with a warning).
+    fn read_lines(&mut self, file: &File) -> std::io::Result<()> {
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let msg = serde_json::from_slice::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|mut v| serde_json::from_value::<Message>(v["message"].take()).ok());
+            match msg {
+                Some(msg) => self.remember(&msg),
+                None => tracing::warn!("unreadable line in the store skipped"),
+            }
+        }
     }
 
     /// Notes a stored message: its id, and its head if it carries one.

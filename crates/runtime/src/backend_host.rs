@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 use twinshield_api::{ApiConfig, ApiError, ApiListener, TlsIdentity, Transport};
-use twinshield_backend::{BackendError, MAX_BODY, MessageStore, Receiver, ReceiverEvent, Verifier};
+use twinshield_backend::{
+    BackendError, HeadList, MAX_BODY, MessageStore, Receiver, ReceiverEvent, Verifier,
+};
 use twinshield_shield_macros::diversify;
 
 /// Why the backend could not start.
@@ -24,6 +26,38 @@ pub enum BackendHostError {
     /// The enrolled devices or the store.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Not a device key id.
+    #[error(
+        "`{0}` is not a device ID (16 lowercase hex digits, as `twinshield fingerprint` prints it)"
+    )]
+    BadDevice(String),
+    /// The store holds no head of the device.
+    #[error("no history heads of device {device} in {}", store.display())]
+    NoHeads {
+        /// The device.
+        device: String,
+        /// The store's directory.
+        store: PathBuf,
+    },
+}
+
+/// The signed history heads the store in `store` keeps for `device` (the
+/// newest 1000, oldest first), read without changing anything: what
+/// `history verify --heads` checks a device's history against.
+#[diversify]
+pub fn export_heads(store: &std::path::Path, device: &str) -> Result<HeadList, BackendHostError> {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if device.len() != 16 || !device.bytes().all(hex) {
+        return Err(BackendHostError::BadDevice(device.to_owned()));
+    }
+    let list = MessageStore::read_only(store)?.heads(device);
+    if list.heads.is_empty() {
+        return Err(BackendHostError::NoHeads {
+            device: device.to_owned(),
+            store: store.to_path_buf(),
+        });
+    }
+    Ok(list)
 }
 
 /// How the backend serves.

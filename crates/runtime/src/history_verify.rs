@@ -91,12 +91,13 @@ impl HistoryVerify {
             return Err(VerifyError::NoHistory(data.to_path_buf()));
         }
         let identity = DeviceIdentity::open(state, &EmbeddedSecret)?;
-        let store = Store::open(data, &identity.storage_key("history"), None).map_err(|source| {
-            VerifyError::Store {
-                data: data.to_path_buf(),
-                source,
-            }
-        })?;
+        let store =
+            Store::open(data, &identity.storage_key("history"), None).map_err(|source| {
+                VerifyError::Store {
+                    data: data.to_path_buf(),
+                    source,
+                }
+            })?;
         Ok(HistoryVerify {
             store,
             data: data.to_path_buf(),
@@ -214,7 +215,10 @@ fn head_problem(k: &KnownHeadCheck) -> String {
             k.known.seq
         ),
         HeadCheck::Missing => {
-            format!("damaged: commit {} of the backend's head {known} is gone", k.known.seq)
+            format!(
+                "damaged: commit {} of the backend's head {known} is gone",
+                k.known.seq
+            )
         }
         HeadCheck::Unchecked => {
             format!("damaged: the chain's state is unreadable, head {known} cannot be checked")
@@ -231,7 +235,11 @@ impl std::fmt::Display for Verdict {
         let r = &self.report;
         if self.is_intact() {
             let seq = r.head.map_or(0, |h| h.seq);
-            write!(f, "history intact ({} records, head seq {seq}", self.records())?;
+            write!(
+                f,
+                "history intact ({} records, head seq {seq}",
+                self.records()
+            )?;
             let unchained = r.unchained.events.saturating_add(r.unchained.sample_blocks);
             if unchained > 0 {
                 write!(f, "; {unchained} records from before the chain not covered")?;
