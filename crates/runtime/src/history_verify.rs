@@ -5,13 +5,14 @@
 //! The heads come from the backend as a [`HeadList`] (a file exported with
 //! `twinshield backend heads`, or read over the signed `GET /v1/heads`);
 //! each one must carry this device's valid signature, or nothing is
-//! checked. The history is only read.
+//! checked. The history's file is opened read only.
 
 use std::path::{Path, PathBuf};
 use twinshield_backend::{HeadList, HeadListError};
 use twinshield_seal::{DeviceIdentity, EmbeddedSecret, SealError};
 use twinshield_shield_macros::diversify;
 use twinshield_store::{ChainHead, ChainReport, HeadCheck, KnownHeadCheck, Store, StoreError};
+use zeroize::Zeroizing;
 
 /// Largest heads file read, bytes (1000 heads take about 200 KB).
 const MAX_HEADS_FILE: u64 = 4 * 1024 * 1024;
@@ -67,10 +68,10 @@ pub enum VerifyError {
     },
 }
 
-/// The history of a data directory, opened (read only) with this device's
-/// key, and the device's identity to check heads with.
+/// The history of a data directory, to be read (never written) with this
+/// device's key, and the device's identity to check heads with.
 pub struct HistoryVerify {
-    store: Store,
+    key: Zeroizing<[u8; 32]>,
     data: PathBuf,
     device: String,
     public: [u8; 32],
@@ -85,21 +86,14 @@ pub struct Verdict {
 
 #[diversify]
 impl HistoryVerify {
-    /// Opens the history in `data` with the device key in `state`.
+    /// The history in `data`, with the device key in `state`.
     pub fn open(state: &Path, data: &Path) -> Result<Self, VerifyError> {
         if !data.join("history.redb").is_file() {
             return Err(VerifyError::NoHistory(data.to_path_buf()));
         }
         let identity = DeviceIdentity::open(state, &EmbeddedSecret)?;
-        let store =
-            Store::open(data, &identity.storage_key("history"), None).map_err(|source| {
-                VerifyError::Store {
-                    data: data.to_path_buf(),
-                    source,
-                }
-            })?;
         Ok(HistoryVerify {
-            store,
+            key: identity.storage_key("history"),
             data: data.to_path_buf(),
             device: identity.fingerprint().key_id_hex(),
             public: identity.fingerprint().signing_public(),
@@ -141,13 +135,12 @@ impl HistoryVerify {
 
     /// Walks the chain and checks it against `known` heads.
     pub fn verify(&self, known: &[ChainHead]) -> Result<Verdict, VerifyError> {
-        let report = self
-            .store
-            .verify_chain(known)
-            .map_err(|source| VerifyError::Store {
+        let report = Store::verify_dir(&self.data, &self.key, known).map_err(|source| {
+            VerifyError::Store {
                 data: self.data.clone(),
                 source,
-            })?;
+            }
+        })?;
         tracing::info!(
             clean = report.is_clean(),
             faults = report.faults.len(),

@@ -341,7 +341,35 @@ impl Store {
     /// the report; an error means the database itself could not be read.
     /// Reads one consistent snapshot; never panics on any stored bytes.
     pub fn verify_chain(&self, known: &[ChainHead]) -> Result<ChainReport, StoreError> {
-        verify::verify(&self.db, &self.keys, known)
+        verify::verify(&*self.db, &self.keys, known)
+    }
+
+    /// [`Store::verify_chain`] of the history in `dir` under `key`, with
+    /// the file opened read only: nothing is written to it, not even the
+    /// bookkeeping opening a database for writing does. Refused while a
+    /// writer holds the history open, and for a history that needs
+    /// repair after a crash (opening it with [`Store::open`] repairs it).
+    pub fn verify_dir(
+        dir: &Path,
+        key: &Zeroizing<[u8; 32]>,
+        known: &[ChainHead],
+    ) -> Result<ChainReport, StoreError> {
+        let file = dir.join(DB_FILE);
+        if !file.is_file() {
+            return Err(StoreError::NoHistory(dir.to_path_buf()));
+        }
+        let db = redb::ReadOnlyDatabase::open(&file).map_err(database_error)?;
+        let cipher = Cipher::new(key);
+        match read_meta(&db, &cipher, "check")? {
+            Some(c) if c.as_slice() == check_value().bytes() => {}
+            Some(_) => return Err(StoreError::WrongDevice),
+            None => return Err(StoreError::NoHistory(dir.to_path_buf())),
+        }
+        let keys = Keys {
+            cipher: Arc::new(cipher),
+            chain: Arc::new(ChainKey::derive(key)),
+        };
+        verify::verify(&db, &keys, known)
     }
 
     /// Full-rate samples with `from ≤ time ≤ to`, oldest first.
@@ -545,7 +573,7 @@ pub(crate) fn read_chain_meta(
 
 #[diversify]
 fn read_meta(
-    db: &Database,
+    db: &impl ReadableDatabase,
     cipher: &Cipher,
     key: &str,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {

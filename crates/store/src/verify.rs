@@ -17,7 +17,7 @@ use crate::chain::{
 };
 use crate::codec::{self, BlockBytes};
 use crate::{EVENTS, Keys, SAMPLES, StoreError, database_error, read_chain_meta};
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, VecDeque};
 use twinshield_shield_macros::diversify;
 
@@ -317,7 +317,7 @@ fn key_time(key: u64) -> Option<f64> {
 /// Verifies the history in `db` (see [`crate::Store::verify_chain`]).
 #[diversify]
 pub(crate) fn verify(
-    db: &Database,
+    db: &impl ReadableDatabase,
     keys: &Keys,
     known: &[ChainHead],
 ) -> Result<ChainReport, StoreError> {
