@@ -2,7 +2,9 @@
 //! with a bundle naming a backend, the reference receiver `twinshield
 //! backend` stopped for 60 s during an attack, every alarm arriving
 //! exactly once; publishing over HTTPS to a receiver whose certificate a
-//! test CA signed (trusted with `run --backend-ca`, refused without); and
+//! test CA signed (trusted when the bundle pins it or with `run
+//! --backend-ca`, refused without, whatever `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` say); and
 //! the receiver refusing unenrolled devices, bad digests, stale timestamps
 //! and replayed nonces.
 
@@ -432,24 +434,26 @@ fn test_ca(dir: &Path, prefix: &str, name: &str) {
 }
 
 /// `twinshield run` of `bundle` for `seconds` with `extra` arguments and
-/// the system trust store replaced by `SSL_CERT_FILE=store`; its exit
-/// status, JSON summary and standard error.
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` set to `env` (each a path in `dir`,
+/// or unset); its exit status, JSON summary and standard error.
 fn run_twin(
     dir: &Path,
-    plant: &str,
-    seconds: &str,
+    (bundle, plant, seconds): (&str, &str, &str),
     extra: &[&str],
-    store: &str,
+    env: (Option<&str>, Option<&str>),
 ) -> (bool, Value, String) {
-    let out = Command::new(twinshield())
-        .args(run_args("tls.bundle", plant, seconds))
+    let mut cmd = Command::new(twinshield());
+    cmd.args(run_args(bundle, plant, seconds))
         .args(extra)
-        .env("SSL_CERT_FILE", dir.join(store))
-        .env_remove("SSL_CERT_DIR")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    if let Some(f) = env.0 {
+        cmd.env("SSL_CERT_FILE", dir.join(f));
+    }
+    if let Some(d) = env.1 {
+        cmd.env("SSL_CERT_DIR", dir.join(d));
+    }
+    let out = cmd.current_dir(dir).stdin(Stdio::null()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.success(), v, stderr)
@@ -466,6 +470,7 @@ fn messages_reach_an_https_backend_only_when_its_certificate_is_trusted() {
     test_ca(&dir, "backend", "twinshield test backend CA");
     test_ca(&dir, "system", "twinshield test system CA");
     std::fs::write(s.path("empty.pem"), "").unwrap();
+    std::fs::create_dir_all(s.path("empty")).unwrap();
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
     s.seal_with(
@@ -506,19 +511,14 @@ fn messages_reach_an_https_backend_only_when_its_certificate_is_trusted() {
         backend.err()
     );
     let p = plant(&["--seconds", "300"]);
-
-    // No trust root at all (an empty system store, no --backend-ca): the
-    // twin does not start, and says what to do.
-    let (ok, _, err) = run_twin(&dir, &p.url, "1", &[], "empty.pem");
-    assert!(!ok, "{err}");
-    assert!(
-        err.contains("no trust roots for the https:// backend") && err.contains("--backend-ca"),
-        "{err}"
-    );
-
-    // Not trusted (only the unrelated CA): nothing is accepted, the
+    // The environment names the backend's own CA as the system's store
+    // (file and directory): ignored, so not trusted. The system's real
+    // store does not hold the test CA either: nothing is accepted, the
     // messages stay in the outbox.
-    let (ok, v, err) = run_twin(&dir, &p.url, "2", &[], "system-ca.pem");
+    std::fs::create_dir_all(s.path("certs")).unwrap();
+    std::fs::copy(s.path("backend-ca.pem"), s.path("certs/backend-ca.pem")).unwrap();
+    let tls = ("tls.bundle", p.url.as_str(), "2");
+    let (ok, v, err) = run_twin(&dir, tls, &[], (Some("backend-ca.pem"), Some("certs")));
     assert!(ok, "{err}");
     let untrusted_pending = v["backend"]["pending"].as_u64().unwrap();
     assert!(untrusted_pending >= 1, "{v}");
@@ -531,14 +531,15 @@ fn messages_reach_an_https_backend_only_when_its_certificate_is_trusted() {
     assert!(stored(&dir).is_empty());
     assert!(backend.out().is_empty(), "{:?}", backend.out());
 
-    // Trusted with --backend-ca: the waiting messages and the new ones
-    // arrive, signed, each stored once.
+    // Trusted with --backend-ca (a bundle that pins nothing), whatever
+    // the environment says: the waiting messages and the new ones arrive,
+    // signed, each stored once.
+    let tls = ("tls.bundle", p.url.as_str(), "12");
     let (ok, v, err) = run_twin(
         &dir,
-        &p.url,
-        "12",
+        tls,
         &["--backend-ca", "backend-ca.pem"],
-        "system-ca.pem",
+        (Some("empty.pem"), Some("empty")),
     );
     assert!(ok, "{err}");
     assert_eq!(v["backend"]["pending"], 0, "{v}");
@@ -570,4 +571,50 @@ fn messages_reach_an_https_backend_only_when_its_certificate_is_trusted() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(accepted, messages.len(), "{:?}", backend.out());
+
+    // Pinned in the bundle: trusted with no flag and an environment
+    // naming another CA; `--backend-ca` cannot add an anchor to a bundle
+    // that pins its own; pinned to the wrong CA, nothing arrives.
+    let url = format!("https://127.0.0.1:{port}");
+    let pin = |out: &str, ca: &str, release: u64| {
+        s.seal_with(
+            out,
+            "vendor.key",
+            "device.fp",
+            release,
+            &["--backend", &url, "--backend-ca", ca],
+        );
+    };
+    pin("pinned.bundle", "backend-ca.pem", 8);
+    let before = stored(&dir).len() as u64;
+    let pinned = ("pinned.bundle", p.url.as_str(), "2");
+    let (ok, v, err) = run_twin(&dir, pinned, &[], (Some("system-ca.pem"), None));
+    assert!(ok, "{err}");
+    assert_eq!(v["backend"]["pending"], 0, "{v}");
+    assert_eq!(v["backend"]["failed_attempts"], 0, "{v}");
+    let sent = v["backend"]["sent"].as_u64().unwrap();
+    assert!(sent >= 1, "{v}");
+    assert_eq!(stored(&dir).len() as u64, before + sent);
+    let (ok, _, err) = run_twin(
+        &dir,
+        pinned,
+        &["--backend-ca", "system-ca.pem"],
+        (None, None),
+    );
+    assert!(!ok, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "error: the bundle pins the backend's trust anchors; --backend-ca cannot add another"
+        ),
+        "{err}"
+    );
+    pin("wrong.bundle", "system-ca.pem", 9);
+    let before = stored(&dir).len();
+    let wrong = ("wrong.bundle", p.url.as_str(), "2");
+    let (ok, v, err) = run_twin(&dir, wrong, &[], (Some("backend-ca.pem"), None));
+    assert!(ok, "{err}");
+    assert_eq!(v["backend"]["sent"], 0, "{v}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert_eq!(stored(&dir).len(), before);
 }

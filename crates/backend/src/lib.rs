@@ -64,4 +64,4 @@ pub use publisher::{
     BackendUrl, Backoff, Publisher, PublisherConfig, PublisherHandle, PublisherReport,
 };
 pub use receiver::{MessageStore, Receiver, ReceiverEvent};
-pub use tls::BackendTls;
+pub use tls::{BackendTls, SYSTEM_CA_DIR, SYSTEM_CA_FILES};

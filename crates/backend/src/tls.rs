@@ -1,8 +1,11 @@
 //! The publisher's TLS client for `https://` backends: rustls with the
 //! ring provider, TLS 1.3 and 1.2 only, HTTP/1.1 by ALPN, the server name
-//! taken from the URL's host. It trusts the system's certificate store
-//! and the certificates the operator adds (a private CA, or the backend's
-//! own certificate, pinned). Built once, when the publisher starts.
+//! taken from the URL's host. It trusts the anchors the bundle pins (a
+//! private CA, or the backend's own certificate), or, for a bundle that
+//! pins none, the system's certificate store read from its fixed
+//! location and the certificates the operator adds. The environment
+//! never changes what it trusts: `SSL_CERT_FILE` and `SSL_CERT_DIR` are
+//! ignored. Built once, when the publisher starts.
 
 use crate::{BackendError, NoTrustRoots, TlsSetupError, TransportError};
 use rustls::pki_types::pem::PemObject;
@@ -30,8 +33,9 @@ impl std::fmt::Debug for BackendTls {
 #[diversify]
 impl BackendTls {
     /// A TLS client trusting the system's certificate store (when
-    /// `system_roots`; `SSL_CERT_FILE` and `SSL_CERT_DIR` override where
-    /// it is read from) and every certificate in `extra_pem` (PEM
+    /// `system_roots`: the first of [`SYSTEM_CA_FILES`] that exists, else
+    /// the directory [`SYSTEM_CA_DIR`]; never where `SSL_CERT_FILE` or
+    /// `SSL_CERT_DIR` point) and every certificate in `extra_pem` (PEM
     /// `CERTIFICATE` blocks: a private CA, or the backend's own
     /// certificate, pinned). Refused when no trust root is left, or when
     /// `extra_pem` holds no certificate or one that cannot be a root.
@@ -39,7 +43,7 @@ impl BackendTls {
         let mut store = rustls::RootCertStore::empty();
         let mut system_problem = None;
         if system_roots {
-            let found = rustls_native_certs::load_native_certs();
+            let found = system_certs();
             if let Some(e) = found.errors.into_iter().next() {
                 tracing::warn!(error = %e, "some of the system's trust roots could not be read");
                 system_problem = Some(e);
@@ -98,6 +102,46 @@ impl BackendTls {
             .connect(name, stream)
             .await
             .map_err(|e| BackendError::Transport(TransportError::Tls(e)))
+    }
+}
+
+/// Where the system's CA bundle is read from, in the order of the common
+/// distributions (Debian and Ubuntu, Fedora and RHEL, openSUSE, older
+/// RHEL, Alpine): the first that exists. Fixed: the environment
+/// (`SSL_CERT_FILE`) cannot point the twin at another.
+pub const SYSTEM_CA_FILES: [&str; 5] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+];
+/// The system's CA directory, read when none of [`SYSTEM_CA_FILES`]
+/// exists (fixed: `SSL_CERT_DIR` cannot point the twin at another).
+pub const SYSTEM_CA_DIR: &str = "/etc/ssl/certs";
+
+/// The system's trust roots from their fixed location, whatever
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` say (a warning when either is set).
+#[diversify]
+fn system_certs() -> rustls_native_certs::CertificateResult {
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        if std::env::var_os(var).is_some() {
+            tracing::warn!(
+                var,
+                "ignored: the backend's trust roots do not come from the environment"
+            );
+        }
+    }
+    let file = SYSTEM_CA_FILES
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file());
+    match file {
+        Some(f) => rustls_native_certs::load_certs_from_paths(Some(f), None),
+        None => {
+            let dir = std::path::Path::new(SYSTEM_CA_DIR);
+            rustls_native_certs::load_certs_from_paths(None, dir.is_dir().then_some(dir))
+        }
     }
 }
 

@@ -102,6 +102,7 @@ pub fn sealed_for_this_machine(
         secrets: &[],
         shield_policy: None,
         backend: None,
+        backend_ca: None,
     })
     .map_err(DemoError::Seal)?;
     let opened =

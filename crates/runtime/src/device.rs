@@ -43,6 +43,12 @@ pub enum DeviceError {
     /// built (no trust roots, an unusable extra certificate).
     #[error(transparent)]
     BackendTls(twinshield_backend::BackendError),
+    /// The bundle pins the backend's trust anchors, and `--backend-ca`
+    /// would add another.
+    #[error(
+        "the bundle pins the backend's trust anchors; --backend-ca cannot add another (seal the bundle with the new CA instead)"
+    )]
+    BackendCaPinned,
     /// The backend's outbox does not open.
     #[error("data directory {}: {source}", data.display())]
     Outbox {
@@ -83,7 +89,8 @@ pub struct DeviceRequest<'a> {
     /// Whether the API will run (its keys are derived only then).
     pub api: bool,
     /// Certificates (PEM) trusted for an `https://` backend besides the
-    /// system's roots.
+    /// system's roots, for a bundle that pins no trust anchors (refused
+    /// for one that does).
     pub backend_ca: Option<&'a [u8]>,
 }
 
@@ -119,7 +126,11 @@ impl DeviceTwin {
         let device = DeviceIdentity::open(req.state, &EmbeddedSecret)?;
         let opened = twinshield_seal::open(req.bundle, req.trust, &device)?;
         let policy = policy_of(&opened)?;
-        let backend_tls = backend_tls(opened.backend.as_deref(), req.backend_ca)?;
+        let backend_tls = backend_tls(
+            opened.backend.as_deref(),
+            opened.backend_ca.as_deref(),
+            req.backend_ca,
+        )?;
         // Checked before the history is opened (opening touches its file),
         // so a refused bundle changes nothing in the state directory.
         device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
@@ -174,11 +185,17 @@ fn policy_of(opened: &OpenedBundle) -> Result<Policy, DeviceError> {
     }
 }
 
-/// The TLS client for the bundle's backend when it is `https://` (the
-/// system's trust roots and `ca`), built once before the twin starts;
-/// `None` for `http://` or no backend.
+/// The TLS client for the bundle's backend when it is `https://`, built
+/// once before the twin starts: the anchors the bundle pins and nothing
+/// else, or, for a bundle that pins none, the system's trust roots (their
+/// fixed location, never the environment's) and `ca`. `None` for
+/// `http://` or no backend.
 #[diversify]
-fn backend_tls(url: Option<&str>, ca: Option<&[u8]>) -> Result<Option<BackendTls>, DeviceError> {
+fn backend_tls(
+    url: Option<&str>,
+    pinned: Option<&[u8]>,
+    ca: Option<&[u8]>,
+) -> Result<Option<BackendTls>, DeviceError> {
     let https = match url {
         Some(u) => BackendUrl::parse(u)
             .map_err(DeviceError::BackendTls)?
@@ -188,9 +205,12 @@ fn backend_tls(url: Option<&str>, ca: Option<&[u8]>) -> Result<Option<BackendTls
     if !https {
         return Ok(None);
     }
-    BackendTls::new(true, ca)
-        .map(Some)
-        .map_err(DeviceError::BackendTls)
+    let tls = match (pinned, ca) {
+        (Some(_), Some(_)) => return Err(DeviceError::BackendCaPinned),
+        (Some(pinned), None) => BackendTls::new(false, Some(pinned)),
+        (None, ca) => BackendTls::new(true, ca),
+    };
+    tls.map(Some).map_err(DeviceError::BackendTls)
 }
 
 /// Opens (and compacts) the history in `data` and a recorder over it.

@@ -34,6 +34,7 @@ fn benches(c: &mut Criterion) {
         secrets: &[],
         shield_policy: None,
         backend: None,
+        backend_ca: None,
     })
     .unwrap();
     let trust = publisher.public();
@@ -63,6 +64,7 @@ fn benches(c: &mut Criterion) {
                     secrets: &[],
                     shield_policy: None,
                     backend: None,
+                    backend_ca: None,
                 })
                 .unwrap()
                 .len(),

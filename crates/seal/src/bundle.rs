@@ -43,6 +43,10 @@ pub struct SealRequest<'a> {
     /// The backend URL the twin publishes its alarms and summaries to, if
     /// any (signed with the device key; see `docs/backend.md`).
     pub backend: Option<&'a str>,
+    /// The trust anchors of an `https://` backend (PEM certificates: its
+    /// CA, or its own certificate), pinned: the twin trusts these and
+    /// nothing else for it. Only with a `backend`.
+    pub backend_ca: Option<&'a [u8]>,
 }
 
 /// The public header of a bundle: what `inspect` shows.
@@ -76,6 +80,8 @@ pub struct OpenedBundle {
     pub shield_policy: Option<String>,
     /// The backend URL as sealed, if any.
     pub backend: Option<String>,
+    /// The backend's pinned trust anchors (PEM) as sealed, if any.
+    pub backend_ca: Option<Vec<u8>>,
 }
 
 #[diversify]
@@ -135,6 +141,15 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
     }
     if let Some(backend) = req.backend {
         plaintext.str(backend);
+    }
+    match (req.backend, req.backend_ca) {
+        (Some(_), Some(ca)) => plaintext.blob(ca),
+        (None, Some(_)) => {
+            return Err(SealError::Identity(
+                "backend trust anchors need a backend URL".into(),
+            ));
+        }
+        (_, None) => {}
     }
     let plaintext = Zeroizing::new(plaintext.buf);
 
@@ -326,6 +341,11 @@ pub fn open(
     } else {
         None
     };
+    let backend_ca = if r.remaining() > 0 {
+        Some(r.blob()?.to_vec())
+    } else {
+        None
+    };
     r.finish()?;
     if model.name != p.header.model_name || model.version != p.header.model_version {
         return Err(SealError::ModelMismatch);
@@ -336,5 +356,6 @@ pub fn open(
         secrets,
         shield_policy,
         backend,
+        backend_ca,
     })
 }

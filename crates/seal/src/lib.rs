@@ -31,6 +31,7 @@
 //!     secrets: &[],
 //!     shield_policy: None,
 //!     backend: None,
+//!     backend_ca: None,
 //! })?;
 //! let header = inspect(&bundle)?;
 //! assert_eq!((header.model_name.as_str(), header.release), ("quadtank", 1));

@@ -36,6 +36,7 @@ fn sealed_models_open_identically_with_their_secrets() {
         secrets: &secrets,
         shield_policy: None,
         backend: None,
+        backend_ca: None,
     })
     .unwrap();
     let opened = open(&bundle, &publisher.public(), &id).unwrap();
@@ -75,6 +76,7 @@ fn sealed_models_open_identically_with_their_secrets() {
         secrets: &secrets,
         shield_policy: None,
         backend: None,
+        backend_ca: None,
     })
     .unwrap();
     assert_ne!(bundle, again);
@@ -105,6 +107,7 @@ fn a_bundle_for_another_device_is_not_licensed_here() {
         secrets: &[],
         shield_policy: None,
         backend: None,
+        backend_ca: None,
     })
     .unwrap();
     assert!(matches!(
@@ -127,6 +130,7 @@ fn the_backend_url_and_policy_are_optional_trailing_fields() {
             secrets: &[],
             shield_policy: policy,
             backend,
+            backend_ca: None,
         })
         .unwrap();
         let o = open(&bundle, &publisher.public(), &id).unwrap();
@@ -143,6 +147,36 @@ fn the_backend_url_and_policy_are_optional_trailing_fields() {
         sealed(Some("hook=degrade"), None),
         (Some("hook=degrade".to_owned()), None)
     );
+}
+
+/// The backend's pinned trust anchors follow its URL, and need one.
+#[test]
+fn the_backend_trust_anchors_are_sealed_after_the_url() {
+    let m = model();
+    let id = identity("backend-ca");
+    let publisher = PublisherKey::generate().unwrap();
+    let request = |backend, backend_ca| SealRequest {
+        model: &m,
+        devices: std::slice::from_ref(id.fingerprint()),
+        publisher: &publisher,
+        release: 1,
+        secrets: &[],
+        shield_policy: None,
+        backend,
+        backend_ca,
+    };
+    let pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let url = "https://historian.example:8443";
+    let bundle = seal(&request(Some(url), Some(pem))).unwrap();
+    let o = open(&bundle, &publisher.public(), &id).unwrap();
+    assert_eq!(o.backend.as_deref(), Some(url));
+    assert_eq!(o.backend_ca.as_deref(), Some(&pem[..]));
+    let bundle = seal(&request(Some(url), None)).unwrap();
+    assert_eq!(
+        open(&bundle, &publisher.public(), &id).unwrap().backend_ca,
+        None
+    );
+    assert!(seal(&request(None, Some(pem))).is_err());
 }
 
 /// The device signs with the key its device.fp publishes.
@@ -173,6 +207,7 @@ proptest! {
             secrets: &[],
             shield_policy: None,
             backend: None,
+            backend_ca: None,
         }).unwrap();
         let mut bad = bundle.clone();
         let i = pos.index(bad.len());

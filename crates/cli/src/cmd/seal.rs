@@ -39,6 +39,10 @@ pub struct SealArgs {
     /// the device key: `https://`, or `http://` to a loopback address only.
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
+    /// Pin the trust anchors of the https:// backend (PEM: its CA, or its own certificate): the
+    /// twin trusts these and nothing else for it (not the system's store, not `run --backend-ca`).
+    #[arg(long, value_name = "PEM", requires = "backend")]
+    backend_ca: Option<PathBuf>,
 }
 
 /// `twinshield seal`.
@@ -85,6 +89,15 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
     if let Some(url) = &args.backend {
         twinshield_backend::BackendUrl::parse(url)?;
     }
+    let backend_ca = match &args.backend_ca {
+        Some(p) => {
+            let pem = read_limited(p, "backend CA certificate")?;
+            twinshield_backend::BackendTls::new(false, Some(&pem))
+                .with_context(|| format!("--backend-ca {}", p.display()))?;
+            Some(pem)
+        }
+        None => None,
+    };
     let bundle = twinshield_seal::seal(&SealRequest {
         model: &model,
         devices: &devices,
@@ -93,6 +106,7 @@ pub fn seal(args: &SealArgs) -> Result<ExitCode> {
         secrets: &secrets,
         shield_policy: shield_policy.as_deref(),
         backend: args.backend.as_deref(),
+        backend_ca: backend_ca.as_deref(),
     })?;
     write_atomic(&args.out, &bundle, 0o644)?;
     eprintln!(
