@@ -305,8 +305,8 @@ fn a_rewritten_deleted_rolled_back_or_rebuilt_history_is_named() {
     );
 
     // (d) A history rebuilt from scratch with the device key and the
-    // store's own code, with more commits than any head: a perfect chain
-    // on its own; against the heads, rewritten from the first one on.
+    // store's own code, about as many commits as the real one: a perfect
+    // chain on its own; against the heads, rewritten from the first on.
     let schema = Store::open(&s.path("state/data"), &key, None)
         .unwrap()
         .schema()
