@@ -11,6 +11,10 @@
 //! to the same bits: the signature covers the bits), `signature` the
 //! 64-byte Ed25519 signature in standard base64.
 
+// A parser of what devices send and files hold: no indexing that can
+// panic, no unchecked arithmetic.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use crate::{SignRefused, Signer};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -62,30 +66,31 @@ pub enum HeadError {
 /// `bytes` as lowercase hex.
 #[diversify]
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One lowercase hex digit's value.
+#[diversify]
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' | b'a'..=b'f' => char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok()),
+        _ => None,
     }
-    s
 }
 
 /// 64 lowercase hex digits as 32 bytes.
 #[diversify]
 fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let s = s.as_bytes();
     if s.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
     for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        *o = digit(pair[0])? << 4 | digit(pair[1])?;
+        let [hi, lo] = pair else { return None };
+        *o = (hex_digit(*hi)? << 4) | hex_digit(*lo)?;
     }
     Some(out)
 }
@@ -226,7 +231,7 @@ mod tests {
         hash.hash.replace_range(0..1, "b");
         assert_eq!(hash.verify(&public), Err(HeadError::Signature(42)));
         let mut time = signed.clone();
-        time.time = "1764606450.1234568".into();
+        time.time = "1764606450.125".into();
         assert_eq!(time.verify(&public), Err(HeadError::Signature(42)));
         for (bad_hash, bad_time, bad_sig, want) in [
             ("A7", "1", signed.signature.as_str(), HeadError::Hash(42)),
@@ -263,7 +268,9 @@ mod tests {
             list.verify("fedcba9876543210", &public),
             Err(HeadListError::OtherDevice { .. })
         ));
-        list.heads[0].seq = 7;
+        if let Some(h) = list.heads.first_mut() {
+            h.seq = 7;
+        }
         assert_eq!(
             list.verify("0123456789abcdef", &public),
             Err(HeadListError::Head(HeadError::Signature(7)))

@@ -1,6 +1,7 @@
 //! The publisher against the reference receiver over real loopback HTTP:
 //! delivery, retries while the receiver is down, exactly-once storage of
-//! retried messages, and what the receiver refuses.
+//! retried messages, what the receiver refuses, and the signed history
+//! heads it keeps and serves back.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -13,9 +14,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use twinshield_backend::{
-    Message, MessageKind, MessageStore, Outbox, Publisher, PublisherConfig, PublisherHandle,
-    Receiver, ReceiverEvent, SignRefused, Signer, Verifier,
+    HeadList, Message, MessageKind, MessageStore, Outbox, Publisher, PublisherConfig,
+    PublisherHandle, Receiver, ReceiverEvent, SignRefused, SignedHead, Signer, Verifier,
 };
+use twinshield_store::ChainHead;
 use zeroize::Zeroizing;
 
 const DEVICE: &str = "00112233aabbccdd";
@@ -314,5 +316,118 @@ fn a_device_cannot_post_messages_in_another_devices_name() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(rx.stored(), 0);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Signed headers of a request with `method`, `path` and `body` from the
+/// test device.
+fn signed(method: &str, path: &str, body: &[u8]) -> HeaderMap {
+    let h = Signer::from_signing_key(DEVICE, key())
+        .sign_request(method, path, body, now())
+        .unwrap();
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("content-digest", h.content_digest),
+        ("signature-input", h.signature_input),
+        ("signature", h.signature),
+    ] {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    headers
+}
+
+/// A summary `seq` carrying `head` (JSON).
+fn summary_with(seq: u64, head: serde_json::Value) -> Message {
+    Message {
+        id: Message::id_for(DEVICE, seq),
+        device: DEVICE.into(),
+        seq,
+        kind: MessageKind::Summary,
+        time: 1.0,
+        body: serde_json::json!({"samples": 1, "head": head}),
+    }
+}
+
+/// A summary's head is checked against the device's key before anything
+/// is stored, kept (across a restart), and served back to the device on a
+/// signed `GET /v1/heads` only.
+#[test]
+fn a_summarys_signed_head_is_checked_kept_and_served_to_its_device() {
+    let d = scratch("heads");
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let signer = Signer::from_signing_key(DEVICE, key());
+    let head = |seq| {
+        let h = ChainHead {
+            seq,
+            hash: [seq as u8; 32],
+            time: 1_764_606_450.25 + seq as f64,
+        };
+        serde_json::to_value(SignedHead::sign(&h, &signer).unwrap()).unwrap()
+    };
+    let rx = Receiver::new(verifier(), MessageStore::open(&d).unwrap());
+    let post = |rx: &Receiver, msg: &Message| {
+        let body = serde_json::to_vec(msg).unwrap();
+        rx.handle(
+            peer,
+            "POST",
+            "/v1/messages",
+            &signed("POST", "/v1/messages", &body),
+            &body,
+        )
+    };
+    assert_eq!(post(&rx, &summary_with(1, head(5))).0, StatusCode::OK);
+    assert_eq!(post(&rx, &summary_with(2, head(9))).0, StatusCode::OK);
+    // A head signed by someone else, or not a head at all: 400, not stored.
+    let mut forged = head(12);
+    forged["seq"] = 13.into();
+    let (status, body) = post(&rx, &summary_with(3, forged));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "bad request"})
+        )
+    );
+    assert_eq!(
+        post(&rx, &summary_with(4, serde_json::json!("x"))).0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(rx.stored(), 2);
+    let seqs = |list: HeadList| list.heads.iter().map(|h| h.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(rx.heads(DEVICE)), vec![5, 9]);
+    drop(rx);
+    // Rebuilt from the store after a restart, and served to the device.
+    let rx = Receiver::new(verifier(), MessageStore::open(&d).unwrap());
+    let (status, body) = rx.handle_heads(peer, "/v1/heads", &signed("GET", "/v1/heads", b""));
+    assert_eq!(status, StatusCode::OK);
+    let list: HeadList = serde_json::from_value(body).unwrap();
+    assert_eq!(list.device, DEVICE);
+    let public = key().verifying_key().to_bytes();
+    let verified = list.verify(DEVICE, &public).unwrap();
+    assert_eq!(
+        verified.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        vec![5, 9]
+    );
+    assert_eq!(
+        verified[1].time.to_bits(),
+        (1_764_606_450.25f64 + 9.0).to_bits()
+    );
+    // Unsigned, or signed for another method: refused, generically.
+    let (status, body) = rx.handle_heads(peer, "/v1/heads", &HeaderMap::new());
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "unauthorized"})
+        )
+    );
+    let (status, _) = rx.handle_heads(peer, "/v1/heads", &signed("POST", "/v1/heads", b""));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The store read only, as `backend heads` does.
+    assert_eq!(
+        seqs(MessageStore::read_only(&d).unwrap().heads(DEVICE)),
+        vec![5, 9]
+    );
+    assert!(MessageStore::read_only(&d.join("nothing")).is_err());
     let _ = std::fs::remove_dir_all(&d);
 }
