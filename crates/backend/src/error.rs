@@ -49,6 +49,9 @@ pub enum BackendError {
     /// The receiver's store failed.
     #[error("message store: {0}")]
     Store(#[source] MessageStoreError),
+    /// The backend's answer to `GET /v1/heads` is not a heads list.
+    #[error("the backend's answer is not a list of heads: {0}")]
+    HeadsAnswer(#[source] serde_json::Error),
 }
 
 /// Why no trust root is left for an `https://` backend.

@@ -61,7 +61,7 @@ pub use httpsig::{
 pub use message::{MAX_BODY, MESSAGES_PATH, Message, MessageKind};
 pub use outbox::{MAX_PENDING, Outbox, OutboxError};
 pub use publisher::{
-    BackendUrl, Backoff, Publisher, PublisherConfig, PublisherHandle, PublisherReport,
+    BackendUrl, Backoff, Publisher, PublisherConfig, PublisherHandle, PublisherReport, fetch_heads,
 };
 pub use receiver::{MessageStore, Receiver, ReceiverEvent};
 pub use tls::{BackendTls, SYSTEM_CA_DIR, SYSTEM_CA_FILES};

@@ -3,6 +3,7 @@
 //! request freshly signed, retrying with capped exponential backoff until
 //! the backend answers 2xx.
 
+use crate::heads::{HEADS_PATH, HeadList};
 use crate::message::{MESSAGES_PATH, Message, MessageKind};
 use crate::outbox::{Outbox, OutboxError};
 use crate::{BackendError, BackendTls, Signer, TransportError};
@@ -32,6 +33,7 @@ pub struct BackendUrl {
     port: u16,
     authority: String,
     path: String,
+    base: String,
 }
 
 #[diversify]
@@ -107,6 +109,7 @@ impl BackendUrl {
             host,
             port,
             path: format!("{}{MESSAGES_PATH}", path.trim_end_matches('/')),
+            base: path.trim_end_matches('/').to_owned(),
         })
     }
 
@@ -123,6 +126,11 @@ impl BackendUrl {
     /// The path messages are posted to.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The path the device's history heads are read from.
+    pub fn heads_path(&self) -> String {
+        format!("{}{HEADS_PATH}", self.base)
     }
 }
 
@@ -576,6 +584,71 @@ impl Task {
     }
 }
 
+/// Unix seconds now, for a signature's `created`.
+#[diversify]
+fn created_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+/// A request to `path` of `url` with `body`, signed now by `signer`.
+#[diversify]
+fn signed_request(
+    url: &BackendUrl,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+    signer: &Signer,
+) -> Result<hyper::Request<Full<Bytes>>, BackendError> {
+    let headers = signer.sign_request(method.as_str(), path, &body, created_now())?;
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, url.authority.as_str());
+    if !body.is_empty() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    req.header("content-digest", headers.content_digest)
+        .header("signature-input", headers.signature_input)
+        .header("signature", headers.signature)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| BackendError::Transport(TransportError::Request(e)))
+}
+
+/// Connects to `url` (over TLS when `link` is given), sends `req` and
+/// reads at most `limit` bytes of the answer, all within `timeout`: the
+/// status and the body.
+#[diversify]
+async fn round_trip(
+    url: &BackendUrl,
+    link: Option<&Link>,
+    req: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+    limit: usize,
+) -> Result<(u16, Bytes), BackendError> {
+    let transport = BackendError::Transport;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| transport(TransportError::Connect(e)))?;
+        match link {
+            Some((tls, name)) => {
+                let stream = tls.connect(name.clone(), stream).await?;
+                exchange(stream, req, limit).await
+            }
+            None => exchange(stream, req, limit).await,
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| transport(TransportError::TimedOut))?
+}
+
 /// Posts one message, signed now, over TLS when `link` is given;
 /// `Ok(status)` on a 2xx answer.
 #[diversify]
@@ -586,39 +659,10 @@ async fn send(
     msg: &Message,
     timeout: Duration,
 ) -> Result<u16, BackendError> {
-    let transport = BackendError::Transport;
-    let body = serde_json::to_vec(msg).map_err(|e| transport(TransportError::Encode(e)))?;
-    let created = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX);
-    let headers = signer.sign_request("POST", &url.path, &body, created)?;
-    let req = hyper::Request::post(url.path.as_str())
-        .header(hyper::header::HOST, url.authority.as_str())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header("content-digest", headers.content_digest)
-        .header("signature-input", headers.signature_input)
-        .header("signature", headers.signature)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| transport(TransportError::Request(e)))?;
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| transport(TransportError::Connect(e)))?;
-        match link {
-            Some((tls, name)) => {
-                let stream = tls.connect(name.clone(), stream).await?;
-                post(stream, req).await
-            }
-            None => post(stream, req).await,
-        }
-    };
-    let status = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| transport(TransportError::TimedOut))??;
+    let body =
+        serde_json::to_vec(msg).map_err(|e| BackendError::Transport(TransportError::Encode(e)))?;
+    let req = signed_request(url, hyper::Method::POST, &url.path, body, signer)?;
+    let (status, _) = round_trip(url, link, req, timeout, MAX_RESPONSE).await?;
     if (200..300).contains(&status) {
         Ok(status)
     } else {
@@ -626,9 +670,43 @@ async fn send(
     }
 }
 
-/// One HTTP/1.1 exchange over `io` (a TCP or TLS stream); the status.
+/// Largest heads answer read, bytes (1000 heads take about 200 KB).
+const MAX_HEADS_ANSWER: usize = 4 * 1024 * 1024;
+
+/// Reads the device's own signed history heads from the backend at `url`
+/// (`GET …/v1/heads`, signed by `signer`; over HTTPS with `tls`, which an
+/// `https://` URL needs), within `timeout`. The heads' signatures are
+/// the caller's to check ([`HeadList::verify`]).
 #[diversify]
-async fn post<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<u16, BackendError>
+pub async fn fetch_heads(
+    url: &str,
+    signer: &Signer,
+    tls: Option<&BackendTls>,
+    timeout: Duration,
+) -> Result<HeadList, BackendError> {
+    let url = BackendUrl::parse(url)?;
+    let link = match (url.https, tls) {
+        (true, Some(tls)) => Some((tls.clone(), BackendTls::server_name(&url.host)?)),
+        (true, None) => return Err(BackendError::NoTrustRoots(crate::NoTrustRoots::NoneGiven)),
+        (false, _) => None,
+    };
+    let path = url.heads_path();
+    let req = signed_request(&url, hyper::Method::GET, &path, Vec::new(), signer)?;
+    let (status, body) = round_trip(&url, link.as_ref(), req, timeout, MAX_HEADS_ANSWER).await?;
+    if !(200..300).contains(&status) {
+        return Err(BackendError::Status(status));
+    }
+    serde_json::from_slice(&body).map_err(BackendError::HeadsAnswer)
+}
+
+/// One HTTP/1.1 exchange over `io` (a TCP or TLS stream): the status and
+/// at most `limit` bytes of the body (an answer cut there reads as empty).
+#[diversify]
+async fn exchange<S>(
+    io: S,
+    req: hyper::Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<(u16, Bytes), BackendError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -639,9 +717,13 @@ where
     let conn = tokio::spawn(conn);
     let resp = sender.send_request(req).await.map_err(http)?;
     let status = resp.status();
-    let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
+    let body = Limited::new(resp.into_body(), limit)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     conn.abort();
-    Ok(status.as_u16())
+    Ok((status.as_u16(), body))
 }
 
 #[cfg(test)]

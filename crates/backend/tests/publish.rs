@@ -431,3 +431,54 @@ fn a_summarys_signed_head_is_checked_kept_and_served_to_its_device() {
     assert!(MessageStore::read_only(&d.join("nothing")).is_err());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Summaries published with signed heads are read back over HTTP by the
+/// device (`fetch_heads`), and by no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_reads_its_heads_back_over_http() {
+    let d = scratch("fetch-heads");
+    let (addr, rx, _events, stop) = receiver("127.0.0.1:0", &d.join("store")).await;
+    let signer = Signer::from_signing_key(DEVICE, key());
+    let outbox = Outbox::open(&d.join("outbox.redb"), &Zeroizing::new([3; 32])).unwrap();
+    let h = device_publisher(addr, outbox);
+    for seq in [3u64, 8] {
+        let head = ChainHead {
+            seq,
+            hash: [7; 32],
+            time: 0.1 * seq as f64,
+        };
+        let head = SignedHead::sign(&head, &signer).unwrap();
+        h.summary(serde_json::json!({"samples": seq, "head": head}))
+            .unwrap();
+    }
+    let report = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.sent, report.pending), (2, 0), "{report:?}");
+    let url = format!("http://{addr}");
+    let list = twinshield_backend::fetch_heads(&url, &signer, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let public = key().verifying_key().to_bytes();
+    let heads = list.verify(DEVICE, &public).unwrap();
+    assert_eq!(heads.iter().map(|h| h.seq).collect::<Vec<_>>(), vec![3, 8]);
+    assert_eq!(heads[1].time.to_bits(), 0.8f64.to_bits());
+    // Another key under the same id: 401, no heads.
+    let stranger = Signer::from_signing_key(DEVICE, SigningKey::from_bytes(&[6; 32]));
+    let e = twinshield_backend::fetch_heads(&url, &stranger, None, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("HTTP 401"), "{e}");
+    // An https:// backend needs a TLS client.
+    assert!(
+        twinshield_backend::fetch_heads(
+            "https://127.0.0.1:9",
+            &signer,
+            None,
+            Duration::from_secs(1)
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(rx.heads(DEVICE).heads.len(), 2);
+    let _ = stop.send(());
+    let _ = std::fs::remove_dir_all(&d);
+}
