@@ -191,8 +191,9 @@ fn heads_of(file: &Path) -> Vec<(u64, String)> {
 
 /// The twin run twice against a plant, publishing to a backend: the
 /// scratch directory (history in `state/data`, its state after the first
-/// run in `older`, the backend's heads in `heads.json`).
-fn twin_with_heads(name: &str) -> Setup {
+/// run in `older`, the backend's heads in `heads.json`) and the backend,
+/// still serving.
+fn twin_with_heads(name: &str) -> (Setup, Backend) {
     let s = Setup::new(name);
     std::fs::create_dir_all(s.path("devices")).unwrap();
     std::fs::copy(s.path("device.fp"), s.path("devices/device.fp")).unwrap();
@@ -205,7 +206,7 @@ fn twin_with_heads(name: &str) -> Setup {
         6,
         &["--backend", &url],
     );
-    let _backend = Backend::start(&s.path(""), &listen);
+    let backend = Backend::start(&s.path(""), &listen);
     let p = plant(&["--seconds", "300"]);
     for (seconds, then) in [("12", Some("older")), ("22", None)] {
         let r = s.run(&run_args("b.bundle", &p.url, seconds));
@@ -223,12 +224,12 @@ fn twin_with_heads(name: &str) -> Setup {
     let r = s.run(&["backend", "heads", "--store", "store", "--device", &kid]);
     assert_eq!(r.code, Some(0), "{r:?}");
     std::fs::write(s.path("heads.json"), &r.stdout).unwrap();
-    s
+    (s, backend)
 }
 
 #[test]
 fn a_rewritten_deleted_rolled_back_or_rebuilt_history_is_named() {
-    let s = twin_with_heads("history-chain-attacks");
+    let (s, _backend) = twin_with_heads("history-chain-attacks");
     let heads = heads_of(&s.path("heads.json"));
     // A summary every 10 s of each run carries the head (none before the
     // first run's first commit): at least 1 + 3.
@@ -251,6 +252,11 @@ fn a_rewritten_deleted_rolled_back_or_rebuilt_history_is_named() {
         )),
         "{r:?}"
     );
+    // The same heads read from the backend the bundle names, over its
+    // signed GET /v1/heads.
+    let from_backend = ["--bundle", "b.bundle", "--trust", "vendor.pub"];
+    let b = verify(&s, "state/data", &from_backend);
+    assert_eq!((b.code, &b.stdout), (Some(0), &r.stdout), "{b:?}");
     assert!(std::fs::read(&file).unwrap() == before, "verify wrote");
     let key = history_key(&s.path("state"));
 
@@ -303,6 +309,8 @@ fn a_rewritten_deleted_rolled_back_or_rebuilt_history_is_named() {
         line.ends_with(&format!("(and {} more findings)", newer.len() - 1)),
         "{line}"
     );
+    let b = verify(&s, "older", &from_backend);
+    assert_eq!(damaged(&b), line);
 
     // (d) A history rebuilt from scratch with the device key and the
     // store's own code, about as many commits as the real one: a perfect
@@ -339,7 +347,7 @@ fn a_rewritten_deleted_rolled_back_or_rebuilt_history_is_named() {
 
 #[test]
 fn bad_heads_or_no_history_are_one_line_and_change_nothing() {
-    let s = twin_with_heads("history-chain-bad-input");
+    let (s, _backend) = twin_with_heads("history-chain-bad-input");
     let file = s.path("state/data/history.redb");
     let before = std::fs::read(&file).unwrap();
     let mut v: Value =
@@ -356,7 +364,7 @@ fn bad_heads_or_no_history_are_one_line_and_change_nothing() {
     std::fs::write(s.path("other.json"), v.to_string()).unwrap();
     std::fs::write(s.path("junk.json"), "{\"heads\": 7}").unwrap();
     std::fs::create_dir_all(s.path("empty")).unwrap();
-    let cases: [(&str, &[&str], String); 5] = [
+    let cases: [(&str, &[&str], String); 6] = [
         (
             "state/data",
             &["--heads", "forged.json"],
@@ -378,6 +386,11 @@ fn bad_heads_or_no_history_are_one_line_and_change_nothing() {
             "heads file".into(),
         ),
         ("empty", &[], "no history in".into()),
+        (
+            "state/data",
+            &["--bundle", "q.bundle", "--trust", "vendor.pub"],
+            "the bundle names no backend".into(),
+        ),
     ];
     for (data, extra, want) in cases {
         let r = verify(&s, data, extra);

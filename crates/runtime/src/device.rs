@@ -191,7 +191,7 @@ fn policy_of(opened: &OpenedBundle) -> Result<Policy, DeviceError> {
 /// fixed location, never the environment's) and `ca`. `None` for
 /// `http://` or no backend.
 #[diversify]
-fn backend_tls(
+pub(crate) fn backend_tls(
     url: Option<&str>,
     pinned: Option<&[u8]>,
     ca: Option<&[u8]>,

@@ -2,20 +2,26 @@
 //! chain and, where given, against the signed heads its backend kept, so
 //! that a rewritten, deleted or rolled-back history is named.
 //!
-//! The heads come from the backend as a [`HeadList`] (a file exported with
-//! `twinshield backend heads`, or read over the signed `GET /v1/heads`);
-//! each one must carry this device's valid signature, or nothing is
-//! checked. The history's file is opened read only.
+//! The heads come from the backend as a [`HeadList`]: a file exported with
+//! `twinshield backend heads`, or read from the backend the twin's bundle
+//! names over the signed `GET /v1/heads`, trusting the anchors the bundle
+//! pins. Each head must carry this device's valid signature, or nothing
+//! is checked. The history's file is opened read only.
 
+use crate::device::{DeviceError, backend_tls};
 use std::path::{Path, PathBuf};
-use twinshield_backend::{HeadList, HeadListError};
-use twinshield_seal::{DeviceIdentity, EmbeddedSecret, SealError};
+use std::sync::Arc;
+use std::time::Duration;
+use twinshield_backend::{BackendError, HeadList, HeadListError, Signer, fetch_heads};
+use twinshield_seal::{DeviceIdentity, EmbeddedSecret, PublisherPub, SealError};
 use twinshield_shield_macros::diversify;
 use twinshield_store::{ChainHead, ChainReport, HeadCheck, KnownHeadCheck, Store, StoreError};
 use zeroize::Zeroizing;
 
 /// Largest heads file read, bytes (1000 heads take about 200 KB).
 const MAX_HEADS_FILE: u64 = 4 * 1024 * 1024;
+/// Time limit of reading the heads from the backend.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the history could not be verified (damage is not an error: it is
 /// the [`Verdict`]).
@@ -66,6 +72,33 @@ pub enum VerifyError {
         #[source]
         source: HeadListError,
     },
+    /// The async runtime to ask the backend with did not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The bundle names no backend to read heads from.
+    #[error("the bundle names no backend to read the heads from")]
+    NoBackend,
+    /// The backend's TLS client could not be built.
+    #[error(transparent)]
+    BackendTls(DeviceError),
+    /// The backend could not be asked, or refused.
+    #[error("reading the heads from {url}: {source}")]
+    Fetch {
+        /// The backend's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+    /// The backend's heads are another device's, or one does not verify.
+    #[error("the heads from {url}: {source}")]
+    FetchedHeads {
+        /// The backend's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: HeadListError,
+    },
 }
 
 /// The history of a data directory, to be read (never written) with this
@@ -75,6 +108,7 @@ pub struct HistoryVerify {
     data: PathBuf,
     device: String,
     public: [u8; 32],
+    identity: Arc<DeviceIdentity>,
 }
 
 /// What verification found.
@@ -97,6 +131,7 @@ impl HistoryVerify {
             data: data.to_path_buf(),
             device: identity.fingerprint().key_id_hex(),
             public: identity.fingerprint().signing_public(),
+            identity: Arc::new(identity),
         })
     }
 
@@ -131,6 +166,35 @@ impl HistoryVerify {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// The heads the backend named by `bundle` (opened with this device's
+    /// identity, signed by the publisher key `trust`) keeps for this
+    /// device, read over its signed `GET /v1/heads` and trusting what the
+    /// bundle pins (for a bundle that pins nothing, the system's store and
+    /// `ca`), each verified as this device's.
+    pub fn heads_from_backend(
+        &self,
+        bundle: &[u8],
+        trust: &PublisherPub,
+        ca: Option<&[u8]>,
+    ) -> Result<Vec<ChainHead>, VerifyError> {
+        let opened = twinshield_seal::open(bundle, trust, &self.identity)?;
+        let url = opened.backend.clone().ok_or(VerifyError::NoBackend)?;
+        let tls = backend_tls(Some(&url), opened.backend_ca.as_deref(), ca)
+            .map_err(VerifyError::BackendTls)?;
+        drop(opened);
+        let identity = Arc::clone(&self.identity);
+        let signer = Signer::new(self.device.clone(), move |m| Ok(identity.sign(m)));
+        let fetched = crate::executor::executor()
+            .map_err(VerifyError::Runtime)?
+            .block_on(fetch_heads(&url, &signer, tls.as_ref(), FETCH_TIMEOUT));
+        let list = fetched.map_err(|source| VerifyError::Fetch {
+            url: url.clone(),
+            source,
+        })?;
+        self.heads_of(&list)
+            .map_err(|source| VerifyError::FetchedHeads { url, source })
     }
 
     /// Walks the chain and checks it against `known` heads.

@@ -1,7 +1,7 @@
 //! `twinshield history export`: the device's encrypted history, read; `twinshield history
 //! verify`: its hash chain checked, and against the signed heads its backend kept.
 
-use super::files::state_dir;
+use super::files::{read_limited, read_text, state_dir};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use twinshield_runtime::export::HistoryExport;
 use twinshield_runtime::history_verify::HistoryVerify;
+use twinshield_seal::PublisherPub;
 use twinshield_shield_macros::diversify;
 
 /// History commands (on the device only: the history opens with its key).
@@ -16,8 +17,9 @@ use twinshield_shield_macros::diversify;
 pub enum HistoryCommand {
     /// Export stored samples and events as CSV or JSON.
     Export(ExportArgs),
-    /// Check the history's hash chain (and the backend's signed heads with --heads); name the
-    /// first record that does not fit. Exit 0 intact, 4 damaged, rewritten or rolled back.
+    /// Check the history's hash chain (and the backend's signed heads, with --heads or --bundle);
+    /// name the first record that does not fit. Exit 0 intact, 4 damaged, rewritten or rolled
+    /// back.
     Verify(VerifyArgs),
 }
 
@@ -36,8 +38,19 @@ pub struct VerifyArgs {
     state: Option<PathBuf>,
     /// The device's signed history heads as the backend kept them (JSON, from `twinshield
     /// backend heads`): finds a history rolled back or rebuilt since.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
     heads: Option<PathBuf>,
+    /// Read the heads from the backend this bundle names (signed with the device key), trusting
+    /// the anchors it pins; with --trust.
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    bundle: Option<PathBuf>,
+    /// The publisher key that signed --bundle.
+    #[arg(long, value_name = "NAME.pub", requires = "bundle")]
+    trust: Option<PathBuf>,
+    /// For a --bundle that pins no trust anchors: certificates (PEM) trusted for its https://
+    /// backend besides the system's store.
+    #[arg(long, value_name = "PEM", requires = "bundle")]
+    backend_ca: Option<PathBuf>,
 }
 
 /// Arguments of `history export`.
@@ -83,9 +96,18 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     let state = state_dir(args.state.as_deref())?;
     let data = args.data.clone().unwrap_or_else(|| state.join("data"));
     let history = HistoryVerify::open(&state, &data)?;
-    let known = match &args.heads {
-        Some(path) => history.heads_from_file(path)?,
-        None => Vec::new(),
+    let known = match (&args.heads, &args.bundle, &args.trust) {
+        (Some(path), _, _) => history.heads_from_file(path)?,
+        (None, Some(bundle), Some(trust)) => {
+            let bundle = read_limited(bundle, "bundle")?;
+            let trust = PublisherPub::from_text(&read_text(trust, "trusted key")?)?;
+            let ca = match &args.backend_ca {
+                Some(p) => Some(read_limited(p, "backend CA certificate")?),
+                None => None,
+            };
+            history.heads_from_backend(&bundle, &trust, ca.as_deref())?
+        }
+        _ => Vec::new(),
     };
     let verdict = history.verify(&known)?;
     if verdict.is_intact() {
