@@ -20,14 +20,19 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 use twinshield_shield_macros::diversify;
 use twinshield_store::ChainHead;
 
 /// The path a device reads its own heads from, below the backend URL's path.
 pub const HEADS_PATH: &str = "/v1/heads";
-/// Most heads kept in memory and served per device (the newest); every
-/// head stays in the store's file.
-pub const MAX_HEADS_SERVED: usize = 1000;
+/// The newest heads kept in memory and served per device.
+pub const RECENT_HEADS: usize = 100;
+/// Hours (by the receiver's clock) of which the last head received is
+/// kept and served per device, besides the newest ones: 30 days.
+pub const HOURLY_HEADS: usize = 24 * 30;
+/// Most heads served per device; every head stays in the store's file.
+pub const MAX_HEADS_SERVED: usize = RECENT_HEADS + HOURLY_HEADS;
 
 /// One chain head with the device's signature over it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,8 +196,50 @@ impl HeadList {
     }
 }
 
+/// The heads kept of one device: the newest [`RECENT_HEADS`] received,
+/// and the last one received in each of the last [`HOURLY_HEADS`] hours of
+/// the receiver's clock. A device (or whoever holds its key) sending a
+/// flood of heads from a rebuilt history displaces only the newest ones
+/// and the current hour's: what it sent in earlier hours stays served.
+#[derive(Debug, Default)]
+pub(crate) struct HeadBook {
+    recent: VecDeque<(f64, SignedHead)>,
+    hourly: BTreeMap<u64, (f64, SignedHead)>,
+}
+
+#[diversify]
+impl HeadBook {
+    /// The last head added.
+    pub(crate) fn last(&self) -> Option<&SignedHead> {
+        self.recent.back().map(|(_, h)| h)
+    }
+
+    /// Adds `head`, received at `received_at` (Unix seconds).
+    pub(crate) fn add(&mut self, received_at: f64, head: SignedHead) {
+        let hour = (received_at.max(0.0) / 3600.0) as u64;
+        self.hourly.insert(hour, (received_at, head.clone()));
+        while self.hourly.len() > HOURLY_HEADS {
+            self.hourly.pop_first();
+        }
+        if self.recent.len() >= RECENT_HEADS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((received_at, head));
+    }
+
+    /// Every head kept, in the order received (oldest first), each once.
+    pub(crate) fn list(&self) -> Vec<SignedHead> {
+        let mut all: Vec<&(f64, SignedHead)> =
+            self.hourly.values().chain(self.recent.iter()).collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        all.dedup_by(|a, b| a.0.to_bits() == b.0.to_bits() && a.1 == b.1);
+        all.into_iter().map(|(_, h)| h.clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     use super::*;
     use ed25519_dalek::SigningKey;
 
@@ -275,5 +322,37 @@ mod tests {
             list.verify("0123456789abcdef", &public),
             Err(HeadListError::Head(HeadError::Signature(7)))
         );
+    }
+
+    #[test]
+    fn a_flood_of_heads_displaces_neither_earlier_hours_nor_itself_beyond_the_newest() {
+        let signer = Signer::from_signing_key("0123456789abcdef", SigningKey::from_bytes(&[3; 32]));
+        let signed = |seq| {
+            let h = ChainHead {
+                seq,
+                hash: [1; 32],
+                time: 0.0,
+            };
+            SignedHead::sign(&h, &signer).unwrap()
+        };
+        let mut book = HeadBook::default();
+        let t0 = 1_764_000_000.0;
+        // A genuine head every 10 s for two hours.
+        for i in 0..720u32 {
+            book.add(t0 + 10.0 * f64::from(i), signed(u64::from(i)));
+        }
+        // Then 5000 heads of a rebuilt history within one minute.
+        for i in 0..5000u32 {
+            book.add(
+                t0 + 7200.0 + 0.01 * f64::from(i),
+                signed(10_000 + u64::from(i)),
+            );
+        }
+        let seqs: Vec<u64> = book.list().iter().map(|h| h.seq).collect();
+        assert_eq!(seqs.len(), RECENT_HEADS + 2, "{seqs:?}");
+        // The last genuine head of each earlier hour is still there.
+        assert!(seqs.starts_with(&[359, 719]), "{seqs:?}");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(book.last().map(|h| h.seq), Some(14_999));
     }
 }

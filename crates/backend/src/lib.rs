@@ -54,7 +54,10 @@ mod tls;
 pub use error::{
     BackendError, EnrolError, MessageStoreError, NoTrustRoots, TlsSetupError, TransportError,
 };
-pub use heads::{HEADS_PATH, HeadError, HeadList, HeadListError, MAX_HEADS_SERVED, SignedHead};
+pub use heads::{
+    HEADS_PATH, HOURLY_HEADS, HeadError, HeadList, HeadListError, MAX_HEADS_SERVED, RECENT_HEADS,
+    SignedHead,
+};
 pub use httpsig::{
     Rejection, RequestParts, SignRefused, SignedHeaders, Signer, Verified, Verifier, content_digest,
 };

@@ -6,7 +6,7 @@
 //! Every refusal gets the same generic body; the precise reason goes to
 //! the log (and to the event callback).
 
-use crate::heads::{HEADS_PATH, HeadList, MAX_HEADS_SERVED, SignedHead};
+use crate::heads::{HEADS_PATH, HeadBook, HeadList, SignedHead};
 use crate::httpsig::{Rejection, RequestParts, Verified, Verifier};
 use crate::message::{MAX_BODY, MESSAGES_PATH, Message, MessageKind};
 use crate::{BackendError, MessageStoreError};
@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ pub struct MessageStore {
     file: Option<File>,
     path: Option<PathBuf>,
     ids: HashSet<String>,
-    heads: HashMap<String, VecDeque<SignedHead>>,
+    heads: HashMap<String, HeadBook>,
 }
 
 /// The signed history head a summary message carries, if it carries one
@@ -128,21 +128,26 @@ impl MessageStore {
             if n == 0 {
                 return Ok(());
             }
-            let msg = serde_json::from_slice::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|mut v| serde_json::from_value::<Message>(v["message"].take()).ok());
+            let line = serde_json::from_slice::<serde_json::Value>(&line).ok();
+            let msg = line.and_then(|mut v| {
+                let at = v["received_at"].as_f64().unwrap_or(0.0);
+                serde_json::from_value::<Message>(v["message"].take())
+                    .ok()
+                    .map(|m| (m, at))
+            });
             match msg {
-                Some(msg) => self.remember(&msg),
+                Some((msg, at)) => self.remember(&msg, at),
                 None => tracing::warn!("unreadable line in the store skipped"),
             }
         }
     }
 
-    /// Notes a stored message: its id, and its head if it carries one.
-    fn remember(&mut self, msg: &Message) {
+    /// Notes a message stored at `received_at`: its id, and its head if it
+    /// carries one.
+    fn remember(&mut self, msg: &Message, received_at: f64) {
         if let Ok(Some(head)) = head_of(msg) {
-            let kept = self.heads.entry(msg.device.clone()).or_default();
-            if let Some(last) = kept.back()
+            let book = self.heads.entry(msg.device.clone()).or_default();
+            if let Some(last) = book.last()
                 && (head.seq < last.seq || (head.seq == last.seq && head.hash != last.hash))
             {
                 tracing::warn!(
@@ -152,23 +157,21 @@ impl MessageStore {
                     "history head does not extend the last one kept: rolled back or rebuilt"
                 );
             }
-            if kept.len() >= MAX_HEADS_SERVED {
-                kept.pop_front();
-            }
-            kept.push_back(head);
+            book.add(received_at, head);
         }
         self.ids.insert(msg.id.clone());
     }
 
-    /// The newest signed history heads of `device` kept (at most
-    /// [`MAX_HEADS_SERVED`]), oldest first.
+    /// The signed history heads of `device` kept (the newest 100 and the
+    /// last one of each of the last 30 days' hours), in the order
+    /// received.
     pub fn heads(&self, device: &str) -> HeadList {
         HeadList {
             device: device.to_owned(),
             heads: self
                 .heads
                 .get(device)
-                .map(|h| h.iter().cloned().collect())
+                .map(HeadBook::list)
                 .unwrap_or_default(),
         }
     }
@@ -207,7 +210,7 @@ impl MessageStore {
                 .and_then(|()| f.sync_data())
                 .map_err(|e| BackendError::Store(MessageStoreError::Append(e)))?;
         }
-        self.remember(msg);
+        self.remember(msg, received_at);
         Ok(true)
     }
 }

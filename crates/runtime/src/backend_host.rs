@@ -42,7 +42,7 @@ pub enum BackendHostError {
 }
 
 /// The signed history heads the store in `store` keeps for `device` (the
-/// newest 1000, oldest first), read without changing anything: what
+/// newest 100 and the last of each hour of 30 days, in the order received), read without changing anything: what
 /// `history verify --heads` checks a device's history against.
 #[diversify]
 pub fn export_heads(store: &std::path::Path, device: &str) -> Result<HeadList, BackendHostError> {
