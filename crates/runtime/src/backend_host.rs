@@ -42,8 +42,9 @@ pub enum BackendHostError {
 }
 
 /// The signed history heads the store in `store` keeps for `device` (the
-/// newest 100 and the last of each hour of 30 days, in the order received), read without changing anything: what
-/// `history verify --heads` checks a device's history against.
+/// newest 100 and the last of each hour of 30 days, in the order
+/// received), read without changing anything: what `history verify
+/// --heads` checks a device's history against.
 #[diversify]
 pub fn export_heads(store: &std::path::Path, device: &str) -> Result<HeadList, BackendHostError> {
     let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
