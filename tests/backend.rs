@@ -528,6 +528,12 @@ fn messages_reach_an_https_backend_only_when_its_certificate_is_trusted() {
         "{v}"
     );
     assert!(err.contains("UnknownIssuer"), "{err}");
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        assert!(
+            err.contains(&format!("warning: {var} is set and ignored")),
+            "{err}"
+        );
+    }
     assert!(stored(&dir).is_empty());
     assert!(backend.out().is_empty(), "{:?}", backend.out());
 

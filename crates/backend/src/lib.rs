@@ -67,4 +67,4 @@ pub use publisher::{
     BackendUrl, Backoff, Publisher, PublisherConfig, PublisherHandle, PublisherReport, fetch_heads,
 };
 pub use receiver::{MessageStore, Receiver, ReceiverEvent};
-pub use tls::{BackendTls, SYSTEM_CA_DIR, SYSTEM_CA_FILES};
+pub use tls::{BackendTls, SYSTEM_CA_DIR, SYSTEM_CA_FILES, ignored_trust_variables};

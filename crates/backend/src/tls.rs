@@ -120,17 +120,26 @@ pub const SYSTEM_CA_FILES: [&str; 5] = [
 /// exists (fixed: `SSL_CERT_DIR` cannot point the twin at another).
 pub const SYSTEM_CA_DIR: &str = "/etc/ssl/certs";
 
+/// The environment variables that would change TLS trust elsewhere and
+/// are set, though ignored here (`SSL_CERT_FILE`, `SSL_CERT_DIR`): for a
+/// warning.
+#[diversify]
+pub fn ignored_trust_variables() -> Vec<&'static str> {
+    ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .collect()
+}
+
 /// The system's trust roots from their fixed location, whatever
-/// `SSL_CERT_FILE` and `SSL_CERT_DIR` say (a warning when either is set).
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` say.
 #[diversify]
 fn system_certs() -> rustls_native_certs::CertificateResult {
-    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
-        if std::env::var_os(var).is_some() {
-            tracing::warn!(
-                var,
-                "ignored: the backend's trust roots do not come from the environment"
-            );
-        }
+    for var in ignored_trust_variables() {
+        tracing::warn!(
+            var,
+            "ignored: the backend's trust roots do not come from the environment"
+        );
     }
     let file = SYSTEM_CA_FILES
         .iter()

@@ -102,6 +102,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             ca.display()
         );
     }
+    if twin.backend_tls.is_some() {
+        for var in twinshield_backend::ignored_trust_variables() {
+            eprintln!(
+                "warning: {var} is set and ignored: the backend is trusted by the anchors the bundle \
+                 pins, or the system's store at its fixed location"
+            );
+        }
+    }
     // From here the bundle's policy answers findings, the ones held since start-up included.
     if let Some(s) = shield.shield() {
         crate::shield::show_environment_findings();
