@@ -405,3 +405,45 @@ fn bad_heads_or_no_history_are_one_line_and_change_nothing() {
     assert!(std::fs::read(&file).unwrap() == before, "a refusal wrote");
     assert!(!s.path("empty/history.redb").exists());
 }
+
+/// A twin killed (SIGKILL) while recording leaves a history that needs
+/// repair: verified from a repaired copy, intact, the original untouched;
+/// while a twin still holds it, one line and exit 1.
+#[test]
+fn a_killed_twins_history_verifies_from_a_repaired_copy_and_a_running_one_is_refused() {
+    let s = Setup::new("history-chain-killed");
+    let p = plant(&["--seconds", "120"]);
+    let mut twin = Command::new(twinshield())
+        .args(run_args("q.bundle", &p.url, "60"))
+        .current_dir(s.path(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = s.path("state/data/history.redb");
+    let started = Instant::now();
+    while !file.exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no history");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let line = refused(&verify(&s, "state/data", &[])).to_owned();
+    assert!(
+        line.ends_with("history store: open in another process (stop the twin first)"),
+        "{line}"
+    );
+    twin.kill().unwrap();
+    twin.wait().unwrap();
+    let before = std::fs::read(&file).unwrap();
+    let r = verify(&s, "state/data", &[]);
+    let (records, seq) = intact(&r);
+    assert!(records >= 2 && seq >= 5, "{r:?}");
+    assert!(
+        r.stdout
+            .trim_end()
+            .ends_with("; read from a repaired copy: it was not closed cleanly)"),
+        "{r:?}"
+    );
+    assert!(std::fs::read(&file).unwrap() == before, "verify wrote");
+}

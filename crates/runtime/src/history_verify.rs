@@ -72,6 +72,9 @@ pub enum VerifyError {
         #[source]
         source: HeadListError,
     },
+    /// A history not closed cleanly could not be copied to be repaired.
+    #[error("cannot copy the history to repair it: {0}")]
+    Copy(#[source] std::io::Error),
     /// The async runtime to ask the backend with did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -116,6 +119,8 @@ pub struct HistoryVerify {
 pub struct Verdict {
     /// The chain's report.
     pub report: ChainReport,
+    /// Read from a repaired copy: the history was not closed cleanly.
+    pub repaired: bool,
 }
 
 #[diversify]
@@ -197,21 +202,46 @@ impl HistoryVerify {
             .map_err(|source| VerifyError::FetchedHeads { url, source })
     }
 
-    /// Walks the chain and checks it against `known` heads.
+    /// Walks the chain and checks it against `known` heads: in place, the
+    /// file opened read only, or, for a history its writer did not close
+    /// cleanly, on a copy repaired as the next writer would repair it
+    /// (the original stays as it is).
     pub fn verify(&self, known: &[ChainHead]) -> Result<Verdict, VerifyError> {
-        let report = Store::verify_dir(&self.data, &self.key, known).map_err(|source| {
-            VerifyError::Store {
-                data: self.data.clone(),
-                source,
-            }
-        })?;
+        let failed = |source| VerifyError::Store {
+            data: self.data.clone(),
+            source,
+        };
+        let (report, repaired) = match Store::verify_dir(&self.data, &self.key, known) {
+            Err(StoreError::NeedsRepair(_)) => (self.verify_repaired_copy(known)?, true),
+            other => (other.map_err(failed)?, false),
+        };
         tracing::info!(
             clean = report.is_clean(),
             faults = report.faults.len(),
             heads = known.len(),
             "history verified"
         );
-        Ok(Verdict { report })
+        Ok(Verdict { report, repaired })
+    }
+
+    /// [`HistoryVerify::verify`] of a copy of the history in a private
+    /// temporary directory, repaired by opening it for writing.
+    fn verify_repaired_copy(&self, known: &[ChainHead]) -> Result<ChainReport, VerifyError> {
+        let copy = tempfile::Builder::new()
+            .prefix("twinshield-verify-")
+            .tempdir()
+            .map_err(VerifyError::Copy)?;
+        std::fs::copy(
+            self.data.join("history.redb"),
+            copy.path().join("history.redb"),
+        )
+        .map_err(VerifyError::Copy)?;
+        let failed = |source| VerifyError::Store {
+            data: self.data.clone(),
+            source,
+        };
+        let store = Store::open(copy.path(), &self.key, None).map_err(failed)?;
+        store.verify_chain(known).map_err(failed)
     }
 }
 
@@ -303,6 +333,9 @@ impl std::fmt::Display for Verdict {
             }
             if !r.known.is_empty() {
                 write!(f, "; extends all {} heads from the backend", r.known.len())?;
+            }
+            if self.repaired {
+                f.write_str("; read from a repaired copy: it was not closed cleanly")?;
             }
             return f.write_str(")");
         }

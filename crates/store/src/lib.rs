@@ -122,6 +122,14 @@ pub enum StoreError {
     /// still reports what it can.
     #[error("the history's hash chain record is damaged")]
     ChainDamaged,
+    /// The history was not closed cleanly (its writer stopped abruptly)
+    /// and cannot be read in place without the repair that opening it for
+    /// writing does.
+    #[error("history store: not closed cleanly, it needs repair before it can be read in place")]
+    NeedsRepair(PathBuf),
+    /// Another process (a running twin) holds the history open.
+    #[error("history store: open in another process (stop the twin first)")]
+    InUse(PathBuf),
 }
 
 #[diversify]
@@ -347,8 +355,10 @@ impl Store {
     /// [`Store::verify_chain`] of the history in `dir` under `key`, with
     /// the file opened read only: nothing is written to it, not even the
     /// bookkeeping opening a database for writing does. Refused while a
-    /// writer holds the history open, and for a history that needs
-    /// repair after a crash (opening it with [`Store::open`] repairs it).
+    /// writer holds the history open ([`StoreError::InUse`]), and for a
+    /// history that needs repair after a crash
+    /// ([`StoreError::NeedsRepair`]: opening it, or a copy of it, with
+    /// [`Store::open`] repairs it).
     pub fn verify_dir(
         dir: &Path,
         key: &Zeroizing<[u8; 32]>,
@@ -358,7 +368,11 @@ impl Store {
         if !file.is_file() {
             return Err(StoreError::NoHistory(dir.to_path_buf()));
         }
-        let db = redb::ReadOnlyDatabase::open(&file).map_err(database_error)?;
+        let db = redb::ReadOnlyDatabase::open(&file).map_err(|e| match e {
+            redb::DatabaseError::RepairAborted => StoreError::NeedsRepair(dir.to_path_buf()),
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(dir.to_path_buf()),
+            e => database_error(e),
+        })?;
         let cipher = Cipher::new(key);
         match read_meta(&db, &cipher, "check")? {
             Some(c) if c.as_slice() == check_value().bytes() => {}
