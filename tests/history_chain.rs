@@ -363,8 +363,15 @@ fn bad_heads_or_no_history_are_one_line_and_change_nothing() {
     v["device"] = Value::from("0123456789abcdef");
     std::fs::write(s.path("other.json"), v.to_string()).unwrap();
     std::fs::write(s.path("junk.json"), "{\"heads\": 7}").unwrap();
+    let kid = DeviceIdentity::open(&s.path("state"), &EmbeddedSecret)
+        .unwrap()
+        .fingerprint()
+        .key_id_hex();
+    v["heads"] = Value::Array(Vec::new());
+    v["device"] = Value::from(kid);
+    std::fs::write(s.path("none.json"), v.to_string()).unwrap();
     std::fs::create_dir_all(s.path("empty")).unwrap();
-    let cases: [(&str, &[&str], String); 6] = [
+    let cases: [(&str, &[&str], String); 7] = [
         (
             "state/data",
             &["--heads", "forged.json"],
@@ -384,6 +391,11 @@ fn bad_heads_or_no_history_are_one_line_and_change_nothing() {
             "state/data",
             &["--heads", "missing.json"],
             "heads file".into(),
+        ),
+        (
+            "state/data",
+            &["--heads", "none.json"],
+            "none.json holds no history heads of this device".into(),
         ),
         ("empty", &[], "no history in".into()),
         (

@@ -78,6 +78,11 @@ pub enum VerifyError {
     /// The async runtime to ask the backend with did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The heads file or the backend holds no head of this device.
+    #[error(
+        "{0} holds no history heads of this device (has the twin published since its history began?)"
+    )]
+    NoHeads(String),
     /// The bundle names no backend to read heads from.
     #[error("the bundle names no backend to read the heads from")]
     NoBackend,
@@ -150,6 +155,15 @@ impl HistoryVerify {
         list.verify(&self.device, &self.public)
     }
 
+    /// `heads`, unless there are none: a check against the backend that
+    /// holds nothing to check against is refused, not passed.
+    fn some(heads: Vec<ChainHead>, from: String) -> Result<Vec<ChainHead>, VerifyError> {
+        if heads.is_empty() {
+            return Err(VerifyError::NoHeads(from));
+        }
+        Ok(heads)
+    }
+
     /// The heads in the file at `path` (a [`HeadList`] as the backend
     /// exports it), each verified as this device's.
     pub fn heads_from_file(&self, path: &Path) -> Result<Vec<ChainHead>, VerifyError> {
@@ -167,10 +181,11 @@ impl HistoryVerify {
                 path: path.to_path_buf(),
                 source,
             })?;
-        self.heads_of(&list).map_err(|source| VerifyError::Heads {
+        let heads = self.heads_of(&list).map_err(|source| VerifyError::Heads {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+        Self::some(heads, format!("heads file {}", path.display()))
     }
 
     /// The heads the backend named by `bundle` (opened with this device's
@@ -198,8 +213,13 @@ impl HistoryVerify {
             url: url.clone(),
             source,
         })?;
-        self.heads_of(&list)
-            .map_err(|source| VerifyError::FetchedHeads { url, source })
+        let heads = self
+            .heads_of(&list)
+            .map_err(|source| VerifyError::FetchedHeads {
+                url: url.clone(),
+                source,
+            })?;
+        Self::some(heads, format!("the backend {url}"))
     }
 
     /// Walks the chain and checks it against `known` heads: in place, the
