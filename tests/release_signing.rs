@@ -77,15 +77,20 @@ fn function_offset(binary: &[u8], name: &str) -> Option<usize> {
         .map(|s| (vaddr - s.vaddr + s.offset) as usize)
 }
 
-/// The hardened binary with the shield's responder patched to return at
-/// once (the one-byte patch that used to turn the shield off), its table's
+/// The hardened binary with the shield's reporting patched to return at
+/// once (the one-byte patch that used to turn the shield off, when one
+/// function answered every finding), its table's
 /// state word cleared so that it reads as never hardened.
 fn patched_to_look_unhardened() -> Vec<u8> {
     let mut bytes = fs::read(twinshield()).unwrap();
-    let at = ["Shield7respond", "probe6tracer"]
-        .iter()
-        .find_map(|n| function_offset(&bytes, n))
-        .expect("the vendor's symbols name the shield's functions");
+    let at = [
+        "Shield6report",
+        "Shield7respond",
+        "probe17tracer_other_than",
+    ]
+    .iter()
+    .find_map(|n| function_offset(&bytes, n))
+    .expect("the vendor's symbols name the shield's functions");
     bytes[at] = 0xc3;
     let table = table_offset(&bytes);
     bytes[table + 16..table + 24].fill(0);
