@@ -15,8 +15,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use twinshield_e2e::{Run, Scratch, demo_after_memory_write, twinshield, without_core_dumps};
-use twinshield_shield::elf::load_segments;
+use twinshield_e2e::{
+    Run, Scratch, demo_after_memory_write, twinshield, vendor_functions, without_core_dumps,
+};
 use twinshield_shield::guard::{TABLE_LEN, marker};
 use twinshield_shield::{ReleaseKey, harden};
 
@@ -61,20 +62,9 @@ fn table_offset(binary: &[u8]) -> usize {
 /// The file offset of the function whose symbol (from the vendor's
 /// symbol file) contains `name`.
 fn function_offset(binary: &[u8], name: &str) -> Option<usize> {
-    let out = Command::new("nm").arg(symbols()).output().expect("nm runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let vaddr = text.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (addr, kind, sym) = (f.next()?, f.next()?, f.next()?);
-        (matches!(kind, "t" | "T") && sym.contains(name))
-            .then(|| u64::from_str_radix(addr, 16).ok())
-            .flatten()
-    })?;
-    let segments = load_segments(binary).expect("an ELF file");
-    segments
-        .iter()
-        .find(|s| s.executable && s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)
-        .map(|s| (vaddr - s.vaddr + s.offset) as usize)
+    vendor_functions(binary)
+        .into_iter()
+        .find_map(|(sym, at)| sym.contains(name).then_some(at))
 }
 
 /// The hardened binary with the shield's reporting patched to return at

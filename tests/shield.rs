@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use twinshield_e2e::{
-    Run, Scratch, Setup, plant, root, run_args, twinshield, twinshield_unhardened,
+    Run, Scratch, Setup, plant, root, run_args, shared_object, twinshield, twinshield_unhardened,
     without_core_dumps,
 };
 
@@ -298,39 +298,18 @@ fn ltrace_is_detected_where_available() {
 
 /// A small shared object, built here with the system's C compiler.
 fn hook_library(dir: &Path) -> PathBuf {
-    let src = dir.join("hook.c");
-    fs::write(&src, "int twinshield_test_hook = 1;\n").unwrap();
-    let so = dir.join("hook.so");
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .output()
-        .expect("a C compiler (cc) is needed");
-    assert!(out.status.success(), "{out:?}");
-    so
+    shared_object("int twinshield_test_hook = 1;\n", &dir.join("hook.so"))
 }
 
 /// An implant as an expert writes it: no ".so" in its name, and a
 /// constructor that removes `LD_PRELOAD` from the environment before
 /// `main` runs.
 fn stealthy_implant(dir: &Path) -> PathBuf {
-    let src = dir.join("implant.c");
-    fs::write(
-        &src,
+    shared_object(
         "#include <stdlib.h>\n\
          __attribute__((constructor)) static void hide(void) { unsetenv(\"LD_PRELOAD\"); }\n",
+        &dir.join("libsupport"),
     )
-    .unwrap();
-    let lib = dir.join("libsupport");
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .output()
-        .expect("a C compiler (cc) is needed");
-    assert!(out.status.success(), "{out:?}");
-    lib
 }
 
 #[test]
@@ -400,16 +379,11 @@ impl Drop for Placed {
 #[test]
 fn an_implant_among_the_system_libraries_that_scrubs_every_trace_is_found_by_what_it_is() {
     let s = Scratch::new("shield-preload-system-dir");
-    let src = s.path().join("implant.c");
-    fs::write(
-        &src,
-        "#include <stdlib.h>\n#include <string.h>\nextern char **environ;\n\
+    let source = "#include <stdlib.h>\n#include <string.h>\nextern char **environ;\n\
          __attribute__((constructor)) static void hide(void) {\n\
            for (char **e = environ; *e; e++)\n\
              if (strncmp(*e, \"LD_PRELOAD=\", 11) == 0) memset(*e, 'X', strlen(*e));\n\
-           unsetenv(\"LD_PRELOAD\");\n}\n",
-    )
-    .unwrap();
+           unsetenv(\"LD_PRELOAD\");\n}\n";
     let dir = [
         "/usr/lib/x86_64-linux-gnu",
         "/usr/lib/aarch64-linux-gnu",
@@ -422,13 +396,7 @@ fn an_implant_among_the_system_libraries_that_scrubs_every_trace_is_found_by_wha
         "{dir}/libtwinshield-e2e-{}.so.1",
         std::process::id()
     )));
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&placed.0)
-        .arg(&src)
-        .output()
-        .expect("a C compiler (cc) is needed");
-    assert!(out.status.success(), "root is needed to place it: {out:?}");
+    shared_object(source, &placed.0);
     let preload = format!("LD_PRELOAD={}", placed.0.display());
     let r = run_with(
         &["env", &preload],

@@ -464,3 +464,59 @@ pub fn process_memory(pid: u32) -> Option<Vec<u8>> {
     }
     Some(image)
 }
+
+/// Every function the vendor's symbol file (`twinshield-hardened.sym`
+/// beside [`twinshield`]) names, with the file offset of its entry in
+/// `binary` (the stripped, hardened file): what an attacker holding the
+/// symbols patches. Aliases (one address, several names) appear once, under
+/// their first name.
+pub fn vendor_functions(binary: &[u8]) -> Vec<(String, usize)> {
+    let out = Command::new("nm")
+        .arg(twinshield().with_extension("sym"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run nm (Debian package binutils): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let segments = twinshield_shield::elf::load_segments(binary)
+        .unwrap_or_else(|e| panic!("not an ELF file: {e}"));
+    let mut seen = std::collections::HashSet::new();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, kind, name) = (f.next()?, f.next()?, f.next()?);
+            if !matches!(kind, "t" | "T") {
+                return None;
+            }
+            let vaddr = u64::from_str_radix(addr, 16).ok()?;
+            let s = segments
+                .iter()
+                .find(|s| s.executable && s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)?;
+            let offset = (vaddr - s.vaddr + s.offset) as usize;
+            seen.insert(offset).then(|| (name.to_owned(), offset))
+        })
+        .collect()
+}
+
+/// A shared object at `out`, compiled from the C `source` with the
+/// system's compiler (`cc`, Debian package gcc): the implants of the hook
+/// tests.
+pub fn shared_object(source: &str, out: &Path) -> PathBuf {
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-x", "c", "-o"])
+        .arg(out)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut cc| {
+            use std::io::Write;
+            cc.stdin.take().map(|mut i| i.write_all(source.as_bytes()));
+            cc.wait_with_output()
+        })
+        .unwrap_or_else(|e| panic!("a C compiler (cc) is needed: {e}"));
+    assert!(
+        built.status.success(),
+        "cc failed (root is needed to write into system directories): {built:?}"
+    );
+    out.to_path_buf()
+}

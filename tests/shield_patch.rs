@@ -1,0 +1,260 @@
+//! Issue 17: no single point of failure. For every function of the shield
+//! and of the key and bundle code paths (the list from the vendor's
+//! symbol file, as an attacker holding it would take it), the hardened,
+//! stripped binary with that function's entry patched to return at once:
+//! sealed again with the shipped `harden` (it must refuse), then run under
+//! gdb and under a preloaded implant. No patched function may leave the
+//! twin running blind: each run locks down, refuses to start, or dies.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use twinshield_e2e::{Scratch, shared_object, twinshield, vendor_functions, without_core_dumps};
+
+/// The crates and modules whose functions are patched: the shield (the
+/// library and the binary's own wiring of it), the white-box and at-rest
+/// keys, the bundle, and the runtime's device and gate paths.
+const PATCHED: [&str; 7] = [
+    "17twinshield_shield",
+    "10twinshield6shield",
+    "19twinshield_whitebox",
+    "17twinshield_atrest",
+    "15twinshield_seal",
+    "18twinshield_runtime6device",
+    "18twinshield_runtime4gate",
+];
+
+/// What one run of a patched binary did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    /// Exit status 3 with a lockdown message.
+    LockedDown,
+    /// Exit status 3 without one (the patch was in the reporting: the
+    /// site that found it exited itself).
+    LockedDownSilently,
+    /// Refused to start: an error line and status 1 or 2.
+    Refused,
+    /// Killed by a signal (the patch broke it before it could run).
+    Died,
+    /// An outcome none of the above explains (printed in full).
+    Unexplained,
+    /// Ran to the end, or was still running at the deadline: blind.
+    RanBlind,
+}
+
+/// The demo: a bundle sealed and opened with the device's keys, the plant,
+/// the twin, the API; 20 plant seconds in about one wall second.
+const DEMO: [&str; 8] = [
+    "demo",
+    "--seconds",
+    "20",
+    "--speed",
+    "20",
+    "--attack",
+    "none",
+    "--insecure-http",
+];
+
+/// Runs `command` (in `dir`) for at most 30 s; its exit code (`None`:
+/// a signal) and its output, or `None` when it was still running.
+fn bounded(mut command: Command, dir: &Path) -> Option<(Option<i32>, String)> {
+    let out = dir.join(format!("out.{}", std::process::id()));
+    let file = fs::File::create(&out).unwrap();
+    let mut child = command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let text = fs::read_to_string(&out).unwrap_or_default();
+    status.map(|s| (s.code(), text))
+}
+
+/// The patched binary `bin` under a preloaded implant.
+fn under_implant(bin: &Path, implant: &Path, dir: &Path) -> Outcome {
+    let mut c = without_core_dumps(bin);
+    c.args(DEMO).env("LD_PRELOAD", implant);
+    match bounded(c, dir) {
+        None | Some((Some(0), _)) => Outcome::RanBlind,
+        Some((Some(3), t)) if t.contains("error: lockdown: ") => Outcome::LockedDown,
+        Some((Some(3), _)) => Outcome::LockedDownSilently,
+        Some((Some(1 | 2), t)) if t.contains("error: ") => Outcome::Refused,
+        Some((None, _)) => Outcome::Died,
+        Some((code, t)) => {
+            eprintln!("{}: unexpected exit {code:?}: {t}", bin.display());
+            Outcome::Unexplained
+        }
+    }
+}
+
+/// The patched binary `bin` run by gdb.
+fn under_gdb(bin: &Path, dir: &Path) -> Outcome {
+    let mut c = without_core_dumps("gdb");
+    c.args(["-nx", "-batch", "-ex", "run", "--args"])
+        .arg(bin)
+        .args(DEMO);
+    let Some((code, t)) = bounded(c, dir) else {
+        return Outcome::RanBlind;
+    };
+    if t.contains("exited with code 03") && t.contains("error: lockdown: ") {
+        Outcome::LockedDown
+    } else if t.contains("exited with code 03") {
+        Outcome::LockedDownSilently
+    } else if t.contains("exited with code 01") || t.contains("exited with code 02") {
+        Outcome::Refused
+    } else if t.contains("received signal") || t.contains("terminated with signal") {
+        Outcome::Died
+    } else if t.contains("exited normally") {
+        Outcome::RanBlind
+    } else {
+        eprintln!("{}: unexpected gdb exit {code:?}: {t}", bin.display());
+        Outcome::Unexplained
+    }
+}
+
+/// Writes `bytes` to the executable `path`, once the last process running
+/// the previous content (a guardian outlives its twin by a moment) is gone.
+fn write_executable(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let started = Instant::now();
+    let _ = fs::remove_file(path);
+    loop {
+        match fs::write(path, bytes) {
+            Ok(()) => break,
+            Err(e)
+                if e.raw_os_error() == Some(26) && started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("cannot write {}: {e}", path.display()),
+        }
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// One patched function, tried every way; the worst outcome and a note
+/// when the shipped `harden` sealed it again.
+fn attack(original: &[u8], at: usize, dir: &Path, implant: &Path, key: &Path) -> (Outcome, bool) {
+    let mut bytes = original.to_vec();
+    bytes[at] = 0xc3; // ret
+    let bin = dir.join("twinshield");
+    write_executable(&bin, &bytes);
+    let resealed = dir.join("twinshield-resealed");
+    let _ = fs::remove_file(&resealed);
+    fs::copy(&bin, &resealed).unwrap();
+    let harden = Command::new(&bin)
+        .arg("harden")
+        .arg(&resealed)
+        .args(["--seed", "2", "--allow-development-secret", "--release-key"])
+        .arg(key)
+        .output()
+        .unwrap();
+    let mut targets: Vec<PathBuf> = vec![bin];
+    let sealed_again = harden.status.success();
+    if sealed_again {
+        targets.push(resealed);
+    }
+    let worst = targets
+        .iter()
+        .flat_map(|t| [under_implant(t, implant, dir), under_gdb(t, dir)])
+        .max()
+        .unwrap();
+    (worst, sealed_again)
+}
+
+#[test]
+fn no_patched_shield_key_or_bundle_function_leaves_the_twin_running_blind() {
+    let original = fs::read(twinshield()).unwrap();
+    let functions: Vec<(String, usize)> = vendor_functions(&original)
+        .into_iter()
+        .filter(|(name, _)| PATCHED.iter().any(|p| name.contains(p)))
+        .collect();
+    assert!(
+        functions.len() > 100,
+        "the symbol file names the shield: {}",
+        functions.len()
+    );
+    let scratch = Scratch::new("shield-patch");
+    let implant = shared_object(
+        "int twinshield_test_implant = 1;\n",
+        &scratch.path().join("libimplant"),
+    );
+    let key = scratch.path().join("attacker.key");
+    fs::write(&key, &*twinshield_shield::ReleaseKey::text_for(&[0x42; 32])).unwrap();
+    let queue = Mutex::new(functions.iter());
+    let results = Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for worker in 0..2 {
+            let dir = scratch.path().join(format!("w{worker}"));
+            fs::create_dir_all(&dir).unwrap();
+            let (queue, results, original, implant, key) =
+                (&queue, &results, &original, &implant, &key);
+            s.spawn(move || {
+                while let Some((name, at)) = queue.lock().unwrap().next() {
+                    let (outcome, resealed) = attack(original, *at, &dir, implant, key);
+                    if outcome >= Outcome::Unexplained {
+                        eprintln!("{name}: {outcome:?}");
+                    }
+                    results
+                        .lock()
+                        .unwrap()
+                        .push((name.clone(), outcome, resealed));
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
+    for (_, o, _) in &results {
+        *counts.entry(*o).or_default() += 1;
+    }
+    let blind: Vec<&String> = results
+        .iter()
+        .filter(|(_, o, _)| *o == Outcome::RanBlind)
+        .map(|(n, _, _)| n)
+        .collect();
+    let resealed: Vec<&String> = results
+        .iter()
+        .filter(|(_, _, r)| *r)
+        .map(|(n, _, _)| n)
+        .collect();
+    eprintln!(
+        "{} functions patched to return (under gdb and under a preloaded implant, in {:.0} s): \
+         worst outcome {counts:?}; sealed again by the shipped harden: {}",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        resealed.len()
+    );
+    assert!(
+        resealed.is_empty(),
+        "the shipped harden sealed patched binaries: {resealed:#?}"
+    );
+    assert!(
+        blind.is_empty(),
+        "patched functions left the twin running blind: {blind:#?}"
+    );
+}
