@@ -165,6 +165,11 @@ mod imp {
                 exit(code);
             }
         }
+        // Forked before the twin made itself non-dumpable: so that no
+        // unprivileged process can attach to the guardian (and through it
+        // reach the twin), it makes itself non-dumpable too.
+        // SAFETY: PR_SET_DUMPABLE takes a number, no pointers.
+        let _ = unsafe { syscall4(nr::PRCTL, nr::PR_SET_DUMPABLE, 0, 0, 0) };
         serve(parent)
     }
 

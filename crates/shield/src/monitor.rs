@@ -495,12 +495,6 @@ impl Shield {
         (self.responder)(finding, action);
     }
 
-    /// Milliseconds since the shield started.
-    #[inline(always)]
-    fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
-    }
-
     /// Answers the watchdog's challenge: the checksum of the region it
     /// names, read from the running code now.
     #[inline(always)]
@@ -523,6 +517,7 @@ impl Shield {
 
     fn monitor(&self) {
         let mut round = 0u64;
+        let mut watchdog = crate::watchdog::Watcher::default();
         loop {
             std::thread::sleep(MONITOR_PERIOD);
             round += 1;
@@ -533,7 +528,7 @@ impl Shield {
             if let Some(f) = self.verify_next() {
                 self.respond(f);
             }
-            if !self.heartbeat.watchdog_alive(self.now_ms()) {
+            if self.heartbeat.watchdog_stopped(&mut watchdog) {
                 self.respond(Finding::new(
                     FindingClass::Tamper,
                     "the shield's watchdog stopped",
@@ -557,15 +552,16 @@ impl Shield {
                     self.respond(f);
                 }
             }
-            self.heartbeat.monitor_beat(self.now_ms());
+            self.heartbeat.monitor_beat();
         }
     }
 
     /// The watchdog thread: see [`crate::watchdog`].
     fn watch(&self) {
+        let mut me = crate::watchdog::Watcher::default();
         loop {
             std::thread::sleep(crate::watchdog::WATCH_PERIOD);
-            if let Some(what) = self.heartbeat.watch(self.now_ms()) {
+            if let Some(what) = self.heartbeat.watch(&mut me) {
                 self.respond(Finding::new(FindingClass::Tamper, what));
             }
         }

@@ -65,6 +65,7 @@ pub(crate) mod nr {
     pub const PTRACE_EVENT_STOP: i32 = 128;
 
     pub const PR_SET_PTRACER: usize = 0x5961_6d61;
+    pub const PR_SET_DUMPABLE: usize = 4;
 
     pub const WALL: usize = 0x4000_0000;
     pub const WNOHANG: usize = 1;

@@ -9,6 +9,11 @@
 //! memory answers wrongly; either way no good answer arrives and the
 //! watchdog locks down. The monitor in turn watches the watchdog's own
 //! beat, so stopping either thread is a lockdown by the other.
+//!
+//! Silence is counted in the watcher's own rounds, not in wall time: a
+//! twin paused as a whole (`SIGSTOP`, a suspended virtual machine) or
+//! starved by a loaded machine slows both threads alike and is not taken
+//! for an attack.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -20,10 +25,10 @@ use crate::guard::Table;
 /// How often the watchdog checks the last answer and issues a challenge.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(250);
 
-/// How long a checker may go without a good answer, or a thread without a
-/// beat, before the shield locks down: generous, so a loaded machine that
-/// starves a thread for a while is not mistaken for an attack.
-pub const SILENCE_LIMIT: Duration = Duration::from_secs(4);
+/// How many of its own rounds a watcher lets pass without a good answer,
+/// or without the other thread's beat, before the shield locks down: 16
+/// watchdog rounds are 4 s, 20 monitor rounds 4 s.
+pub const SILENT_ROUNDS: u64 = 16;
 
 /// The challenge board the watchdog and the checkers share.
 pub(crate) struct Heartbeat {
@@ -35,12 +40,34 @@ pub(crate) struct Heartbeat {
     challenge: AtomicU64,
     /// The checker's answer to it.
     answer: AtomicU64,
-    /// When (milliseconds since the shield started) the watchdog last saw
-    /// a good answer, and last ran.
-    answered_at: AtomicU64,
-    watchdog_at: AtomicU64,
-    /// When the monitor last finished a round.
-    monitor_at: AtomicU64,
+    /// Rounds each thread has completed.
+    watchdog_rounds: AtomicU64,
+    monitor_rounds: AtomicU64,
+}
+
+/// What a watcher remembers between its rounds.
+#[derive(Debug, Default)]
+pub(crate) struct Watcher {
+    /// The other thread's round count when last seen to change, and how
+    /// many of this watcher's rounds ago that was.
+    seen: u64,
+    still: u64,
+    /// This watcher's rounds since the last good answer (watchdog only).
+    unanswered: u64,
+}
+
+impl Watcher {
+    /// Whether `rounds` (the other thread's count) stood still for too
+    /// many of this watcher's rounds.
+    fn stalled(&mut self, rounds: u64, limit: u64) -> bool {
+        if rounds == self.seen {
+            self.still += 1;
+        } else {
+            self.seen = rounds;
+            self.still = 0;
+        }
+        self.still > limit
+    }
 }
 
 /// A fresh random word from the operating system (through the standard
@@ -67,9 +94,8 @@ impl Heartbeat {
             table,
             challenge: AtomicU64::new(0),
             answer: AtomicU64::new(0),
-            answered_at: AtomicU64::new(0),
-            watchdog_at: AtomicU64::new(0),
-            monitor_at: AtomicU64::new(0),
+            watchdog_rounds: AtomicU64::new(0),
+            monitor_rounds: AtomicU64::new(0),
         };
         board.issue();
         board
@@ -97,18 +123,17 @@ impl Heartbeat {
         self.answer.store(answer, Ordering::SeqCst);
     }
 
-    /// The monitor's beat at `now_ms`.
+    /// The monitor finished a round.
     #[inline(always)]
-    pub(crate) fn monitor_beat(&self, now_ms: u64) {
-        self.monitor_at.store(now_ms, Ordering::SeqCst);
+    pub(crate) fn monitor_beat(&self) {
+        self.monitor_rounds.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// One watchdog round at `now_ms`: checks the answer (a good one earns
-    /// a new challenge) and the monitor's beat. What is wrong, if anything.
+    /// One watchdog round: checks the answer (a good one earns a new
+    /// challenge) and the monitor's beat. What is wrong, if anything.
     #[inline(always)]
-    pub(crate) fn watch(&self, now_ms: u64) -> Option<&'static str> {
-        self.watchdog_at.store(now_ms, Ordering::SeqCst);
-        let limit = SILENCE_LIMIT.as_millis() as u64;
+    pub(crate) fn watch(&self, me: &mut Watcher) -> Option<&'static str> {
+        self.watchdog_rounds.fetch_add(1, Ordering::SeqCst);
         if let Some(table) = &self.table {
             let (challenge, region) = self.challenge();
             let expected = table
@@ -116,23 +141,27 @@ impl Heartbeat {
                 .get(region)
                 .map(|r| answer_for(table.key, challenge, r.hash));
             if expected == Some(self.answer.load(Ordering::SeqCst)) {
-                self.answered_at.store(now_ms, Ordering::SeqCst);
+                me.unanswered = 0;
                 self.issue();
-            } else if now_ms.saturating_sub(self.answered_at.load(Ordering::SeqCst)) > limit {
-                return Some("the shield's checks stopped answering the watchdog's challenges");
+            } else {
+                me.unanswered += 1;
+                if me.unanswered > SILENT_ROUNDS {
+                    return Some("the shield's checks stopped answering the watchdog's challenges");
+                }
             }
         }
-        if now_ms.saturating_sub(self.monitor_at.load(Ordering::SeqCst)) > limit {
-            return Some("the shield's monitor stopped");
-        }
-        None
+        let monitor = self.monitor_rounds.load(Ordering::SeqCst);
+        me.stalled(monitor, SILENT_ROUNDS)
+            .then_some("the shield's monitor stopped")
     }
 
-    /// Whether the watchdog has run within the limit, at `now_ms`.
+    /// One monitor round's look at the watchdog: whether it stopped.
     #[inline(always)]
-    pub(crate) fn watchdog_alive(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.watchdog_at.load(Ordering::SeqCst))
-            <= SILENCE_LIMIT.as_millis() as u64
+    pub(crate) fn watchdog_stopped(&self, me: &mut Watcher) -> bool {
+        me.stalled(
+            self.watchdog_rounds.load(Ordering::SeqCst),
+            SILENT_ROUNDS + 4,
+        )
     }
 }
 
@@ -160,39 +189,64 @@ mod tests {
         }
     }
 
+    fn answer(board: &Heartbeat, wrong: u64) {
+        let (c, region) = board.challenge();
+        board.answer(answer_for(7, c, [11, 13][region] ^ wrong));
+    }
+
     #[test]
     fn a_good_answer_earns_a_new_challenge_and_silence_locks_down() {
         let board = Heartbeat::new(Some(table()));
-        board.monitor_beat(0);
-        let (c, region) = board.challenge();
-        board.answer(answer_for(7, c, [11, 13][region]));
-        assert_eq!(board.watch(100), None);
+        let mut dog = Watcher::default();
+        answer(&board, 0);
+        let c = board.challenge().0;
+        board.monitor_beat();
+        assert_eq!(board.watch(&mut dog), None);
         assert_ne!(
             board.challenge().0,
             c,
             "a new challenge after a good answer"
         );
-        board.monitor_beat(4_000);
-        assert_eq!(board.watch(4_000), None, "within the limit");
-        assert!(board.watch(4_200).is_some(), "no good answer for 4.1 s");
+        for round in 1..=SILENT_ROUNDS {
+            board.monitor_beat();
+            assert_eq!(
+                board.watch(&mut dog),
+                None,
+                "round {round}: within the limit"
+            );
+        }
+        board.monitor_beat();
+        assert!(
+            board.watch(&mut dog).is_some(),
+            "no good answer for 17 rounds"
+        );
     }
 
     #[test]
     fn a_wrong_answer_is_no_answer() {
         let board = Heartbeat::new(Some(table()));
-        let (c, region) = board.challenge();
-        board.answer(answer_for(7, c, [11, 13][region] ^ 1));
-        board.monitor_beat(5_000);
-        assert!(board.watch(5_000).is_some());
+        let mut dog = Watcher::default();
+        let found = (0..=SILENT_ROUNDS).find_map(|_| {
+            answer(&board, 1);
+            board.monitor_beat();
+            board.watch(&mut dog)
+        });
+        assert_eq!(
+            found,
+            Some("the shield's checks stopped answering the watchdog's challenges")
+        );
     }
 
     #[test]
-    fn a_stopped_monitor_locks_down_even_unguarded() {
+    fn each_thread_notices_the_other_stopping_even_unguarded() {
         let board = Heartbeat::new(None);
-        board.monitor_beat(1_000);
-        assert_eq!(board.watch(2_000), None);
-        assert_eq!(board.watch(5_500), Some("the shield's monitor stopped"));
-        assert!(board.watchdog_alive(5_600));
-        assert!(!board.watchdog_alive(9_600));
+        let (mut dog, mut monitor) = (Watcher::default(), Watcher::default());
+        board.monitor_beat();
+        assert_eq!(board.watch(&mut dog), None);
+        let stopped = (0..=SILENT_ROUNDS).find_map(|_| board.watch(&mut dog));
+        assert_eq!(stopped, Some("the shield's monitor stopped"));
+        assert!(!board.watchdog_stopped(&mut monitor));
+        let noticed = (0..=SILENT_ROUNDS + 4).any(|_| board.watchdog_stopped(&mut monitor));
+        assert!(noticed, "the watchdog stood still for 21 monitor rounds");
     }
 }
