@@ -16,7 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use twinshield_e2e::{
-    Run, Scratch, demo_after_memory_write, twinshield, vendor_functions, without_core_dumps,
+    Run, Scratch, demo_after_memory_write, mapped_address, twinshield, vendor_functions,
+    without_core_dumps,
 };
 use twinshield_shield::guard::{TABLE_LEN, marker};
 use twinshield_shield::{ReleaseKey, harden};
@@ -213,27 +214,6 @@ fn a_binary_sealed_with_a_hardener_of_the_attackers_own_refuses_to_start() {
         );
     }
     assert!(!dir.path().join("state").exists(), "nothing was created");
-}
-
-/// The address at which the running process `pid` maps file offset `at`
-/// of its executable, from `/proc/PID/maps`.
-fn mapped_address(pid: u32, at: u64) -> u64 {
-    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    maps.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (range, offset, path) = (f.first()?, f.get(2)?, f.get(5)?);
-            let (start, end) = range.split_once('-')?;
-            let (start, end) = (
-                u64::from_str_radix(start, 16).ok()?,
-                u64::from_str_radix(end, 16).ok()?,
-            );
-            let offset = u64::from_str_radix(offset, 16).ok()?;
-            (Path::new(path) == exe && offset <= at && at < offset + (end - start))
-                .then_some(start + (at - offset))
-        })
-        .expect("the table is mapped")
 }
 
 /// Root rewrites one byte of a region's checksum in the running twin's

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use twinshield_e2e::{Scratch, shared_object, twinshield, vendor_functions, without_core_dumps};
+use twinshield_e2e::{
+    Scratch, demo_after_memory_write, mapped_address, shared_object, twinshield, vendor_functions,
+    without_core_dumps,
+};
 
 /// The crates and modules whose functions are patched: the shield (the
 /// library and the binary's own wiring of it), the white-box and at-rest
@@ -276,4 +279,45 @@ fn no_patched_shield_key_or_bundle_function_leaves_the_twin_running_blind() {
         None,
         "see the outcomes printed above"
     );
+}
+
+/// At run time, root writes an endless loop (`jmp $`) over the entry of a
+/// function the monitor thread calls every round (the tracer probe),
+/// through `/proc/PID/mem`: the monitor is stuck there, checks nothing and
+/// answers no challenge; the watchdog, which reads no code itself, locks
+/// the twin down within 16 of its rounds (or a sync-loop guard check finds
+/// the changed region first).
+#[test]
+fn a_monitor_stuck_in_patched_code_is_locked_down_by_the_watchdog() {
+    let original = fs::read(twinshield()).unwrap();
+    let (_, at) = vendor_functions(&original)
+        .into_iter()
+        .find(|(n, _)| n.contains("5probe17tracer_other_than"))
+        .expect("the vendor's symbols name the tracer probe");
+    let dir = Scratch::new("shield-stuck-monitor");
+    let after = demo_after_memory_write(
+        dir.path(),
+        |pid| mapped_address(pid, at as u64),
+        &[0xeb, 0xfe],
+    );
+    eprintln!(
+        "monitor stuck: locked down {:.2} s after the write: {}",
+        after.seconds,
+        after.stderr.lines().last().unwrap_or_default()
+    );
+    assert_eq!(after.code, Some(3), "{}", after.stderr);
+    assert!(
+        [
+            "the shield's monitor stopped",
+            "the shield's checks stopped answering",
+            "guard region"
+        ]
+        .iter()
+        .any(|m| after
+            .stderr
+            .contains(&format!("error: lockdown: tamper: {m}"))),
+        "{}",
+        after.stderr
+    );
+    assert!(after.seconds < 6.0, "{:.2} s", after.seconds);
 }

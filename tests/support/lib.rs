@@ -520,3 +520,24 @@ pub fn shared_object(source: &str, out: &Path) -> PathBuf {
     );
     out.to_path_buf()
 }
+
+/// The address at which the running process `pid` maps file offset `at`
+/// of its executable, from `/proc/PID/maps`.
+pub fn mapped_address(pid: u32, at: u64) -> u64 {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (range, offset, path) = (f.first()?, f.get(2)?, f.get(5)?);
+            let (start, end) = range.split_once('-')?;
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
+            let offset = u64::from_str_radix(offset, 16).ok()?;
+            (Path::new(path) == exe && offset <= at && at < offset + (end - start))
+                .then_some(start + (at - offset))
+        })
+        .unwrap_or_else(|| panic!("file offset {at:#x} is not mapped"))
+}
