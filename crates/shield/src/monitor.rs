@@ -119,7 +119,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shield {
     /// Runs the start-up checks (tracer, ptrace self-check, hooks,
     /// instrumentation, environment, dump protection, every guard region),
-    /// answers what they find, and starts the monitor thread.
+    /// forks the guardian when asked, answers what they find, and starts
+    /// the monitor and watchdog threads (failing to start either is a
+    /// tamper finding: without both, neither is watched).
     ///
     /// # Errors
     /// [`StartError::NeverHardened`] for an unhardened build without
@@ -204,7 +206,8 @@ impl Shield {
     }
 
     /// What the start-up probes find: tracer, ptrace self-check, hooks,
-    /// emulation, instrumentation in the mappings, root, dump protection.
+    /// emulation, instrumentation in the mappings, root (dump protection
+    /// comes after the guardian has seized the process).
     fn startup_findings() -> Vec<Finding> {
         let mut found = Vec::new();
         found.extend(probe::tracer());
