@@ -15,8 +15,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use twinshield_e2e::{Run, Scratch, demo_after_memory_write, twinshield, without_core_dumps};
-use twinshield_shield::elf::load_segments;
+use twinshield_e2e::{
+    Run, Scratch, demo_after_memory_write, mapped_address, twinshield, vendor_functions,
+    without_core_dumps,
+};
 use twinshield_shield::guard::{TABLE_LEN, marker};
 use twinshield_shield::{ReleaseKey, harden};
 
@@ -61,31 +63,25 @@ fn table_offset(binary: &[u8]) -> usize {
 /// The file offset of the function whose symbol (from the vendor's
 /// symbol file) contains `name`.
 fn function_offset(binary: &[u8], name: &str) -> Option<usize> {
-    let out = Command::new("nm").arg(symbols()).output().expect("nm runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let vaddr = text.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (addr, kind, sym) = (f.next()?, f.next()?, f.next()?);
-        (matches!(kind, "t" | "T") && sym.contains(name))
-            .then(|| u64::from_str_radix(addr, 16).ok())
-            .flatten()
-    })?;
-    let segments = load_segments(binary).expect("an ELF file");
-    segments
-        .iter()
-        .find(|s| s.executable && s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)
-        .map(|s| (vaddr - s.vaddr + s.offset) as usize)
+    vendor_functions(binary)
+        .into_iter()
+        .find_map(|(sym, at)| sym.contains(name).then_some(at))
 }
 
-/// The hardened binary with the shield's responder patched to return at
-/// once (the one-byte patch that used to turn the shield off), its table's
+/// The hardened binary with the shield's reporting patched to return at
+/// once (the one-byte patch that used to turn the shield off, when one
+/// function answered every finding), its table's
 /// state word cleared so that it reads as never hardened.
 fn patched_to_look_unhardened() -> Vec<u8> {
     let mut bytes = fs::read(twinshield()).unwrap();
-    let at = ["Shield7respond", "probe6tracer"]
-        .iter()
-        .find_map(|n| function_offset(&bytes, n))
-        .expect("the vendor's symbols name the shield's functions");
+    let at = [
+        "Shield6report",
+        "Shield7respond",
+        "probe17tracer_other_than",
+    ]
+    .iter()
+    .find_map(|n| function_offset(&bytes, n))
+    .expect("the vendor's symbols name the shield's functions");
     bytes[at] = 0xc3;
     let table = table_offset(&bytes);
     bytes[table + 16..table + 24].fill(0);
@@ -218,27 +214,6 @@ fn a_binary_sealed_with_a_hardener_of_the_attackers_own_refuses_to_start() {
         );
     }
     assert!(!dir.path().join("state").exists(), "nothing was created");
-}
-
-/// The address at which the running process `pid` maps file offset `at`
-/// of its executable, from `/proc/PID/maps`.
-fn mapped_address(pid: u32, at: u64) -> u64 {
-    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    maps.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (range, offset, path) = (f.first()?, f.get(2)?, f.get(5)?);
-            let (start, end) = range.split_once('-')?;
-            let (start, end) = (
-                u64::from_str_radix(start, 16).ok()?,
-                u64::from_str_radix(end, 16).ok()?,
-            );
-            let offset = u64::from_str_radix(offset, 16).ok()?;
-            (Path::new(path) == exe && offset <= at && at < offset + (end - start))
-                .then_some(start + (at - offset))
-        })
-        .expect("the table is mapped")
 }
 
 /// Root rewrites one byte of a region's checksum in the running twin's

@@ -10,7 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use twinshield_e2e::{
-    MODEL, Run, SECRET, Setup, contains, plant, run_args, twinshield, without_core_dumps,
+    MODEL, Run, SECRET, Setup, contains, plant, process_memory, run_args, twinshield,
+    without_core_dumps,
 };
 
 /// Every file under the state directory (the history in `state/data`
@@ -402,8 +403,10 @@ fn the_binary_holds_neither_the_secret_nor_its_key_schedule() {
 }
 
 /// A twin that opened its bundle (every device-key derivation done through
-/// the white-box) is dumped with gdb's `gcore`; the memory image holds
-/// neither the secret nor any round key of it.
+/// the white-box) has its memory read whole, as root reads it: gcore cannot
+/// attach (the guardian holds the tracer slot), so through `/proc/PID/mem`
+/// by the mappings. The image holds neither the secret nor any round key of
+/// it.
 #[test]
 fn a_running_twins_memory_holds_neither_the_secret_nor_its_key_schedule() {
     let s = Setup::new("seal-memory");
@@ -417,28 +420,19 @@ fn a_running_twins_memory_holds_neither_the_secret_nor_its_key_schedule() {
         .unwrap();
     // The bundle opens and the history starts within a second or two.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let core = s.path("core");
-    let dumped = without_core_dumps("gcore")
+    let gcore = without_core_dumps("gcore")
         .arg("-o")
-        .arg(&core)
+        .arg(s.path("core"))
         .arg(child.id().to_string())
-        .output();
+        .output()
+        .expect("gcore (Debian package gdb) is needed");
+    let image = process_memory(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let dumped = dumped.expect("gcore (Debian package gdb) is needed");
-    if !dumped.status.success() {
-        // The shield made the twin non-dumpable: only a privileged
-        // process may attach to it. Without privileges that is the result.
-        let root = fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-        assert!(!root, "root could not dump the twin: {dumped:?}");
-        return;
-    }
-    let image = fs::read(format!("{}.{}", core.display(), child.id())).unwrap();
+    assert!(!gcore.status.success(), "gcore attached: {gcore:?}");
+    let image = image.expect("root reads the twin's memory through /proc/PID/mem");
     assert_eq!(find_any(&image, &secret_needles()), None);
     // The image is the twin's memory: the opened model's parameter names
     // are in it (the model is in memory while it runs).
-    assert!(contains(&image, b"gamma1"), "the dump misses the heap");
+    assert!(contains(&image, b"gamma1"), "the image misses the heap");
 }

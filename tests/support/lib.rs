@@ -432,3 +432,112 @@ pub fn demo_after_memory_write(
         seconds: written.elapsed().as_secs_f64(),
     }
 }
+
+/// Every readable mapping of process `pid`, read through `/proc/PID/mem`
+/// as root reads a process it cannot attach to (no ptrace: the guardian
+/// holds the tracer slot); `None` when the memory file cannot be opened.
+/// Mappings that refuse the read (`[vvar]`, guard pages) are skipped.
+pub fn process_memory(pid: u32) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let mut mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut image = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let mut region = vec![0u8; (end - start) as usize];
+        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut region).is_ok() {
+            image.extend_from_slice(&region);
+        }
+    }
+    Some(image)
+}
+
+/// Every function the vendor's symbol file (`twinshield-hardened.sym`
+/// beside [`twinshield`]) names, with the file offset of its entry in
+/// `binary` (the stripped, hardened file): what an attacker holding the
+/// symbols patches. Aliases (one address, several names) appear once, under
+/// their first name.
+pub fn vendor_functions(binary: &[u8]) -> Vec<(String, usize)> {
+    let out = Command::new("nm")
+        .arg(twinshield().with_extension("sym"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run nm (Debian package binutils): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let segments = twinshield_shield::elf::load_segments(binary)
+        .unwrap_or_else(|e| panic!("not an ELF file: {e}"));
+    let mut seen = std::collections::HashSet::new();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, kind, name) = (f.next()?, f.next()?, f.next()?);
+            if !matches!(kind, "t" | "T") {
+                return None;
+            }
+            let vaddr = u64::from_str_radix(addr, 16).ok()?;
+            let s = segments
+                .iter()
+                .find(|s| s.executable && s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)?;
+            let offset = (vaddr - s.vaddr + s.offset) as usize;
+            seen.insert(offset).then(|| (name.to_owned(), offset))
+        })
+        .collect()
+}
+
+/// A shared object at `out`, compiled from the C `source` with the
+/// system's compiler (`cc`, Debian package gcc): the implants of the hook
+/// tests.
+pub fn shared_object(source: &str, out: &Path) -> PathBuf {
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-x", "c", "-o"])
+        .arg(out)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut cc| {
+            use std::io::Write;
+            cc.stdin.take().map(|mut i| i.write_all(source.as_bytes()));
+            cc.wait_with_output()
+        })
+        .unwrap_or_else(|e| panic!("a C compiler (cc) is needed: {e}"));
+    assert!(
+        built.status.success(),
+        "cc failed (root is needed to write into system directories): {built:?}"
+    );
+    out.to_path_buf()
+}
+
+/// The address at which the running process `pid` maps file offset `at`
+/// of its executable, from `/proc/PID/maps`.
+pub fn mapped_address(pid: u32, at: u64) -> u64 {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (range, offset, path) = (f.first()?, f.get(2)?, f.get(5)?);
+            let (start, end) = range.split_once('-')?;
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
+            let offset = u64::from_str_radix(offset, 16).ok()?;
+            (Path::new(path) == exe && offset <= at && at < offset + (end - start))
+                .then_some(start + (at - offset))
+        })
+        .unwrap_or_else(|| panic!("file offset {at:#x} is not mapped"))
+}

@@ -133,6 +133,7 @@ fn main() -> ExitCode {
             unprotected: cli.unprotected,
             defer_to_bundle_policy: matches!(cli.command, Command::Run(_)),
             guard_table: None,
+            hold_tracer_slot: true,
         };
         match shield::start(&options) {
             Ok(()) => {}

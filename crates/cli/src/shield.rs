@@ -44,8 +44,9 @@ pub fn handle() -> ShieldHandle {
     ShieldHandle::new(SHIELD.get().cloned())
 }
 
-/// What a finding does to the process: a lockdown stops it with its own exit status; the rest are
-/// reported (environment findings, outside a running twin, only in the audit log and the status).
+/// What a finding does to the process: a lockdown stops it with its own exit status (and should
+/// this return, the finding's own site exits with that status); the rest are reported
+/// (environment findings, outside a running twin, only in the audit log and the status).
 #[diversify]
 fn respond(f: &Finding, action: Action) {
     match action {

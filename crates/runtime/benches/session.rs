@@ -98,6 +98,7 @@ fn shield() -> Arc<twinshield_shield::Shield> {
             unprotected: true,
             defer_to_bundle_policy: false,
             guard_table: Some(table),
+            hold_tracer_slot: false,
         },
         Box::new(|_, _| {}),
     )

@@ -140,10 +140,15 @@ impl ShieldHandle {
     /// the check than the start-up's, so patching one out is not enough.
     #[inline(always)]
     pub fn check_before_key_use(&self) {
-        if let Some(s) = &self.shield
-            && let Some(f) = s.verify_all()
-        {
-            s.respond(f);
+        match &self.shield {
+            Some(s) => {
+                if let Some(f) = s.verify_all() {
+                    s.respond(f);
+                }
+            }
+            // A hardened binary whose shield never started (its start
+            // patched out) opens no key.
+            None => twinshield_shield::monitor::refuse_unshielded(),
         }
     }
 }

@@ -419,6 +419,23 @@ pub fn check_region(
     Ok(())
 }
 
+/// The checksum of region `index` as it reads from the running code now
+/// (what the watchdog's challenges ask for), or `None` when it is not
+/// readable. Separate from [`check_region`], so a patch that silences one
+/// does not also forge the other.
+#[inline(always)]
+pub fn region_digest(
+    memory: &mut SelfMemory,
+    table: &Table,
+    base: usize,
+    index: usize,
+) -> Option<u64> {
+    let r = table.regions.get(index)?;
+    let address = (base as i64).wrapping_add(r.offset) as usize;
+    let bytes = memory.read(address, r.len as usize)?;
+    Some(black_box(region_hash(table.key, index, bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -43,6 +43,7 @@ extern crate self as twinshield_shield;
 pub mod elf;
 pub mod finding;
 pub mod guard;
+pub mod guardian;
 pub mod harden;
 pub mod loader;
 pub mod monitor;
@@ -51,6 +52,8 @@ pub mod policy;
 pub mod probe;
 pub mod raw;
 pub mod release;
+mod sys;
+pub mod watchdog;
 
 pub use finding::{Finding, FindingClass};
 pub use harden::{HardenError, HardenReport, harden};

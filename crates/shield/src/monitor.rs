@@ -10,10 +10,13 @@ use twinshield_shield_macros::diversify;
 
 use crate::finding::{Finding, FindingClass};
 use crate::guard::{self, SelfMemory, Table, TableError};
+use crate::guardian::{self, Guardian};
 use crate::loader;
-use crate::policy::{Action, Policy};
+use crate::policy::{Action, Policy, SealedPolicy};
 use crate::probe;
 use crate::raw::{SelfCheck, ptrace_self_check};
+use crate::sys;
+use crate::watchdog::Heartbeat;
 
 /// The exit status of a lockdown: distinct from errors (1) and usage (2).
 pub const LOCKDOWN_EXIT_CODE: u8 = 3;
@@ -30,9 +33,10 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(2);
 const TICK_PERIOD: Duration = Duration::from_millis(100);
 
 /// Receives every finding with the action the policy chose. It reports
-/// (audit log, security status, a message); for [`Action::Lockdown`] it
-/// must stop the process with [`LOCKDOWN_EXIT_CODE`]: if it returns, the
-/// shield aborts.
+/// (audit log, security status, a message). It need not stop the process
+/// on [`Action::Lockdown`]: the site that found it wipes the registered
+/// secrets and exits with [`LOCKDOWN_EXIT_CODE`] itself, whatever the
+/// responder does.
 pub type Responder = Box<dyn Fn(&Finding, Action) + Send + Sync>;
 
 /// How the shield starts.
@@ -49,6 +53,10 @@ pub struct Options {
     /// and tests of unhardened processes: see
     /// [`guard::running_code_table`]).
     pub guard_table: Option<Table>,
+    /// Fork a guardian that holds this process's tracer slot (see
+    /// [`guardian`]). Only for a process whose shield starts before any
+    /// other thread exists (`main`); test processes leave it off.
+    pub hold_tracer_slot: bool,
 }
 
 /// Why the shield refused to start.
@@ -81,7 +89,7 @@ struct GuardState {
 
 /// The shield of a running twinshield.
 pub struct Shield {
-    policy: Mutex<Policy>,
+    policy: SealedPolicy,
     deferred: Mutex<Option<Vec<Finding>>>,
     seen: Mutex<HashSet<(FindingClass, String)>>,
     findings: Mutex<Vec<(Finding, Action)>>,
@@ -96,6 +104,10 @@ pub struct Shield {
     startup: Duration,
     /// The code files the loader mapped at start-up, by device and inode.
     expected_code: probe::ExpectedCode,
+    /// The process holding every thread's tracer slot, if one does.
+    guardian: Option<Guardian>,
+    /// The watchdog's challenges and the checkers' answers.
+    heartbeat: Heartbeat,
 }
 
 #[diversify]
@@ -107,7 +119,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shield {
     /// Runs the start-up checks (tracer, ptrace self-check, hooks,
     /// instrumentation, environment, dump protection, every guard region),
-    /// answers what they find, and starts the monitor thread.
+    /// forks the guardian when asked, answers what they find, and starts
+    /// the monitor and watchdog threads (failing to start either is a
+    /// tamper finding: without both, neither is watched).
     ///
     /// # Errors
     /// [`StartError::NeverHardened`] for an unhardened build without
@@ -118,11 +132,16 @@ impl Shield {
         // refuse the open.
         let memory = SelfMemory::open();
         let mut found = Self::startup_findings();
+        let guardian = Self::guardian(options, &mut found);
+        // Only now: a non-dumpable process cannot be seized by an
+        // unprivileged guardian.
+        found.extend(probe::dump_proof());
         let (expected_code, foreign) = probe::ExpectedCode::at_start();
         found.extend(foreign);
         let guard = Self::guard_state(options, memory, &mut found)?;
+        let heartbeat = Heartbeat::new(guard.as_ref().map(|g| g.table.clone()));
         let mut shield = Self {
-            policy: Mutex::new(Policy::release_default()),
+            policy: SealedPolicy::new(Policy::release_default()),
             deferred: Mutex::new(options.defer_to_bundle_policy.then(Vec::new)),
             seen: Mutex::new(HashSet::new()),
             findings: Mutex::new(Vec::new()),
@@ -136,6 +155,8 @@ impl Shield {
             checkpoints: AtomicU64::new(0),
             startup: Duration::ZERO,
             expected_code,
+            guardian,
+            heartbeat,
         };
         // Environment and hook findings first, so a lockdown names the
         // most telling one; then the full guard check.
@@ -148,20 +169,45 @@ impl Shield {
         shield.startup = started.elapsed();
         let shield = Arc::new(shield);
         let monitor = Arc::clone(&shield);
-        let spawned = std::thread::Builder::new()
-            .name("shield".into())
-            .spawn(move || monitor.monitor());
-        if let Err(e) = spawned {
-            shield.respond(Finding::new(
-                FindingClass::Environment,
-                format!("cannot start the shield's monitor thread: {e}"),
-            ));
+        let watchdog = Arc::clone(&shield);
+        for (name, spawned) in [
+            (
+                "monitor",
+                std::thread::Builder::new()
+                    .name("shield".into())
+                    .spawn(move || monitor.monitor()),
+            ),
+            (
+                "watchdog",
+                std::thread::Builder::new()
+                    .name("shield-watch".into())
+                    .spawn(move || watchdog.watch()),
+            ),
+        ] {
+            if let Err(e) = spawned {
+                shield.respond(Finding::new(
+                    FindingClass::Tamper,
+                    format!("cannot start the shield's {name} thread: {e}"),
+                ));
+            }
         }
         Ok(shield)
     }
 
+    /// The guardian, when the options ask for one; why not, in `found`.
+    fn guardian(options: &Options, found: &mut Vec<Finding>) -> Option<Guardian> {
+        if !options.hold_tracer_slot {
+            return None;
+        }
+        let traced = found.iter().any(|f| f.class == FindingClass::Debugger);
+        guardian::hold_tracer_slot(traced)
+            .map_err(|f| found.push(f))
+            .ok()
+    }
+
     /// What the start-up probes find: tracer, ptrace self-check, hooks,
-    /// emulation, instrumentation in the mappings, root, dump protection.
+    /// emulation, instrumentation in the mappings, root (dump protection
+    /// comes after the guardian has seized the process).
     fn startup_findings() -> Vec<Finding> {
         let mut found = Vec::new();
         found.extend(probe::tracer());
@@ -175,7 +221,6 @@ impl Shield {
         found.extend(probe::emulation());
         found.extend(probe::maps());
         found.extend(probe::root());
-        found.extend(probe::dump_proof());
         found
     }
 
@@ -348,7 +393,7 @@ impl Shield {
     /// Applies `policy` (the bundle's) from now on, and answers the
     /// findings held for it.
     pub fn set_policy(&self, policy: Policy) {
-        *lock(&self.policy) = policy;
+        self.policy.set(policy);
         let held = lock(&self.deferred).take();
         for f in held.into_iter().flatten() {
             self.respond(f);
@@ -358,7 +403,7 @@ impl Shield {
     /// The policy in force.
     #[must_use]
     pub fn policy(&self) -> Policy {
-        *lock(&self.policy)
+        self.policy.get()
     }
 
     /// Every finding so far, with the action taken.
@@ -408,46 +453,89 @@ impl Shield {
         lock(&self.wipers).push(wipe);
     }
 
-    /// Answers a finding with the policy's action.
+    /// Answers a finding with the policy's action. Inlined at every call
+    /// site, with the lockdown itself (wipe, raw exit): patching one
+    /// function, or one GOT slot, leaves every other site's answer whole.
+    #[inline(always)]
     pub fn respond(&self, finding: Finding) {
-        let action = lock(&self.policy).action(finding.class);
         let urgent = matches!(finding.class, FindingClass::Tamper | FindingClass::Debugger);
-        if !urgent && let Some(held) = lock(&self.deferred).as_mut() {
-            held.push(finding);
+        let action = self.policy.action(finding.class);
+        if !urgent && self.hold(&finding) {
             return;
         }
+        if action == Action::Lockdown {
+            for wipe in lock(&self.wipers).iter_mut() {
+                wipe();
+            }
+            self.report(&finding, action);
+            sys::exit_now(LOCKDOWN_EXIT_CODE);
+        }
+        self.report(&finding, action);
+    }
+
+    /// Holds a finding for the bundle's policy, while one is awaited.
+    fn hold(&self, finding: &Finding) -> bool {
+        match lock(&self.deferred).as_mut() {
+            Some(held) => {
+                held.push(finding.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a finding (once per class and evidence), degrades on
+    /// [`Action::Degrade`], and tells the responder.
+    fn report(&self, finding: &Finding, action: Action) {
         if !lock(&self.seen).insert((finding.class, finding.evidence.clone())) {
             return;
         }
         tracing::warn!(class = %finding.class, %action, "shield finding: {}", finding.evidence);
         lock(&self.findings).push((finding.clone(), action));
-        match action {
-            Action::Report => (self.responder)(&finding, action),
-            Action::Degrade => {
-                self.degraded.store(true, Ordering::SeqCst);
-                (self.responder)(&finding, action);
-            }
-            Action::Lockdown => {
-                for wipe in lock(&self.wipers).iter_mut() {
-                    wipe();
-                }
-                (self.responder)(&finding, action);
-                // The responder must not return from a lockdown.
-                std::process::abort();
-            }
+        if action == Action::Degrade {
+            self.degraded.store(true, Ordering::SeqCst);
+        }
+        (self.responder)(finding, action);
+    }
+
+    /// Answers the watchdog's challenge: the checksum of the region it
+    /// names, read from the running code now.
+    #[inline(always)]
+    fn answer_challenge(&self) {
+        let (challenge, region) = self.heartbeat.challenge();
+        let Some(mut g) = self.guard.as_ref().and_then(|g| g.try_lock().ok()) else {
+            return;
+        };
+        let GuardState {
+            memory,
+            table,
+            base,
+            ..
+        } = &mut *g;
+        if let Some(digest) = guard::region_digest(memory, table, *base, region) {
+            self.heartbeat
+                .answer(crate::watchdog::answer_for(table.key, challenge, digest));
         }
     }
 
     fn monitor(&self) {
         let mut round = 0u64;
+        let mut watchdog = crate::watchdog::Watcher::default();
         loop {
             std::thread::sleep(MONITOR_PERIOD);
             round += 1;
-            if let Some(f) = probe::tracer() {
+            self.answer_challenge();
+            if let Some(f) = probe::tracer_other_than(self.guardian.map(Guardian::pid)) {
                 self.respond(f);
             }
             if let Some(f) = self.verify_next() {
                 self.respond(f);
+            }
+            if self.heartbeat.watchdog_stopped(&mut watchdog) {
+                self.respond(Finding::new(
+                    FindingClass::Tamper,
+                    "the shield's watchdog stopped",
+                ));
             }
             if round.is_multiple_of(10) {
                 for f in probe::maps()
@@ -457,11 +545,27 @@ impl Shield {
                     self.respond(f);
                 }
             }
-            // Once a second: the table itself, and its signature.
-            if round.is_multiple_of(5)
-                && let Some(f) = self.embedded_table_changed()
-            {
-                self.respond(f);
+            // Once a second: the table itself, and its signature; the
+            // policy's redundancy.
+            if round.is_multiple_of(5) {
+                if let Some(f) = self.embedded_table_changed() {
+                    self.respond(f);
+                }
+                if let Some(f) = self.policy.altered() {
+                    self.respond(f);
+                }
+            }
+            self.heartbeat.monitor_beat();
+        }
+    }
+
+    /// The watchdog thread: see [`crate::watchdog`].
+    fn watch(&self) {
+        let mut me = crate::watchdog::Watcher::default();
+        loop {
+            std::thread::sleep(crate::watchdog::WATCH_PERIOD);
+            if let Some(what) = self.heartbeat.watch(&mut me) {
+                self.respond(Finding::new(FindingClass::Tamper, what));
             }
         }
     }
@@ -492,6 +596,22 @@ impl Checkpoint<'_> {
             ));
         }
     }
+}
+
+/// Stops a hardened binary whose shield is not running, where a key is
+/// about to be opened: its start was skipped (patched out), so nothing
+/// else would answer. A binary never hardened carries on (it is refused
+/// elsewhere: see [`StartError::NeverHardened`]).
+#[inline(always)]
+pub fn refuse_unshielded() {
+    if matches!(guard::embedded_table(), Err(TableError::NotHardened)) {
+        return;
+    }
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        b"error: lockdown: a hardened twinshield is running without its shield; stopping\n",
+    );
+    sys::exit_now(LOCKDOWN_EXIT_CODE);
 }
 
 /// A tamper finding when the binary's own table no longer decodes to

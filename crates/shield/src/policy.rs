@@ -143,6 +143,100 @@ impl fmt::Display for Policy {
     }
 }
 
+/// The policy in force, kept only encoded and twice: the packed actions
+/// under a per-process mask, and a mix of them under the mask's other
+/// half. A write that changes one copy without the other does not decode:
+/// every finding then locks down, and the monitor reports the change. A
+/// one-byte write turning "tamper=lockdown" into "report" does not do it.
+pub(crate) struct SealedPolicy {
+    word: std::sync::atomic::AtomicU64,
+    mask: u64,
+}
+
+/// A bijection of 32-bit words (the redundant copy).
+#[inline(always)]
+fn mix32(x: u32) -> u32 {
+    let mut z = x.wrapping_mul(0x9e37_79b9) ^ 0x5bd1_e995;
+    z ^= z >> 15;
+    z = z.wrapping_mul(0x2c1b_3c6d);
+    z ^ (z >> 12)
+}
+
+impl SealedPolicy {
+    /// Seals `policy` under a fresh mask.
+    pub(crate) fn new(policy: Policy) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x706f_6c69_6379);
+        let sealed = Self {
+            word: std::sync::atomic::AtomicU64::new(0),
+            mask: h.finish(),
+        };
+        sealed.set(policy);
+        sealed
+    }
+
+    #[inline(always)]
+    fn pack(policy: Policy) -> u32 {
+        policy
+            .actions
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &a)| w | (a as u32) << (2 * i))
+    }
+
+    /// Replaces the policy.
+    pub(crate) fn set(&self, policy: Policy) {
+        let packed = Self::pack(policy);
+        let lo = u64::from(packed ^ self.mask as u32);
+        let hi = u64::from(mix32(packed) ^ (self.mask >> 32) as u32);
+        self.word
+            .store(hi << 32 | lo, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The policy, or `None` when its two copies disagree.
+    #[inline(always)]
+    pub(crate) fn try_get(&self) -> Option<Policy> {
+        let word = self.word.load(std::sync::atomic::Ordering::SeqCst);
+        let packed = word as u32 ^ self.mask as u32;
+        if mix32(packed) != (word >> 32) as u32 ^ (self.mask >> 32) as u32 {
+            return None;
+        }
+        let mut policy = Policy::release_default();
+        for (i, class) in FindingClass::ALL.into_iter().enumerate() {
+            let action = match (packed >> (2 * i)) & 3 {
+                0 => Action::Report,
+                1 => Action::Degrade,
+                2 => Action::Lockdown,
+                _ => return None,
+            };
+            policy.set(class, action);
+        }
+        Some(policy)
+    }
+
+    /// The policy (the release default when altered: see [`Self::altered`]).
+    pub(crate) fn get(&self) -> Policy {
+        self.try_get().unwrap_or_default()
+    }
+
+    /// The action for `class`: lockdown when the policy was altered.
+    #[inline(always)]
+    pub(crate) fn action(&self, class: FindingClass) -> Action {
+        self.try_get().map_or(Action::Lockdown, |p| p.action(class))
+    }
+
+    /// A tamper finding when the policy in memory no longer decodes.
+    pub(crate) fn altered(&self) -> Option<crate::Finding> {
+        self.try_get().is_none().then(|| {
+            crate::Finding::new(
+                FindingClass::Tamper,
+                "the response policy in memory was altered",
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -163,6 +257,22 @@ mod tests {
         assert_eq!(p.action(FindingClass::Tamper), Action::Lockdown);
         assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
         assert_eq!("".parse::<Policy>().unwrap(), Policy::release_default());
+    }
+
+    #[test]
+    fn a_sealed_policy_round_trips_and_any_single_bit_flip_locks_down() {
+        let p: Policy = "hook=degrade, timing=lockdown".parse().unwrap();
+        let sealed = SealedPolicy::new(p);
+        assert_eq!(sealed.get(), p);
+        assert!(sealed.altered().is_none());
+        let word = sealed.word.load(std::sync::atomic::Ordering::SeqCst);
+        for bit in 0..64 {
+            sealed
+                .word
+                .store(word ^ (1 << bit), std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(sealed.action(FindingClass::Environment), Action::Lockdown);
+            assert!(sealed.altered().is_some(), "bit {bit}");
+        }
     }
 
     #[test]

@@ -64,23 +64,72 @@ fn tracer_of(status: &[u8]) -> Option<u32> {
 #[must_use]
 #[diversify]
 pub fn tracer() -> Option<Finding> {
+    tracer_other_than(None)
+}
+
+/// A thread traced by anything but `guardian` (which holds every thread's
+/// tracer slot when it runs), or, with a guardian, a thread it no longer
+/// holds; and a tracer attached to the guardian itself.
+#[must_use]
+#[diversify]
+pub fn tracer_other_than(guardian: Option<u32>) -> Option<Finding> {
     for tid in threads() {
         let path = if tid == "self" {
             obf!("/proc/self/status").to_string()
         } else {
             format!("{}{tid}{}", &*obf!("/proc/self/task/"), &*obf!("/status"))
         };
-        if let Some(pid) = read_proc(&path).as_deref().and_then(tracer_of) {
-            let name = read_proc(&format!("{}{pid}{}", &*obf!("/proc/"), &*obf!("/comm")))
-                .map(|c| String::from_utf8_lossy(&c).trim().to_owned())
-                .unwrap_or_default();
-            return Some(Finding::new(
-                FindingClass::Debugger,
-                format!("thread {tid} is traced by process {pid} ({name})"),
-            ));
+        let tracer = read_proc(&path).as_deref().and_then(tracer_of);
+        match (tracer, guardian) {
+            (Some(pid), Some(g)) if pid == g => {}
+            (Some(pid), _) => return Some(traced_by("thread", &tid, pid)),
+            (None, Some(g)) => {
+                return Some(Finding::new(
+                    FindingClass::Debugger,
+                    format!("thread {tid} is no longer held by the guardian (process {g})"),
+                ));
+            }
+            (None, None) => {}
         }
     }
-    None
+    let g = guardian?;
+    let status = read_proc(&format!("{}{g}{}", &*obf!("/proc/"), &*obf!("/status")));
+    match status.as_deref() {
+        None => Some(Finding::new(
+            FindingClass::Debugger,
+            format!("the guardian (process {g}) is gone"),
+        )),
+        Some(s) => tracer_of(s).map(|pid| traced_by("the guardian", &g.to_string(), pid)),
+    }
+}
+
+/// A debugger finding naming the tracer of `what` `id`.
+#[diversify]
+fn traced_by(what: &str, id: &str, pid: u32) -> Finding {
+    let name = read_proc(&format!("{}{pid}{}", &*obf!("/proc/"), &*obf!("/comm")))
+        .map(|c| String::from_utf8_lossy(&c).trim().to_owned())
+        .unwrap_or_default();
+    Finding::new(
+        FindingClass::Debugger,
+        format!("{what} {id} is traced by process {pid} ({name})"),
+    )
+}
+
+/// The ids of this process's threads.
+#[must_use]
+#[diversify]
+pub(crate) fn thread_ids() -> Vec<u32> {
+    threads().iter().filter_map(|t| t.parse().ok()).collect()
+}
+
+/// Whether every thread of this process is traced by `pid`.
+#[must_use]
+#[diversify]
+pub(crate) fn all_threads_traced_by(pid: u32) -> bool {
+    threads().iter().all(|tid| {
+        let path = format!("{}{tid}{}", &*obf!("/proc/self/task/"), &*obf!("/status"));
+        read_proc(&path).as_deref().and_then(tracer_of) == Some(pid)
+    })
 }
 
 /// Library directories whose shared objects are the system's own.

@@ -26,43 +26,10 @@ pub enum SelfCheck {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod imp {
     use super::SelfCheck;
-    use core::arch::asm;
-
-    const SYS_WAIT4: usize = 61;
-    const SYS_FORK: usize = 57;
-    const SYS_PTRACE: usize = 101;
-    const SYS_GETPID: usize = 39;
-    const SYS_EXIT_GROUP: usize = 231;
-    const PTRACE_SEIZE: usize = 0x4206;
-    const EPERM: isize = 1;
-    const EINTR: isize = 4;
-
-    /// One system call with up to four arguments.
-    ///
-    /// # Safety
-    /// The arguments must be valid for system call `n`: any pointer among
-    /// them must point to memory the call may read or write.
-    #[inline(always)]
-    unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
-        let ret: isize;
-        // SAFETY: the x86_64 Linux system call convention (number in rax,
-        // arguments in rdi, rsi, rdx, r10; rcx and r11 clobbered); the
-        // caller vouches for the arguments.
-        unsafe {
-            asm!(
-                "syscall",
-                inlateout("rax") n as isize => ret,
-                in("rdi") a,
-                in("rsi") b,
-                in("rdx") c,
-                in("r10") d,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
-    }
+    use crate::sys::nr::WAIT4 as SYS_WAIT4;
+    use crate::sys::nr::{EINTR, EPERM, EXIT_GROUP as SYS_EXIT_GROUP, FORK as SYS_FORK};
+    use crate::sys::nr::{GETPID as SYS_GETPID, PTRACE as SYS_PTRACE, PTRACE_SEIZE};
+    use crate::sys::syscall4;
 
     /// The child's whole life: try to seize the parent, exit with the
     /// answer. Raw system calls only: no allocation, no lock, no libc.

@@ -69,6 +69,7 @@ fn benches(c: &mut Criterion) {
             unprotected: true,
             defer_to_bundle_policy: false,
             guard_table: Some(table),
+            hold_tracer_slot: false,
         },
         Box::new(|_, _| {}),
     )
