@@ -64,7 +64,7 @@ fn refused_here(why: &str) -> Finding {
         FindingClass::Environment,
         format!(
             "cannot hold the tracer slot ({why}): a debugger could attach between two probes; \
-             allow ptrace for the twin's own child (Yama ptrace_scope ≤ 1, no seccomp filter \
+             allow ptrace for the twin's own child (Yama's ptrace scope 0 or 1, no seccomp filter \
              refusing ptrace)"
         ),
     )
