@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, open_range, positive};
+use twinshield_entangle::{Keys, Sealed, Tampered, faults, seal_all};
 use twinshield_shield_macros::diversify;
 
 /// Largest window accepted, in samples.
@@ -63,19 +64,29 @@ impl Default for BiasSettings {
 /// Samples with a non-finite residual or a standard deviation that is not
 /// finite and positive are skipped (counted by [`skipped`](Self::skipped)).
 /// Normalized residuals are clamped to ±1e6.
+///
+/// **Tamper evidence.** The settings, the window's samples, its sum, the
+/// statistic and the alarm state are [`Sealed`] cells. A sample leaving the
+/// window carries any fault of its cell into the sum, so a write into the
+/// window is found when it would first count; [`verify`](Self::verify)
+/// checks the rest.
 #[derive(Debug, Clone)]
 pub struct BiasDetector {
-    threshold: f64,
-    clear_level: f64,
-    scale: f64,
-    ring: Vec<f64>,
+    /// threshold, clear level, scale.
+    settings: [Sealed; 3],
+    ring: Vec<Sealed>,
     head: usize,
     filled: usize,
-    sum: f64,
-    statistic: f64,
-    alarming: bool,
+    sum: Sealed,
+    statistic: Sealed,
+    /// 1.0 while alarming, else 0.0.
+    alarming: Sealed,
     skipped: u64,
 }
+
+const THRESHOLD: usize = 0;
+const CLEAR: usize = 1;
+const SCALE: usize = 2;
 
 #[diversify]
 impl BiasDetector {
@@ -95,18 +106,37 @@ impl BiasDetector {
         }
         let n = window as f64;
         Ok(Self {
-            threshold,
-            clear_level: threshold * clear_fraction,
-            // |Σz| / √(N τ) = |mean z| · √(N / τ)
-            scale: 1.0 / (n * tau).sqrt(),
-            ring: vec![0.0; window],
+            settings: [
+                threshold,
+                threshold * clear_fraction,
+                // |Σz| / √(N τ) = |mean z| · √(N / τ)
+                1.0 / (n * tau).sqrt(),
+            ]
+            .map(Sealed::new),
+            ring: seal_all(std::iter::repeat_n(0.0, window)),
             head: 0,
             filled: 0,
-            sum: 0.0,
-            statistic: 0.0,
-            alarming: false,
+            sum: Sealed::new(0.0),
+            statistic: Sealed::new(0.0),
+            alarming: Sealed::new(0.0),
             skipped: 0,
         })
+    }
+
+    /// `Err` if a setting, the sum, the statistic or the alarm state was
+    /// written from outside the detector (the window's samples are checked
+    /// as they leave it, and all of them once per lap).
+    pub fn verify(&self) -> Result<(), Tampered> {
+        let state = [self.sum, self.statistic, self.alarming];
+        twinshield_entangle::verify(
+            faults(&self.settings) | faults(&state),
+            "a bias detector's settings or window",
+        )
+    }
+
+    #[inline]
+    fn setting(&self, which: usize) -> f64 {
+        self.settings.get(which).map_or(f64::NAN, Sealed::get)
     }
 
     /// Feeds one residual and its standard deviation; returns the decision.
@@ -118,26 +148,32 @@ impl BiasDetector {
         let z = (residual / std).clamp(-Z_CLAMP, Z_CLAMP);
         let z = if z.is_nan() { 0.0 } else { z };
         let window = self.ring.len();
+        let keys = Keys::get();
         if let Some(slot) = self.ring.get_mut(self.head) {
-            let old = std::mem::replace(slot, z);
-            self.sum += z - old;
+            let (old, fault) = (slot.get_with(keys), slot.fault());
+            slot.set(z);
+            let sum = self.sum.get_with(keys) + z - old;
+            self.sum.set_carrying(sum, fault);
         }
         self.head += 1;
         if self.head >= window {
             self.head = 0;
             // Recompute exactly once per lap so rounding cannot accumulate.
-            self.sum = self.ring.iter().sum();
+            let sum = self.ring.iter().map(|c| c.get_with(keys)).sum();
+            self.sum.set_carrying(sum, faults(&self.ring));
         }
         self.filled = (self.filled + 1).min(window);
         if self.filled == window {
-            let s = self.sum.abs() * self.scale;
-            self.statistic = if s.is_finite() { s } else { 0.0 };
-            self.alarming = Status::step(
-                self.alarming,
-                self.statistic,
-                self.threshold,
-                self.clear_level,
+            let s = self.sum.get_with(keys).abs() * self.setting(SCALE);
+            let statistic = if s.is_finite() { s } else { 0.0 };
+            self.statistic.set(statistic);
+            let alarming = Status::step(
+                self.alarming(),
+                statistic,
+                self.setting(THRESHOLD),
+                self.setting(CLEAR),
             );
+            self.alarming.set(if alarming { 1.0 } else { 0.0 });
         }
         self.status()
     }
@@ -145,10 +181,10 @@ impl BiasDetector {
     /// The current decision, without feeding a sample.
     pub fn status(&self) -> Status {
         Status {
-            alarming: self.alarming,
-            statistic: self.statistic,
-            threshold: self.threshold,
-            clear_level: self.clear_level,
+            alarming: self.alarming(),
+            statistic: self.statistic.get(),
+            threshold: self.setting(THRESHOLD),
+            clear_level: self.setting(CLEAR),
         }
     }
 
@@ -158,18 +194,18 @@ impl BiasDetector {
         if self.filled == 0 {
             0.0
         } else {
-            self.sum / self.filled as f64
+            self.sum.get() / self.filled as f64
         }
     }
 
     /// The current statistic, `|mean(z)| · √N_eff`.
     pub fn statistic(&self) -> f64 {
-        self.statistic
+        self.statistic.get()
     }
 
     /// Whether the detector is in alarm.
     pub fn alarming(&self) -> bool {
-        self.alarming
+        self.alarming.get() != 0.0
     }
 
     /// Samples skipped because the residual or its standard deviation was bad.
@@ -179,11 +215,12 @@ impl BiasDetector {
 
     /// Empties the window and clears the alarm (the skip count is kept).
     pub fn reset(&mut self) {
-        self.ring.iter_mut().for_each(|x| *x = 0.0);
+        let fault = faults(&self.ring);
+        self.ring.iter_mut().for_each(|x| x.set(0.0));
         self.head = 0;
         self.filled = 0;
-        self.sum = 0.0;
-        self.statistic = 0.0;
-        self.alarming = false;
+        self.sum.set_carrying(0.0, fault);
+        self.statistic.set(0.0);
+        self.alarming.set(0.0);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, non_negative, open_range, positive};
+use twinshield_entangle::{Sealed, Tampered, faults};
 use twinshield_shield_macros::diversify;
 
 /// Largest variance window accepted, in samples.
@@ -11,6 +12,11 @@ const MAX_WINDOW: usize = 1 << 20;
 const FLAT_CAP: f64 = 1e6;
 /// The unchanged-for statistic (seconds) is capped here.
 const SECONDS_CAP: f64 = 1e15;
+
+const FROZEN_AFTER: usize = 0;
+const NOISE_STD: usize = 1;
+const FLAT_THRESHOLD: usize = 2;
+const FLAT_CLEAR: usize = 3;
 
 /// Settings of a [`FrozenDetector`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,12 +101,15 @@ impl FrozenStatus {
 /// cancellation), recomputed exactly once per lap of the window; if those
 /// sums overflow (values near ±1e308), an exact two-pass computation over
 /// the window, scaled by its largest magnitude, takes over. No allocation.
+///
+/// **Tamper evidence.** The settings are [`Sealed`] cells, checked by
+/// [`verify`](Self::verify); the window and its running sums are not (a
+/// write there changes the flat-line statistic until the next lap's exact
+/// recomputation, at most `window` samples).
 #[derive(Debug, Clone)]
 pub struct FrozenDetector {
-    frozen_after: f64,
-    noise_std: f64,
-    flat_threshold: f64,
-    flat_clear: f64,
+    /// frozen after, noise std, flat threshold, flat clear level.
+    settings: [Sealed; 4],
     ring: Vec<f64>,
     head: usize,
     filled: usize,
@@ -127,10 +136,8 @@ impl FrozenDetector {
         let flat_ratio = open_range("flat ratio", settings.flat_ratio, 1.0 / FLAT_CAP, 1.0)?;
         let clear_ratio = open_range("flat clear ratio", settings.clear_ratio, flat_ratio, 1.0)?;
         Ok(Self {
-            frozen_after,
-            noise_std,
-            flat_threshold: 1.0 / flat_ratio,
-            flat_clear: 1.0 / clear_ratio,
+            settings: [frozen_after, noise_std, 1.0 / flat_ratio, 1.0 / clear_ratio]
+                .map(Sealed::new),
             ring: vec![0.0; window],
             head: 0,
             filled: 0,
@@ -145,6 +152,16 @@ impl FrozenDetector {
             flat_alarm: false,
             skipped: 0,
         })
+    }
+
+    /// `Err` if a setting was written from outside the detector.
+    pub fn verify(&self) -> Result<(), Tampered> {
+        twinshield_entangle::verify(faults(&self.settings), "a frozen detector's settings")
+    }
+
+    #[inline]
+    fn setting(&self, which: usize) -> f64 {
+        self.settings.get(which).map_or(f64::NAN, Sealed::get)
     }
 
     /// Feeds one raw measured value at `time` (seconds); returns both
@@ -174,15 +191,15 @@ impl FrozenDetector {
         self.unchanged_alarm = Status::step(
             self.unchanged_alarm,
             self.unchanged_for,
-            self.frozen_after,
-            0.5 * self.frozen_after,
+            self.setting(FROZEN_AFTER),
+            0.5 * self.setting(FROZEN_AFTER),
         );
 
         self.push(value);
         let window = self.ring.len();
-        if self.filled == window && self.noise_std > 0.0 {
+        if self.filled == window && self.setting(NOISE_STD) > 0.0 {
             let std = self.window_std();
-            let ratio = self.noise_std / std;
+            let ratio = self.setting(NOISE_STD) / std;
             self.flat_statistic = if ratio.is_nan() {
                 0.0
             } else {
@@ -191,8 +208,8 @@ impl FrozenDetector {
             self.flat_alarm = Status::step(
                 self.flat_alarm,
                 self.flat_statistic,
-                self.flat_threshold,
-                self.flat_clear,
+                self.setting(FLAT_THRESHOLD),
+                self.setting(FLAT_CLEAR),
             );
         }
         self.status()
@@ -249,14 +266,14 @@ impl FrozenDetector {
             unchanged: Status {
                 alarming: self.unchanged_alarm,
                 statistic: self.unchanged_for,
-                threshold: self.frozen_after,
-                clear_level: 0.5 * self.frozen_after,
+                threshold: self.setting(FROZEN_AFTER),
+                clear_level: 0.5 * self.setting(FROZEN_AFTER),
             },
             flatline: Status {
                 alarming: self.flat_alarm,
                 statistic: self.flat_statistic,
-                threshold: self.flat_threshold,
-                clear_level: self.flat_clear,
+                threshold: self.setting(FLAT_THRESHOLD),
+                clear_level: self.setting(FLAT_CLEAR),
             },
         }
     }

@@ -8,6 +8,7 @@ use twinshield_detect::{
     CusumDetector, CusumSettings, DetectError, DetectorKind, FrozenDetector, FrozenSettings,
     SourceId, Status,
 };
+use twinshield_entangle::{Sealed, Tampered, faults};
 use twinshield_model::{Ekf, EkfError, Model};
 use twinshield_shield_macros::diversify;
 
@@ -67,6 +68,23 @@ pub enum TwinError {
     /// A detector refused its settings.
     #[error(transparent)]
     Detector(#[from] DetectError),
+    /// The detectors' settings or state, or the twin's own, were changed
+    /// in memory from outside the twin's code: the twin refuses the
+    /// sample, and the host reports a tamper finding.
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
+}
+
+#[diversify]
+impl TwinError {
+    /// What was tampered with, if this error is a tamper finding (from the
+    /// detectors or from the estimator).
+    pub fn tampered(&self) -> Option<Tampered> {
+        match self {
+            TwinError::Tampered(t) | TwinError::Estimator(EkfError::Tampered(t)) => Some(*t),
+            _ => None,
+        }
+    }
 }
 
 /// The detectors of one output.
@@ -80,10 +98,23 @@ struct Channel {
     frozen_src: SourceId,
     flatline_src: SourceId,
     /// Slow mean of the normalized residual: the model's persistent mismatch.
-    baseline: f64,
+    baseline: Sealed,
     /// Slow mean square of the residual around the baseline: its real
     /// spread, which model mismatch makes wider than the estimator thinks.
-    spread: f64,
+    spread: Sealed,
+}
+
+#[diversify]
+impl Channel {
+    /// `Err` if this output's detectors or baseline were written from
+    /// outside.
+    fn verify(&self) -> Result<(), Tampered> {
+        self.cusum.verify()?;
+        self.bias.verify()?;
+        self.frozen.verify()?;
+        let own = [self.baseline, self.spread];
+        twinshield_entangle::verify(faults(&own), "a residual baseline")
+    }
 }
 
 /// A running twin.
@@ -97,7 +128,12 @@ pub struct Twin {
     chi2_src: SourceId,
     tracker: AlarmTracker,
     history: History,
-    start: Option<f64>,
+    /// Twin time from which alarms count (first sample + warm-up), and the
+    /// baseline's time constant and sample count: sealed, since each
+    /// decides whether an attack is reported or learnt.
+    armed_at: Option<Sealed>,
+    baseline_tau: Sealed,
+    learnt: Sealed,
     last: Option<f64>,
     samples: u64,
     refused: u64,
@@ -165,8 +201,8 @@ impl Twin {
                 bias_src: tracker.register(DetectorKind::Bias, name.clone()),
                 frozen_src: tracker.register(DetectorKind::Frozen, name.clone()),
                 flatline_src: tracker.register(DetectorKind::Flatline, name),
-                baseline: 0.0,
-                spread: 1.0,
+                baseline: Sealed::new(0.0),
+                spread: Sealed::new(1.0),
             });
         }
         let mut chi2 = ChiSquareSettings {
@@ -181,6 +217,7 @@ impl Twin {
         }
         let all: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
         let chi2_src = tracker.register(DetectorKind::ChiSquare, all);
+        let baseline_tau = Sealed::new(settings.baseline_tau);
         Ok(Twin {
             ekf: Ekf::new(model),
             n_outputs: model.outputs.len(),
@@ -190,7 +227,9 @@ impl Twin {
             chi2: ChiSquareDetector::new(chi2)?,
             chi2_src,
             tracker,
-            start: None,
+            armed_at: None,
+            baseline_tau,
+            learnt: Sealed::new(0.0),
             last: None,
             samples: 0,
             refused: 0,
@@ -208,12 +247,19 @@ impl Twin {
         outputs: &[f64],
     ) -> Result<&[AlarmEvent], TwinError> {
         let dt = self.interval_to(time)?;
+        if let Err(e) = self.verify() {
+            self.refused += 1;
+            return Err(e.into());
+        }
         if let Err(e) = self.ekf.step(inputs, outputs, dt) {
             self.refused += 1;
             return Err(e.into());
         }
         self.last = Some(time);
-        let start = *self.start.get_or_insert(time);
+        let warmup = self.settings.warmup;
+        let armed_at = *self
+            .armed_at
+            .get_or_insert_with(|| Sealed::new(time + warmup));
         self.samples += 1;
         self.events.clear();
 
@@ -223,8 +269,7 @@ impl Twin {
             *z = r / inn.std(i);
         }
         let nis = inn.nis;
-        let elapsed = time - start;
-        let armed = elapsed >= self.settings.warmup;
+        let armed = time >= armed_at.get();
         self.test_channels(time, dt, outputs, armed);
         let chi2 = self.chi2.update(nis);
         if armed {
@@ -273,17 +318,20 @@ impl Twin {
         // exponential average; it pauses while any alarm is active so an
         // attack is not learnt as the new normal.
         let learning = self.tracker.active_count() == 0;
-        let weight = (dt / self.settings.baseline_tau)
-            .max(1.0 / (self.samples as f64))
-            .min(1.0);
+        let learnt = self.learnt.get() + 1.0;
+        self.learnt.set(learnt);
+        let weight = (dt / self.baseline_tau.get()).max(1.0 / learnt).min(1.0);
         for (ch, (&z, &y)) in self.channels.iter_mut().zip(self.z.iter().zip(outputs)) {
+            let (mut baseline, mut spread) = (ch.baseline.get(), ch.spread.get());
             if learning && z.is_finite() {
-                ch.baseline += weight * (z - ch.baseline);
-                let d = z - ch.baseline;
-                ch.spread += weight * (d * d - ch.spread);
+                baseline += weight * (z - baseline);
+                let d = z - baseline;
+                spread += weight * (d * d - spread);
+                ch.baseline.set(baseline);
+                ch.spread.set(spread);
             }
-            let dz = z - ch.baseline;
-            let std = ch.spread.sqrt().max(1.0);
+            let dz = z - baseline;
+            let std = spread.sqrt().max(1.0);
             let cusum = ch.cusum.update(dz, std);
             let bias = ch.bias.update(dz, std);
             let frozen = ch.frozen.update(time, y);
@@ -313,6 +361,20 @@ impl Twin {
             residual: inn.residual.clone(),
             nis,
         });
+    }
+
+    /// Checks the detectors' settings and state and the twin's own sealed
+    /// values (the estimator checks itself on every step): `Err` if any was
+    /// written from outside the twin's code. [`Twin::update`] runs it
+    /// before every sample.
+    pub fn verify(&self) -> Result<(), Tampered> {
+        for ch in &self.channels {
+            ch.verify()?;
+        }
+        self.chi2.verify()?;
+        let armed_at = self.armed_at.map_or(0, |c| c.fault());
+        let own = [self.baseline_tau, self.learnt];
+        twinshield_entangle::verify(faults(&own) | armed_at, "the twin's warm-up or baseline")
     }
 
     /// Records a sample that could not be read (a data-quality event).
