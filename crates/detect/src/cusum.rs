@@ -187,3 +187,36 @@ impl CusumDetector {
         self.alarming.set(0.0);
     }
 }
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// One word of `cell` replaced, as a write into memory would.
+    fn hit(cell: &mut Sealed, word: usize, value: u64) {
+        let mut w = cell.words();
+        w[word] = value;
+        *cell = Sealed::from_words(w);
+    }
+
+    #[test]
+    fn a_written_threshold_or_sum_is_found_and_survives_updates() {
+        for (field, word) in [(0usize, 0usize), (1, 1), (4, 0), (5, 1), (6, 0)] {
+            let mut c = CusumDetector::new(CusumSettings::default()).unwrap();
+            c.update(1.0, 1.0);
+            assert!(c.verify().is_ok());
+            let cell = match field {
+                0..=3 => &mut c.settings[field],
+                4 => &mut c.plus,
+                5 => &mut c.minus,
+                _ => &mut c.alarming,
+            };
+            hit(cell, word, 0x4141_4141_4141_4141);
+            for _ in 0..10 {
+                c.update(2.0, 1.0);
+            }
+            assert!(c.verify().is_err(), "field {field} word {word}");
+        }
+    }
+}

@@ -16,9 +16,12 @@
 //! variances, the states' ranges, the integration step) are held only as
 //! [`Sealed`] cells, so their plain bit patterns are nowhere in memory, and
 //! its state estimate and covariance carry a keyed [`Digest`] taken at the
-//! end of each cycle. [`Ekf::step`] verifies both before it uses them: a
-//! write into the heap between two cycles is [`EkfError::Tampered`], not a
-//! silently changed estimate.
+//! end of each cycle. [`Ekf::step`] verifies the digest before every cycle
+//! (the state is plain, so a write there must be found before it is used);
+//! [`Ekf::verify`] checks the parameters too, and the twin calls it at
+//! least twice a second (a parameter's cell stays broken once written, so
+//! checking it later still finds the write). A failed check is
+//! [`EkfError::Tampered`], not a silently changed estimate.
 
 use crate::bytecode::Program;
 use crate::linalg;
@@ -215,6 +218,11 @@ impl Ekf {
     pub fn verify(&self) -> Result<(), Tampered> {
         let cells = faults(&self.q) | faults(&self.r) | faults(&self.lo) | faults(&self.hi);
         twinshield_entangle::verify(cells | self.step.fault(), "the estimator's parameters")?;
+        self.verify_state()
+    }
+
+    #[inline]
+    fn verify_state(&self) -> Result<(), Tampered> {
         self.sealed_state
             .verify(&[&self.x, &self.p], "the estimator's state")
     }
@@ -241,7 +249,7 @@ impl Ekf {
     /// correct with measurements `y`. On error the filter is unchanged;
     /// on [`EkfError::Tampered`] it refuses every further cycle.
     pub fn step(&mut self, u: &[f64], y: &[f64], dt: f64) -> Result<&Innovation, EkfError> {
-        self.verify()?;
+        self.verify_state()?;
         self.x_saved.copy_from_slice(&self.x);
         self.p_saved.copy_from_slice(&self.p);
         let r = self
@@ -427,5 +435,52 @@ fn check_finite(v: &[f64], what: &'static str) -> Result<(), EkfError> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(index) => Err(EkfError::BadValue { what, index }),
+    }
+}
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ekf() -> Ekf {
+        let model = Model::parse(
+            "quadtank.twin",
+            include_str!("../../../models/quadtank.twin"),
+        )
+        .unwrap();
+        Ekf::new(&model)
+    }
+
+    const Y: [f64; 4] = [12.263, 12.783, 1.634, 1.409];
+
+    #[test]
+    fn a_written_estimate_or_covariance_is_refused_at_the_next_step() {
+        for which in 0..2 {
+            let mut e = ekf();
+            e.step(&[3.0, 3.0], &Y, 0.1).unwrap();
+            if which == 0 {
+                e.x[2] = 20.0;
+            } else {
+                e.p[5] = 1e9;
+            }
+            let r = e.step(&[3.0, 3.0], &Y, 0.1);
+            assert!(matches!(r, Err(EkfError::Tampered(_))), "{which}");
+        }
+    }
+
+    #[test]
+    fn a_written_variance_is_found_by_verify() {
+        let mut e = ekf();
+        e.step(&[3.0, 3.0], &Y, 0.1).unwrap();
+        assert!(e.verify().is_ok());
+        let mut w = e.r[0].words();
+        w[0] ^= 1 << 52;
+        e.r[0] = Sealed::from_words(w);
+        assert!(e.verify().is_err());
+        // A failed step reseals the restored state, never a tampered one.
+        let mut f = ekf();
+        assert!(f.step(&[3.0, 3.0], &[f64::NAN; 4], 0.1).is_err());
+        assert!(f.step(&[3.0, 3.0], &Y, 0.1).is_ok());
     }
 }

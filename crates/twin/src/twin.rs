@@ -135,11 +135,20 @@ pub struct Twin {
     baseline_tau: Sealed,
     learnt: Sealed,
     last: Option<f64>,
+    /// Twin time of the last full check. Plain: a value in the future or
+    /// not a number forces a check, so one write can delay the next check
+    /// by at most [`VERIFY_EVERY`].
+    verified_at: f64,
     samples: u64,
     refused: u64,
     z: Vec<f64>,
     events: Vec<AlarmEvent>,
 }
+
+/// Twin seconds between two full checks of the sealed values. The
+/// estimator's plain state is checked on every sample; everything sealed
+/// keeps a fault once written, so a later check still finds it.
+const VERIFY_EVERY: f64 = 0.5;
 
 #[diversify]
 fn positive(x: f64, what: &str) -> Result<f64, TwinError> {
@@ -231,6 +240,7 @@ impl Twin {
             baseline_tau,
             learnt: Sealed::new(0.0),
             last: None,
+            verified_at: f64::NAN,
             samples: 0,
             refused: 0,
             z: vec![0.0; model.outputs.len()],
@@ -247,7 +257,7 @@ impl Twin {
         outputs: &[f64],
     ) -> Result<&[AlarmEvent], TwinError> {
         let dt = self.interval_to(time)?;
-        if let Err(e) = self.verify() {
+        if let Err(e) = self.verify_when_due(time) {
             self.refused += 1;
             return Err(e.into());
         }
@@ -363,11 +373,12 @@ impl Twin {
         });
     }
 
-    /// Checks the detectors' settings and state and the twin's own sealed
-    /// values (the estimator checks itself on every step): `Err` if any was
-    /// written from outside the twin's code. [`Twin::update`] runs it
-    /// before every sample.
+    /// Checks the estimator's and the detectors' settings and state and
+    /// the twin's own sealed values: `Err` if any was written from outside
+    /// the twin's code. [`Twin::update`] runs it before a sample whenever
+    /// half a second of twin time has passed since the last check.
     pub fn verify(&self) -> Result<(), Tampered> {
+        self.ekf.verify()?;
         for ch in &self.channels {
             ch.verify()?;
         }
@@ -375,6 +386,19 @@ impl Twin {
         let armed_at = self.armed_at.map_or(0, |c| c.fault());
         let own = [self.baseline_tau, self.learnt];
         twinshield_entangle::verify(faults(&own) | armed_at, "the twin's warm-up or baseline")
+    }
+
+    /// [`Twin::verify`] if the last full check is [`VERIFY_EVERY`] or more
+    /// twin seconds before `time` (or not before it at all).
+    #[inline]
+    fn verify_when_due(&mut self, time: f64) -> Result<(), Tampered> {
+        let since = time - self.verified_at;
+        if (0.0..VERIFY_EVERY).contains(&since) {
+            return Ok(());
+        }
+        self.verify()?;
+        self.verified_at = time;
+        Ok(())
     }
 
     /// Records a sample that could not be read (a data-quality event).
@@ -432,5 +456,55 @@ fn observe(
     // Sources come from this tracker, so observe cannot fail.
     if let Ok(Some(e)) = tracker.observe(src, time, status) {
         events.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn twin() -> Twin {
+        let model = Model::parse(
+            "quadtank.twin",
+            include_str!("../../../models/quadtank.twin"),
+        )
+        .unwrap();
+        Twin::new(&model, TwinSettings::default()).unwrap()
+    }
+
+    const LEVELS: [f64; 4] = [12.263, 12.783, 1.634, 1.409];
+
+    /// Feeds samples at 10 Hz from `t0` until one is refused as tampered;
+    /// returns the twin seconds that took.
+    fn seconds_to_refusal(twin: &mut Twin, t0: f64) -> f64 {
+        for k in 0..100 {
+            let t = t0 + 0.1 * f64::from(k);
+            if let Err(e) = twin.update(t, &[3.0, 3.0], &LEVELS) {
+                assert!(e.tampered().is_some(), "{e}");
+                return t - t0;
+            }
+        }
+        panic!("never refused");
+    }
+
+    #[test]
+    fn a_written_baseline_or_warm_up_is_refused_within_half_a_second() {
+        for which in 0..3 {
+            let mut t = twin();
+            for k in 0..20 {
+                t.update(0.1 * f64::from(k), &[3.0, 3.0], &LEVELS).unwrap();
+            }
+            let cell = match which {
+                0 => &mut t.channels[1].baseline,
+                1 => t.armed_at.as_mut().unwrap(),
+                _ => &mut t.learnt,
+            };
+            let mut w = cell.words();
+            w[0] ^= 0xff;
+            *cell = Sealed::from_words(w);
+            let took = seconds_to_refusal(&mut t, 2.0);
+            assert!(took <= VERIFY_EVERY + 1e-9, "{which}: {took}");
+        }
     }
 }
