@@ -84,10 +84,6 @@ pub struct BiasDetector {
     skipped: u64,
 }
 
-const THRESHOLD: usize = 0;
-const CLEAR: usize = 1;
-const SCALE: usize = 2;
-
 #[diversify]
 impl BiasDetector {
     /// Builds a detector; see [`BiasSettings`] for the valid ranges.
@@ -134,9 +130,10 @@ impl BiasDetector {
         )
     }
 
+    /// The settings, unmasked: threshold, clear level, scale.
     #[inline]
-    fn setting(&self, which: usize) -> f64 {
-        self.settings.get(which).map_or(f64::NAN, Sealed::get)
+    fn settings(&self, keys: &Keys) -> [f64; 3] {
+        self.settings.map(|c| c.get_with(keys))
     }
 
     /// Feeds one residual and its standard deviation; returns the decision.
@@ -163,28 +160,32 @@ impl BiasDetector {
             self.sum.set_carrying(sum, faults(&self.ring));
         }
         self.filled = (self.filled + 1).min(window);
+        let [threshold, clear_level, scale] = self.settings(keys);
+        let mut alarming = self.alarming.get_with(keys) != 0.0;
+        let mut statistic = self.statistic.get_with(keys);
         if self.filled == window {
-            let s = self.sum.get_with(keys).abs() * self.setting(SCALE);
-            let statistic = if s.is_finite() { s } else { 0.0 };
+            let s = self.sum.get_with(keys).abs() * scale;
+            statistic = if s.is_finite() { s } else { 0.0 };
             self.statistic.set(statistic);
-            let alarming = Status::step(
-                self.alarming(),
-                statistic,
-                self.setting(THRESHOLD),
-                self.setting(CLEAR),
-            );
+            alarming = Status::step(alarming, statistic, threshold, clear_level);
             self.alarming.set(if alarming { 1.0 } else { 0.0 });
         }
-        self.status()
+        Status {
+            alarming,
+            statistic,
+            threshold,
+            clear_level,
+        }
     }
 
     /// The current decision, without feeding a sample.
     pub fn status(&self) -> Status {
+        let [threshold, clear_level, _] = self.settings(Keys::get());
         Status {
             alarming: self.alarming(),
             statistic: self.statistic.get(),
-            threshold: self.setting(THRESHOLD),
-            clear_level: self.setting(CLEAR),
+            threshold,
+            clear_level,
         }
     }
 
@@ -204,6 +205,7 @@ impl BiasDetector {
     }
 
     /// Whether the detector is in alarm.
+    #[inline]
     pub fn alarming(&self) -> bool {
         self.alarming.get() != 0.0
     }

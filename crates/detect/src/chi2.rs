@@ -168,10 +168,16 @@ impl ChiSquareDetector {
         }
         let sum = sum.max(0.0);
         self.sum.set_carrying(sum, fault);
-        let (threshold, clear) = self.levels();
-        let alarming = Status::step(self.alarming(), sum, threshold, clear);
+        let (threshold, clear_level) = self.levels();
+        let was = self.alarming.get_with(keys) != 0.0;
+        let alarming = Status::step(was, sum, threshold, clear_level);
         self.alarming.set(if alarming { 1.0 } else { 0.0 });
-        self.status()
+        Status {
+            alarming,
+            statistic: sum,
+            threshold,
+            clear_level,
+        }
     }
 
     /// The current decision, without feeding a sample.
@@ -215,6 +221,7 @@ impl ChiSquareDetector {
     }
 
     /// Whether the detector is in alarm.
+    #[inline]
     pub fn alarming(&self) -> bool {
         self.alarming.get() != 0.0
     }

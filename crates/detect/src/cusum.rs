@@ -75,11 +75,6 @@ pub struct CusumDetector {
     skipped: u64,
 }
 
-const DRIFT: usize = 0;
-const THRESHOLD: usize = 1;
-const CLEAR: usize = 2;
-const CAP: usize = 3;
-
 #[diversify]
 impl CusumDetector {
     /// Builds a detector; every setting must be finite, `drift` and
@@ -115,9 +110,10 @@ impl CusumDetector {
         )
     }
 
+    /// The settings, unmasked: drift, threshold, clear level, cap.
     #[inline]
-    fn setting(&self, which: usize) -> f64 {
-        self.settings.get(which).map_or(f64::NAN, Sealed::get)
+    fn settings(&self, keys: &Keys) -> [f64; 4] {
+        self.settings.map(|c| c.get_with(keys))
     }
 
     /// Feeds one residual and its standard deviation; returns the decision.
@@ -129,29 +125,32 @@ impl CusumDetector {
         let z = (residual / std).clamp(-Z_CLAMP, Z_CLAMP);
         let z = if z.is_nan() { 0.0 } else { z };
         let keys = Keys::get();
-        let (drift, cap) = (self.setting(DRIFT), self.setting(CAP));
+        let [drift, threshold, clear_level, cap] = self.settings(keys);
         // max-then-min, not clamp: a tampered cap must not panic.
         let plus = (self.plus.get_with(keys) + z - drift).max(0.0).min(cap);
         let minus = (self.minus.get_with(keys) - z - drift).max(0.0).min(cap);
         self.plus.set(plus);
         self.minus.set(minus);
-        let alarming = Status::step(
-            self.alarming(),
-            plus.max(minus),
-            self.setting(THRESHOLD),
-            self.setting(CLEAR),
-        );
+        let statistic = plus.max(minus);
+        let was = self.alarming.get_with(keys) != 0.0;
+        let alarming = Status::step(was, statistic, threshold, clear_level);
         self.alarming.set(if alarming { 1.0 } else { 0.0 });
-        self.status()
+        Status {
+            alarming,
+            statistic,
+            threshold,
+            clear_level,
+        }
     }
 
     /// The current decision, without feeding a sample.
     pub fn status(&self) -> Status {
+        let [_, threshold, clear_level, _] = self.settings(Keys::get());
         Status {
             alarming: self.alarming(),
             statistic: self.statistic(),
-            threshold: self.setting(THRESHOLD),
-            clear_level: self.setting(CLEAR),
+            threshold,
+            clear_level,
         }
     }
 
@@ -171,6 +170,7 @@ impl CusumDetector {
     }
 
     /// Whether the detector is in alarm.
+    #[inline]
     pub fn alarming(&self) -> bool {
         self.alarming.get() != 0.0
     }

@@ -2,7 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, non_negative, open_range, positive};
-use twinshield_entangle::{Sealed, Tampered, faults};
+use twinshield_entangle::{Keys, Sealed, Tampered, faults};
 use twinshield_shield_macros::diversify;
 
 /// Largest variance window accepted, in samples.
@@ -12,11 +12,6 @@ const MAX_WINDOW: usize = 1 << 20;
 const FLAT_CAP: f64 = 1e6;
 /// The unchanged-for statistic (seconds) is capped here.
 const SECONDS_CAP: f64 = 1e15;
-
-const FROZEN_AFTER: usize = 0;
-const NOISE_STD: usize = 1;
-const FLAT_THRESHOLD: usize = 2;
-const FLAT_CLEAR: usize = 3;
 
 /// Settings of a [`FrozenDetector`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,9 +154,12 @@ impl FrozenDetector {
         twinshield_entangle::verify(faults(&self.settings), "a frozen detector's settings")
     }
 
+    /// The settings, unmasked: frozen after, noise std, flat threshold,
+    /// flat clear level.
     #[inline]
-    fn setting(&self, which: usize) -> f64 {
-        self.settings.get(which).map_or(f64::NAN, Sealed::get)
+    fn settings(&self) -> [f64; 4] {
+        let keys = Keys::get();
+        self.settings.map(|c| c.get_with(keys))
     }
 
     /// Feeds one raw measured value at `time` (seconds); returns both
@@ -171,6 +169,7 @@ impl FrozenDetector {
             self.skipped = self.skipped.saturating_add(1);
             return self.status();
         }
+        let [frozen_after, noise_std, flat_threshold, flat_clear] = self.settings();
         match self.last_value {
             Some(last) if last == value => {
                 if time < self.last_change {
@@ -191,15 +190,15 @@ impl FrozenDetector {
         self.unchanged_alarm = Status::step(
             self.unchanged_alarm,
             self.unchanged_for,
-            self.setting(FROZEN_AFTER),
-            0.5 * self.setting(FROZEN_AFTER),
+            frozen_after,
+            0.5 * frozen_after,
         );
 
         self.push(value);
         let window = self.ring.len();
-        if self.filled == window && self.setting(NOISE_STD) > 0.0 {
+        if self.filled == window && noise_std > 0.0 {
             let std = self.window_std();
-            let ratio = self.setting(NOISE_STD) / std;
+            let ratio = noise_std / std;
             self.flat_statistic = if ratio.is_nan() {
                 0.0
             } else {
@@ -208,11 +207,11 @@ impl FrozenDetector {
             self.flat_alarm = Status::step(
                 self.flat_alarm,
                 self.flat_statistic,
-                self.setting(FLAT_THRESHOLD),
-                self.setting(FLAT_CLEAR),
+                flat_threshold,
+                flat_clear,
             );
         }
-        self.status()
+        self.status_with(frozen_after, flat_threshold, flat_clear)
     }
 
     /// Adds a value to the window and its running sums.
@@ -262,18 +261,24 @@ impl FrozenDetector {
 
     /// The current decisions, without feeding a sample.
     pub fn status(&self) -> FrozenStatus {
+        let [frozen_after, _, flat_threshold, flat_clear] = self.settings();
+        self.status_with(frozen_after, flat_threshold, flat_clear)
+    }
+
+    #[inline]
+    fn status_with(&self, frozen_after: f64, flat_threshold: f64, flat_clear: f64) -> FrozenStatus {
         FrozenStatus {
             unchanged: Status {
                 alarming: self.unchanged_alarm,
                 statistic: self.unchanged_for,
-                threshold: self.setting(FROZEN_AFTER),
-                clear_level: 0.5 * self.setting(FROZEN_AFTER),
+                threshold: frozen_after,
+                clear_level: 0.5 * frozen_after,
             },
             flatline: Status {
                 alarming: self.flat_alarm,
                 statistic: self.flat_statistic,
-                threshold: self.setting(FLAT_THRESHOLD),
-                clear_level: self.setting(FLAT_CLEAR),
+                threshold: flat_threshold,
+                clear_level: flat_clear,
             },
         }
     }

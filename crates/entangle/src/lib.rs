@@ -68,12 +68,44 @@ pub struct Keys {
 
 static KEYS: OnceLock<Keys> = OnceLock::new();
 
-#[diversify]
+// The hot helpers carry no `#[diversify]` guards: they inline into every
+// read and write of a cell, inside callers that carry their own.
 impl Keys {
     /// The process's keys, drawn on first use: from the operating system's
     /// random source, or, should that fail, from std's randomly keyed
     /// hasher (itself seeded from the operating system).
+    #[inline(always)]
     pub fn get() -> &'static Keys {
+        match KEYS.get() {
+            Some(keys) => keys,
+            None => Keys::init(),
+        }
+    }
+
+    /// The tag a cell whose masked word is `masked` must carry.
+    #[inline(always)]
+    pub fn tag(&self, masked: u64) -> u64 {
+        (masked ^ self.tweak).wrapping_mul(self.mul)
+    }
+
+    /// The masked word of `value`.
+    #[inline(always)]
+    pub fn mask(&self, value: f64) -> u64 {
+        value.to_bits() ^ self.mask
+    }
+
+    /// The value of a masked word.
+    #[inline(always)]
+    pub fn unmask(&self, masked: u64) -> f64 {
+        f64::from_bits(masked ^ self.mask)
+    }
+}
+
+#[diversify]
+impl Keys {
+    #[cold]
+    #[inline(never)]
+    fn init() -> &'static Keys {
         KEYS.get_or_init(Keys::draw)
     }
 
@@ -108,24 +140,6 @@ impl Keys {
             tweak,
             mul: mul | 1,
         }
-    }
-
-    /// The tag a cell whose masked word is `masked` must carry.
-    #[inline(always)]
-    pub fn tag(&self, masked: u64) -> u64 {
-        (masked ^ self.tweak).wrapping_mul(self.mul)
-    }
-
-    /// The masked word of `value`.
-    #[inline(always)]
-    pub fn mask(&self, value: f64) -> u64 {
-        value.to_bits() ^ self.mask
-    }
-
-    /// The value of a masked word.
-    #[inline(always)]
-    pub fn unmask(&self, masked: u64) -> f64 {
-        f64::from_bits(masked ^ self.mask)
     }
 }
 
