@@ -147,10 +147,10 @@ impl BiasDetector {
         let window = self.ring.len();
         let keys = Keys::get();
         if let Some(slot) = self.ring.get_mut(self.head) {
-            let (old, fault) = (slot.get_with(keys), slot.fault());
-            slot.set(z);
+            let (old, fault) = (slot.get_with(keys), slot.fault_under(keys));
+            slot.set_with(keys, z);
             let sum = self.sum.get_with(keys) + z - old;
-            self.sum.set_carrying(sum, fault);
+            self.sum.set_carrying_with(keys, sum, fault);
         }
         self.head += 1;
         if self.head >= window {
@@ -166,9 +166,13 @@ impl BiasDetector {
         if self.filled == window {
             let s = self.sum.get_with(keys).abs() * scale;
             statistic = if s.is_finite() { s } else { 0.0 };
-            self.statistic.set(statistic);
-            alarming = Status::step(alarming, statistic, threshold, clear_level);
-            self.alarming.set(if alarming { 1.0 } else { 0.0 });
+            self.statistic.set_with(keys, statistic);
+            let was = alarming;
+            alarming = Status::step(was, statistic, threshold, clear_level);
+            if alarming != was {
+                self.alarming
+                    .set_with(keys, if alarming { 1.0 } else { 0.0 });
+            }
         }
         Status {
             alarming,

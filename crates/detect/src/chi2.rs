@@ -149,8 +149,8 @@ impl ChiSquareDetector {
         let mut fault = 0;
         if let Some(slot) = self.ring.get_mut(self.head) {
             let old = slot.get_with(keys);
-            fault = slot.fault();
-            slot.set(x);
+            fault = slot.fault_under(keys);
+            slot.set_with(keys, x);
             if self.filled < window {
                 self.filled += 1;
                 sum += x;
@@ -167,11 +167,14 @@ impl ChiSquareDetector {
             fault |= cells.fold(0, |acc, c| acc | c.fault());
         }
         let sum = sum.max(0.0);
-        self.sum.set_carrying(sum, fault);
+        self.sum.set_carrying_with(keys, sum, fault);
         let (threshold, clear_level) = self.levels();
         let was = self.alarming.get_with(keys) != 0.0;
         let alarming = Status::step(was, sum, threshold, clear_level);
-        self.alarming.set(if alarming { 1.0 } else { 0.0 });
+        if alarming != was {
+            self.alarming
+                .set_with(keys, if alarming { 1.0 } else { 0.0 });
+        }
         Status {
             alarming,
             statistic: sum,

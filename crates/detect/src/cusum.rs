@@ -129,12 +129,16 @@ impl CusumDetector {
         // max-then-min, not clamp: a tampered cap must not panic.
         let plus = (self.plus.get_with(keys) + z - drift).max(0.0).min(cap);
         let minus = (self.minus.get_with(keys) - z - drift).max(0.0).min(cap);
-        self.plus.set(plus);
-        self.minus.set(minus);
+        self.plus.set_with(keys, plus);
+        self.minus.set_with(keys, minus);
         let statistic = plus.max(minus);
         let was = self.alarming.get_with(keys) != 0.0;
         let alarming = Status::step(was, statistic, threshold, clear_level);
-        self.alarming.set(if alarming { 1.0 } else { 0.0 });
+        // Rewritten only when it changes; a broken cell stays broken anyway.
+        if alarming != was {
+            self.alarming
+                .set_with(keys, if alarming { 1.0 } else { 0.0 });
+        }
         Status {
             alarming,
             statistic,

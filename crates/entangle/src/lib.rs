@@ -22,7 +22,7 @@
 //! - [`Digest`]: a keyed checksum over plain slices that are rewritten
 //!   whole every step (the estimator's state and covariance), sealed at the
 //!   end of each step and verified at the start of the next. It is
-//!   `Σᵢ (bitsᵢ ⊕ rotl(K₀, i)) · (M + 2i)`: each term is an odd multiple,
+//!   `K₁ + Σᵢ (bitsᵢ ⊕ K₀) · (M + 2i)`: each term is an odd multiple,
 //!   so changing any one word (or the digest itself) changes the sum for
 //!   certain.
 //!
@@ -220,20 +220,34 @@ impl Sealed {
     /// broken.
     #[inline(always)]
     pub fn set(&mut self, value: f64) {
-        let keys = Keys::get();
-        let fault = self.fault_with(keys);
-        self.masked = keys.mask(value);
-        self.tag = keys.tag(self.masked) ^ fault;
+        self.set_with(Keys::get(), value);
+    }
+
+    /// [`Sealed::set`] under `keys` (from [`Keys::get`]).
+    #[inline(always)]
+    pub fn set_with(&mut self, keys: &Keys, value: f64) {
+        self.set_carrying_with(keys, value, 0);
     }
 
     /// Stores `value`, carrying the cell's own fault and `fault` (another
     /// cell's, whose value went into this one).
     #[inline(always)]
     pub fn set_carrying(&mut self, value: f64, fault: u64) {
-        let keys = Keys::get();
+        self.set_carrying_with(Keys::get(), value, fault);
+    }
+
+    /// [`Sealed::set_carrying`] under `keys` (from [`Keys::get`]).
+    #[inline(always)]
+    pub fn set_carrying_with(&mut self, keys: &Keys, value: f64, fault: u64) {
         let fault = self.fault_with(keys) | fault;
         self.masked = keys.mask(value);
         self.tag = keys.tag(self.masked) ^ fault;
+    }
+
+    /// The cell's fault under `keys` (from [`Keys::get`]).
+    #[inline(always)]
+    pub fn fault_under(&self, keys: &Keys) -> u64 {
+        self.fault_with(keys)
     }
 
     /// The two stored words (masked value, tag): what a memory scanner sees.
@@ -322,17 +336,16 @@ impl std::fmt::Debug for Digest {
     }
 }
 
-/// `Σᵢ (bitsᵢ ⊕ rotl(K₀, i)) · (M + 2i)`, wrapping; `M` is odd, so every
-/// multiplier is.
+/// `K₁ + Σᵢ (bitsᵢ ⊕ K₀) · (M + 2i)`, wrapping; `M` is odd, so every
+/// multiplier is, and changing one word changes its term for certain.
 #[inline]
 fn digest_with(keys: &Keys, parts: &[&[f64]]) -> u64 {
-    let mut i: u64 = 0;
+    let mut multiplier = keys.mul;
     let mut sum = keys.tweak;
     for part in parts {
         for v in *part {
-            let x = v.to_bits() ^ keys.mask.rotate_left((i % 64) as u32);
-            sum = sum.wrapping_add(x.wrapping_mul(keys.mul.wrapping_add(i << 1)));
-            i += 1;
+            sum = sum.wrapping_add((v.to_bits() ^ keys.mask).wrapping_mul(multiplier));
+            multiplier = multiplier.wrapping_add(2);
         }
     }
     sum

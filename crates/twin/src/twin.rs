@@ -8,7 +8,7 @@ use twinshield_detect::{
     CusumDetector, CusumSettings, DetectError, DetectorKind, FrozenDetector, FrozenSettings,
     SourceId, Status,
 };
-use twinshield_entangle::{Sealed, Tampered, faults};
+use twinshield_entangle::{Keys, Sealed, Tampered, faults};
 use twinshield_model::{Ekf, EkfError, Model};
 use twinshield_shield_macros::diversify;
 
@@ -328,17 +328,20 @@ impl Twin {
         // exponential average; it pauses while any alarm is active so an
         // attack is not learnt as the new normal.
         let learning = self.tracker.active_count() == 0;
-        let learnt = self.learnt.get() + 1.0;
-        self.learnt.set(learnt);
-        let weight = (dt / self.baseline_tau.get()).max(1.0 / learnt).min(1.0);
+        let keys = Keys::get();
+        let learnt = self.learnt.get_with(keys) + 1.0;
+        self.learnt.set_with(keys, learnt);
+        let weight = (dt / self.baseline_tau.get_with(keys))
+            .max(1.0 / learnt)
+            .min(1.0);
         for (ch, (&z, &y)) in self.channels.iter_mut().zip(self.z.iter().zip(outputs)) {
-            let (mut baseline, mut spread) = (ch.baseline.get(), ch.spread.get());
+            let (mut baseline, mut spread) = (ch.baseline.get_with(keys), ch.spread.get_with(keys));
             if learning && z.is_finite() {
                 baseline += weight * (z - baseline);
                 let d = z - baseline;
                 spread += weight * (d * d - spread);
-                ch.baseline.set(baseline);
-                ch.spread.set(spread);
+                ch.baseline.set_with(keys, baseline);
+                ch.spread.set_with(keys, spread);
             }
             let dz = z - baseline;
             let std = spread.sqrt().max(1.0);
