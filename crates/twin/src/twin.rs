@@ -134,7 +134,9 @@ pub struct Twin {
     armed_at: Option<Sealed>,
     baseline_tau: Sealed,
     learnt: Sealed,
-    last: Option<f64>,
+    /// The previous sample's time: sealed, since a write into it could
+    /// make the twin refuse every later sample.
+    last: Option<Sealed>,
     /// Twin time of the last full check. Plain: a value in the future or
     /// not a number forces a check, so one write can delay the next check
     /// by at most [`VERIFY_EVERY`].
@@ -256,16 +258,19 @@ impl Twin {
         inputs: &[f64],
         outputs: &[f64],
     ) -> Result<&[AlarmEvent], TwinError> {
-        let dt = self.interval_to(time)?;
         if let Err(e) = self.verify_when_due(time) {
             self.refused += 1;
             return Err(e.into());
         }
+        let dt = self.interval_to(time)?;
         if let Err(e) = self.ekf.step(inputs, outputs, dt) {
             self.refused += 1;
             return Err(e.into());
         }
-        self.last = Some(time);
+        match self.last.as_mut() {
+            Some(last) => last.set(time),
+            None => self.last = Some(Sealed::new(time)),
+        }
         let warmup = self.settings.warmup;
         let armed_at = *self
             .armed_at
@@ -301,7 +306,7 @@ impl Twin {
     // covered by `update`'s own guards).
     #[inline]
     fn interval_to(&mut self, time: f64) -> Result<f64, TwinError> {
-        match self.last {
+        match self.last.map(|c| c.get()) {
             Some(prev) if time.partial_cmp(&prev) != Some(std::cmp::Ordering::Greater) => {
                 self.refused += 1;
                 Err(TwinError::TimeNotIncreasing {
@@ -387,8 +392,12 @@ impl Twin {
         }
         self.chi2.verify()?;
         let armed_at = self.armed_at.map_or(0, |c| c.fault());
+        let last = self.last.map_or(0, |c| c.fault());
         let own = [self.baseline_tau, self.learnt];
-        twinshield_entangle::verify(faults(&own) | armed_at, "the twin's warm-up or baseline")
+        twinshield_entangle::verify(
+            faults(&own) | armed_at | last,
+            "the twin's clock, warm-up or baseline",
+        )
     }
 
     /// [`Twin::verify`] if the last full check is [`VERIFY_EVERY`] or more
@@ -493,7 +502,7 @@ mod tamper_tests {
 
     #[test]
     fn a_written_baseline_or_warm_up_is_refused_within_half_a_second() {
-        for which in 0..3 {
+        for which in 0..4 {
             let mut t = twin();
             for k in 0..20 {
                 t.update(0.1 * f64::from(k), &[3.0, 3.0], &LEVELS).unwrap();
@@ -501,6 +510,7 @@ mod tamper_tests {
             let cell = match which {
                 0 => &mut t.channels[1].baseline,
                 1 => t.armed_at.as_mut().unwrap(),
+                2 => t.last.as_mut().unwrap(),
                 _ => &mut t.learnt,
             };
             let mut w = cell.words();
