@@ -51,6 +51,10 @@ const WRITE_AT: f64 = 130.0;
 /// A run's length, plant seconds.
 const SECONDS: f64 = 200.0;
 
+/// The two tests scan a whole process's memory on a 2-core machine: one
+/// at a time, so neither's scan outlasts its demo's run.
+static ALONE: Mutex<()> = Mutex::new(());
+
 /// A running demo, its standard error collected line by line.
 struct Demo {
     child: Child,
@@ -360,6 +364,8 @@ fn heap_writes_into_the_twins_state_never_silence_the_alarm() {
     ];
     let (mut written, mut locked, mut harmless, mut latencies) = (0, 0, 0, Vec::new());
     let mut order = None;
+    let mut late = 0;
+    let _alone = ALONE.lock();
     while written < WRITES {
         let started = Instant::now();
         let demo = Demo::start(dir.path(), &args);
@@ -388,11 +394,18 @@ fn heap_writes_into_the_twins_state_never_silence_the_alarm() {
             .write(true)
             .open(format!("/proc/{}/mem", demo.pid()))
         else {
+            // The scan outlasted the run (a loaded machine): run again.
             let (code, _, stderr, _) = demo.finish(Duration::from_secs(5));
-            panic!("the demo ended before the writes ({code:?}): {stderr}");
+            late += 1;
+            assert!(
+                late <= 3,
+                "the demo ended before the writes ({code:?}): {stderr}"
+            );
+            eprintln!("the demo ended before the writes ({code:?}); again");
+            continue;
         };
         let mut first_param_write = None;
-        for k in 0..BATCH {
+        for k in 0..BATCH.min(WRITES - written) {
             let from_window = k % 2 == 0;
             let pool = if from_window { &windows } else { &rest };
             let cell = pool[rng.below(pool.len())];
@@ -452,6 +465,7 @@ fn heap_writes_into_the_twins_state_never_silence_the_alarm() {
 /// parsed model, which the estimator no longer reads): the scan works.
 #[test]
 fn the_estimators_variances_are_not_in_the_running_twins_memory() {
+    let _alone = ALONE.lock();
     let dir = Scratch::new("state-plain");
     let demo = Demo::start(
         dir.path(),
