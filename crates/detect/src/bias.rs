@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, open_range, positive};
+use twinshield_entangle::{Keys, Sealed, Tampered, faults, seal_all};
 use twinshield_shield_macros::diversify;
 
 /// Largest window accepted, in samples.
@@ -63,17 +64,23 @@ impl Default for BiasSettings {
 /// Samples with a non-finite residual or a standard deviation that is not
 /// finite and positive are skipped (counted by [`skipped`](Self::skipped)).
 /// Normalized residuals are clamped to ±1e6.
+///
+/// **Tamper evidence.** The settings, the window's samples, its sum, the
+/// statistic and the alarm state are [`Sealed`] cells. A sample leaving the
+/// window carries any fault of its cell into the sum, so a write into the
+/// window is found when it would first count; [`verify`](Self::verify)
+/// checks the rest.
 #[derive(Debug, Clone)]
 pub struct BiasDetector {
-    threshold: f64,
-    clear_level: f64,
-    scale: f64,
-    ring: Vec<f64>,
+    /// threshold, clear level, scale.
+    settings: [Sealed; 3],
+    ring: Vec<Sealed>,
     head: usize,
     filled: usize,
-    sum: f64,
-    statistic: f64,
-    alarming: bool,
+    sum: Sealed,
+    statistic: Sealed,
+    /// 1.0 while alarming, else 0.0.
+    alarming: Sealed,
     skipped: u64,
 }
 
@@ -95,18 +102,38 @@ impl BiasDetector {
         }
         let n = window as f64;
         Ok(Self {
-            threshold,
-            clear_level: threshold * clear_fraction,
-            // |Σz| / √(N τ) = |mean z| · √(N / τ)
-            scale: 1.0 / (n * tau).sqrt(),
-            ring: vec![0.0; window],
+            settings: [
+                threshold,
+                threshold * clear_fraction,
+                // |Σz| / √(N τ) = |mean z| · √(N / τ)
+                1.0 / (n * tau).sqrt(),
+            ]
+            .map(Sealed::new),
+            ring: seal_all(std::iter::repeat_n(0.0, window)),
             head: 0,
             filled: 0,
-            sum: 0.0,
-            statistic: 0.0,
-            alarming: false,
+            sum: Sealed::new(0.0),
+            statistic: Sealed::new(0.0),
+            alarming: Sealed::new(0.0),
             skipped: 0,
         })
+    }
+
+    /// `Err` if a setting, the sum, the statistic or the alarm state was
+    /// written from outside the detector (the window's samples are checked
+    /// as they leave it, and all of them once per lap).
+    pub fn verify(&self) -> Result<(), Tampered> {
+        let state = [self.sum, self.statistic, self.alarming];
+        twinshield_entangle::verify(
+            faults(&self.settings) | faults(&state),
+            "a bias detector's settings or window",
+        )
+    }
+
+    /// The settings, unmasked: threshold, clear level, scale.
+    #[inline]
+    fn settings(&self, keys: &Keys) -> [f64; 3] {
+        self.settings.map(|c| c.get_with(keys))
     }
 
     /// Feeds one residual and its standard deviation; returns the decision.
@@ -118,37 +145,51 @@ impl BiasDetector {
         let z = (residual / std).clamp(-Z_CLAMP, Z_CLAMP);
         let z = if z.is_nan() { 0.0 } else { z };
         let window = self.ring.len();
+        let keys = Keys::get();
         if let Some(slot) = self.ring.get_mut(self.head) {
-            let old = std::mem::replace(slot, z);
-            self.sum += z - old;
+            let (old, fault) = (slot.get_with(keys), slot.fault_under(keys));
+            slot.set_with(keys, z);
+            let sum = self.sum.get_with(keys) + z - old;
+            self.sum.set_carrying_with(keys, sum, fault);
         }
         self.head += 1;
         if self.head >= window {
             self.head = 0;
             // Recompute exactly once per lap so rounding cannot accumulate.
-            self.sum = self.ring.iter().sum();
+            let sum = self.ring.iter().map(|c| c.get_with(keys)).sum();
+            self.sum.set_carrying(sum, faults(&self.ring));
         }
         self.filled = (self.filled + 1).min(window);
+        let [threshold, clear_level, scale] = self.settings(keys);
+        let mut alarming = self.alarming.get_with(keys) != 0.0;
+        let mut statistic = self.statistic.get_with(keys);
         if self.filled == window {
-            let s = self.sum.abs() * self.scale;
-            self.statistic = if s.is_finite() { s } else { 0.0 };
-            self.alarming = Status::step(
-                self.alarming,
-                self.statistic,
-                self.threshold,
-                self.clear_level,
-            );
+            let s = self.sum.get_with(keys).abs() * scale;
+            statistic = if s.is_finite() { s } else { 0.0 };
+            self.statistic.set_with(keys, statistic);
+            let was = alarming;
+            alarming = Status::step(was, statistic, threshold, clear_level);
+            if alarming != was {
+                self.alarming
+                    .set_with(keys, if alarming { 1.0 } else { 0.0 });
+            }
         }
-        self.status()
+        Status {
+            alarming,
+            statistic,
+            threshold,
+            clear_level,
+        }
     }
 
     /// The current decision, without feeding a sample.
     pub fn status(&self) -> Status {
+        let [threshold, clear_level, _] = self.settings(Keys::get());
         Status {
-            alarming: self.alarming,
-            statistic: self.statistic,
-            threshold: self.threshold,
-            clear_level: self.clear_level,
+            alarming: self.alarming(),
+            statistic: self.statistic.get(),
+            threshold,
+            clear_level,
         }
     }
 
@@ -158,18 +199,19 @@ impl BiasDetector {
         if self.filled == 0 {
             0.0
         } else {
-            self.sum / self.filled as f64
+            self.sum.get() / self.filled as f64
         }
     }
 
     /// The current statistic, `|mean(z)| · √N_eff`.
     pub fn statistic(&self) -> f64 {
-        self.statistic
+        self.statistic.get()
     }
 
     /// Whether the detector is in alarm.
+    #[inline]
     pub fn alarming(&self) -> bool {
-        self.alarming
+        self.alarming.get() != 0.0
     }
 
     /// Samples skipped because the residual or its standard deviation was bad.
@@ -179,11 +221,39 @@ impl BiasDetector {
 
     /// Empties the window and clears the alarm (the skip count is kept).
     pub fn reset(&mut self) {
-        self.ring.iter_mut().for_each(|x| *x = 0.0);
+        let fault = faults(&self.ring);
+        self.ring.iter_mut().for_each(|x| x.set(0.0));
         self.head = 0;
         self.filled = 0;
-        self.sum = 0.0;
-        self.statistic = 0.0;
-        self.alarming = false;
+        self.sum.set_carrying(0.0, fault);
+        self.statistic.set(0.0);
+        self.alarming.set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_written_window_sample_is_found_when_it_leaves_the_window() {
+        let settings = BiasSettings {
+            window: 10,
+            ..BiasSettings::default()
+        };
+        let mut b = BiasDetector::new(settings).unwrap();
+        for _ in 0..12 {
+            b.update(0.1, 1.0);
+        }
+        let mut w = b.ring[5].words();
+        w[0] ^= 1 << 62;
+        b.ring[5] = Sealed::from_words(w);
+        // Not yet counted: nothing the detector decided changed.
+        assert!(b.verify().is_ok());
+        for _ in 0..10 {
+            b.update(0.1, 1.0);
+        }
+        assert!(b.verify().is_err());
     }
 }

@@ -3,6 +3,7 @@
 use crate::Status;
 use crate::error::{DetectError, count, open_range};
 use crate::quantile::chi_square_quantile;
+use twinshield_entangle::{Keys, Sealed, Tampered, faults, seal_all};
 use twinshield_shield_macros::diversify;
 
 /// Largest window accepted, in samples (the ring buffer is allocated up front).
@@ -64,16 +65,22 @@ impl Default for ChiSquareSettings {
 /// NIS values that are NaN, infinite or negative are skipped (they do not
 /// enter the window; counted by [`skipped`](Self::skipped)). A single NIS is
 /// capped at 10 × the full-window threshold (one such sample alarms anyway).
+///
+/// **Tamper evidence.** The quantile tables, the sample cap, the window's
+/// samples, its sum and the alarm state are [`Sealed`] cells; a sample
+/// leaving the window carries any fault of its cell into the sum, and
+/// [`verify`](Self::verify) checks the rest.
 #[derive(Debug, Clone)]
 pub struct ChiSquareDetector {
-    ring: Vec<f64>,
+    ring: Vec<Sealed>,
     head: usize,
     filled: usize,
-    sum: f64,
-    thresholds: Vec<f64>,
-    clear_levels: Vec<f64>,
-    sample_cap: f64,
-    alarming: bool,
+    sum: Sealed,
+    thresholds: Vec<Sealed>,
+    clear_levels: Vec<Sealed>,
+    sample_cap: Sealed,
+    /// 1.0 while alarming, else 0.0.
+    alarming: Sealed,
     skipped: u64,
 }
 
@@ -106,16 +113,27 @@ impl ChiSquareDetector {
         }
         let full = thresholds.last().copied().unwrap_or(1.0);
         Ok(Self {
-            ring: vec![0.0; window],
+            ring: seal_all(std::iter::repeat_n(0.0, window)),
             head: 0,
             filled: 0,
-            sum: 0.0,
-            thresholds,
-            clear_levels,
-            sample_cap: SAMPLE_CAP_FACTOR * full,
-            alarming: false,
+            sum: Sealed::new(0.0),
+            thresholds: seal_all(thresholds),
+            clear_levels: seal_all(clear_levels),
+            sample_cap: Sealed::new(SAMPLE_CAP_FACTOR * full),
+            alarming: Sealed::new(0.0),
             skipped: 0,
         })
+    }
+
+    /// `Err` if the tables, the cap, the sum or the alarm state were
+    /// written from outside the detector (the window's samples are checked
+    /// as they leave it, and all of them once per lap).
+    pub fn verify(&self) -> Result<(), Tampered> {
+        let state = [self.sum, self.sample_cap, self.alarming];
+        twinshield_entangle::verify(
+            faults(&self.thresholds) | faults(&self.clear_levels) | faults(&state),
+            "the chi-square detector's tables or window",
+        )
     }
 
     /// Feeds one NIS value; returns the decision.
@@ -124,35 +142,53 @@ impl ChiSquareDetector {
             self.skipped = self.skipped.saturating_add(1);
             return self.status();
         }
-        let x = nis.min(self.sample_cap);
+        let keys = Keys::get();
+        let x = nis.min(self.sample_cap.get_with(keys));
         let window = self.ring.len();
+        let mut sum = self.sum.get_with(keys);
+        let mut fault = 0;
         if let Some(slot) = self.ring.get_mut(self.head) {
-            let old = std::mem::replace(slot, x);
+            let old = slot.get_with(keys);
+            fault = slot.fault_under(keys);
+            slot.set_with(keys, x);
             if self.filled < window {
                 self.filled += 1;
-                self.sum += x;
+                sum += x;
             } else {
-                self.sum += x - old;
+                sum += x - old;
             }
         }
         self.head += 1;
         if self.head >= window {
             self.head = 0;
             // Recompute exactly once per lap so rounding cannot accumulate.
-            self.sum = self.ring.iter().take(self.filled).sum();
+            let cells = self.ring.iter().take(self.filled);
+            sum = cells.clone().map(|c| c.get_with(keys)).sum();
+            fault |= cells.fold(0, |acc, c| acc | c.fault());
         }
-        self.sum = self.sum.max(0.0);
-        let (threshold, clear) = self.levels();
-        self.alarming = Status::step(self.alarming, self.sum, threshold, clear);
-        self.status()
+        let sum = sum.max(0.0);
+        self.sum.set_carrying_with(keys, sum, fault);
+        let (threshold, clear_level) = self.levels();
+        let was = self.alarming.get_with(keys) != 0.0;
+        let alarming = Status::step(was, sum, threshold, clear_level);
+        if alarming != was {
+            self.alarming
+                .set_with(keys, if alarming { 1.0 } else { 0.0 });
+        }
+        Status {
+            alarming,
+            statistic: sum,
+            threshold,
+            clear_level,
+        }
     }
 
     /// The current decision, without feeding a sample.
     pub fn status(&self) -> Status {
         let (threshold, clear_level) = self.levels();
         Status {
-            alarming: self.alarming,
-            statistic: self.sum,
+            alarming: self.alarming(),
+            statistic: self.sum.get(),
             threshold,
             clear_level,
         }
@@ -162,24 +198,24 @@ impl ChiSquareDetector {
     fn levels(&self) -> (f64, f64) {
         let i = self.filled.max(1) - 1;
         (
-            self.thresholds.get(i).copied().unwrap_or(f64::MAX),
-            self.clear_levels.get(i).copied().unwrap_or(0.0),
+            self.thresholds.get(i).map_or(f64::MAX, Sealed::get),
+            self.clear_levels.get(i).map_or(0.0, Sealed::get),
         )
     }
 
     /// The threshold once the window is full.
     pub fn full_threshold(&self) -> f64 {
-        self.thresholds.last().copied().unwrap_or(f64::MAX)
+        self.thresholds.last().map_or(f64::MAX, Sealed::get)
     }
 
     /// The clear level once the window is full.
     pub fn full_clear_level(&self) -> f64 {
-        self.clear_levels.last().copied().unwrap_or(0.0)
+        self.clear_levels.last().map_or(0.0, Sealed::get)
     }
 
     /// The windowed NIS sum.
     pub fn statistic(&self) -> f64 {
-        self.sum
+        self.sum.get()
     }
 
     /// Samples currently in the window (`W` once warmed up).
@@ -188,8 +224,9 @@ impl ChiSquareDetector {
     }
 
     /// Whether the detector is in alarm.
+    #[inline]
     pub fn alarming(&self) -> bool {
-        self.alarming
+        self.alarming.get() != 0.0
     }
 
     /// Samples skipped because the NIS was NaN, infinite or negative.
@@ -199,10 +236,11 @@ impl ChiSquareDetector {
 
     /// Empties the window and clears the alarm (the skip count is kept).
     pub fn reset(&mut self) {
-        self.ring.iter_mut().for_each(|x| *x = 0.0);
+        let fault = faults(&self.ring);
+        self.ring.iter_mut().for_each(|x| x.set(0.0));
         self.head = 0;
         self.filled = 0;
-        self.sum = 0.0;
-        self.alarming = false;
+        self.sum.set_carrying(0.0, fault);
+        self.alarming.set(0.0);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, open_range, positive};
+use twinshield_entangle::{Keys, Sealed, Tampered, faults};
 use twinshield_shield_macros::diversify;
 
 /// Normalized residuals are clamped to ±this before entering the sums, so a
@@ -59,15 +60,18 @@ impl Default for CusumSettings {
 ///
 /// Samples with a non-finite residual or a standard deviation that is not
 /// finite and positive are skipped (counted by [`skipped`](Self::skipped)).
+///
+/// **Tamper evidence.** The settings, both sums and the alarm state are
+/// [`Sealed`] cells: masked in memory, each rewrite carrying any earlier
+/// fault; [`verify`](Self::verify) finds a write from outside.
 #[derive(Debug, Clone)]
 pub struct CusumDetector {
-    drift: f64,
-    threshold: f64,
-    clear_level: f64,
-    cap: f64,
-    plus: f64,
-    minus: f64,
-    alarming: bool,
+    /// drift, threshold, clear level, cap.
+    settings: [Sealed; 4],
+    plus: Sealed,
+    minus: Sealed,
+    /// 1.0 while alarming, else 0.0.
+    alarming: Sealed,
     skipped: u64,
 }
 
@@ -88,15 +92,28 @@ impl CusumDetector {
             });
         }
         Ok(Self {
-            drift,
-            threshold,
-            clear_level: threshold * clear_fraction,
-            cap,
-            plus: 0.0,
-            minus: 0.0,
-            alarming: false,
+            settings: [drift, threshold, threshold * clear_fraction, cap].map(Sealed::new),
+            plus: Sealed::new(0.0),
+            minus: Sealed::new(0.0),
+            alarming: Sealed::new(0.0),
             skipped: 0,
         })
+    }
+
+    /// `Err` if a setting or the state was written from outside the
+    /// detector since it was last set.
+    pub fn verify(&self) -> Result<(), Tampered> {
+        let state = [self.plus, self.minus, self.alarming];
+        twinshield_entangle::verify(
+            faults(&self.settings) | faults(&state),
+            "a CUSUM detector's settings or sums",
+        )
+    }
+
+    /// The settings, unmasked: drift, threshold, clear level, cap.
+    #[inline]
+    fn settings(&self, keys: &Keys) -> [f64; 4] {
+        self.settings.map(|c| c.get_with(keys))
     }
 
     /// Feeds one residual and its standard deviation; returns the decision.
@@ -107,45 +124,59 @@ impl CusumDetector {
         }
         let z = (residual / std).clamp(-Z_CLAMP, Z_CLAMP);
         let z = if z.is_nan() { 0.0 } else { z };
-        self.plus = (self.plus + z - self.drift).clamp(0.0, self.cap);
-        self.minus = (self.minus - z - self.drift).clamp(0.0, self.cap);
-        self.alarming = Status::step(
-            self.alarming,
-            self.statistic(),
-            self.threshold,
-            self.clear_level,
-        );
-        self.status()
+        let keys = Keys::get();
+        let [drift, threshold, clear_level, cap] = self.settings(keys);
+        // max-then-min, not clamp: a tampered cap must not panic.
+        let plus = (self.plus.get_with(keys) + z - drift).max(0.0).min(cap);
+        let minus = (self.minus.get_with(keys) - z - drift).max(0.0).min(cap);
+        self.plus.set_with(keys, plus);
+        self.minus.set_with(keys, minus);
+        let statistic = plus.max(minus);
+        let was = self.alarming.get_with(keys) != 0.0;
+        let alarming = Status::step(was, statistic, threshold, clear_level);
+        // Rewritten only when it changes; a broken cell stays broken anyway.
+        if alarming != was {
+            self.alarming
+                .set_with(keys, if alarming { 1.0 } else { 0.0 });
+        }
+        Status {
+            alarming,
+            statistic,
+            threshold,
+            clear_level,
+        }
     }
 
     /// The current decision, without feeding a sample.
     pub fn status(&self) -> Status {
+        let [_, threshold, clear_level, _] = self.settings(Keys::get());
         Status {
-            alarming: self.alarming,
+            alarming: self.alarming(),
             statistic: self.statistic(),
-            threshold: self.threshold,
-            clear_level: self.clear_level,
+            threshold,
+            clear_level,
         }
     }
 
     /// `max(S+, S−)`, in standard deviations.
     pub fn statistic(&self) -> f64 {
-        self.plus.max(self.minus)
+        self.plus.get().max(self.minus.get())
     }
 
     /// The upper sum `S+` (evidence of a positive shift: measured above model).
     pub fn upper(&self) -> f64 {
-        self.plus
+        self.plus.get()
     }
 
     /// The lower sum `S−` (evidence of a negative shift: measured below model).
     pub fn lower(&self) -> f64 {
-        self.minus
+        self.minus.get()
     }
 
     /// Whether the detector is in alarm.
+    #[inline]
     pub fn alarming(&self) -> bool {
-        self.alarming
+        self.alarming.get() != 0.0
     }
 
     /// Samples skipped because the residual or its standard deviation was bad.
@@ -155,8 +186,41 @@ impl CusumDetector {
 
     /// Zeroes both sums and clears the alarm (the skip count is kept).
     pub fn reset(&mut self) {
-        self.plus = 0.0;
-        self.minus = 0.0;
-        self.alarming = false;
+        self.plus.set(0.0);
+        self.minus.set(0.0);
+        self.alarming.set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// One word of `cell` replaced, as a write into memory would.
+    fn hit(cell: &mut Sealed, word: usize, value: u64) {
+        let mut w = cell.words();
+        w[word] = value;
+        *cell = Sealed::from_words(w);
+    }
+
+    #[test]
+    fn a_written_threshold_or_sum_is_found_and_survives_updates() {
+        for (field, word) in [(0usize, 0usize), (1, 1), (4, 0), (5, 1), (6, 0)] {
+            let mut c = CusumDetector::new(CusumSettings::default()).unwrap();
+            c.update(1.0, 1.0);
+            assert!(c.verify().is_ok());
+            let cell = match field {
+                0..=3 => &mut c.settings[field],
+                4 => &mut c.plus,
+                5 => &mut c.minus,
+                _ => &mut c.alarming,
+            };
+            hit(cell, word, 0x4141_4141_4141_4141);
+            for _ in 0..10 {
+                c.update(2.0, 1.0);
+            }
+            assert!(c.verify().is_err(), "field {field} word {word}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::error::{DetectError, count, non_negative, open_range, positive};
+use twinshield_entangle::{Keys, Sealed, Tampered, faults};
 use twinshield_shield_macros::diversify;
 
 /// Largest variance window accepted, in samples.
@@ -95,12 +96,15 @@ impl FrozenStatus {
 /// cancellation), recomputed exactly once per lap of the window; if those
 /// sums overflow (values near ±1e308), an exact two-pass computation over
 /// the window, scaled by its largest magnitude, takes over. No allocation.
+///
+/// **Tamper evidence.** The settings are [`Sealed`] cells, checked by
+/// [`verify`](Self::verify); the window and its running sums are not (a
+/// write there changes the flat-line statistic until the next lap's exact
+/// recomputation, at most `window` samples).
 #[derive(Debug, Clone)]
 pub struct FrozenDetector {
-    frozen_after: f64,
-    noise_std: f64,
-    flat_threshold: f64,
-    flat_clear: f64,
+    /// frozen after, noise std, flat threshold, flat clear level.
+    settings: [Sealed; 4],
     ring: Vec<f64>,
     head: usize,
     filled: usize,
@@ -127,10 +131,8 @@ impl FrozenDetector {
         let flat_ratio = open_range("flat ratio", settings.flat_ratio, 1.0 / FLAT_CAP, 1.0)?;
         let clear_ratio = open_range("flat clear ratio", settings.clear_ratio, flat_ratio, 1.0)?;
         Ok(Self {
-            frozen_after,
-            noise_std,
-            flat_threshold: 1.0 / flat_ratio,
-            flat_clear: 1.0 / clear_ratio,
+            settings: [frozen_after, noise_std, 1.0 / flat_ratio, 1.0 / clear_ratio]
+                .map(Sealed::new),
             ring: vec![0.0; window],
             head: 0,
             filled: 0,
@@ -147,6 +149,19 @@ impl FrozenDetector {
         })
     }
 
+    /// `Err` if a setting was written from outside the detector.
+    pub fn verify(&self) -> Result<(), Tampered> {
+        twinshield_entangle::verify(faults(&self.settings), "a frozen detector's settings")
+    }
+
+    /// The settings, unmasked: frozen after, noise std, flat threshold,
+    /// flat clear level.
+    #[inline]
+    fn settings(&self) -> [f64; 4] {
+        let keys = Keys::get();
+        self.settings.map(|c| c.get_with(keys))
+    }
+
     /// Feeds one raw measured value at `time` (seconds); returns both
     /// decisions.
     pub fn update(&mut self, time: f64, value: f64) -> FrozenStatus {
@@ -154,6 +169,7 @@ impl FrozenDetector {
             self.skipped = self.skipped.saturating_add(1);
             return self.status();
         }
+        let [frozen_after, noise_std, flat_threshold, flat_clear] = self.settings();
         match self.last_value {
             Some(last) if last == value => {
                 if time < self.last_change {
@@ -174,15 +190,15 @@ impl FrozenDetector {
         self.unchanged_alarm = Status::step(
             self.unchanged_alarm,
             self.unchanged_for,
-            self.frozen_after,
-            0.5 * self.frozen_after,
+            frozen_after,
+            0.5 * frozen_after,
         );
 
         self.push(value);
         let window = self.ring.len();
-        if self.filled == window && self.noise_std > 0.0 {
+        if self.filled == window && noise_std > 0.0 {
             let std = self.window_std();
-            let ratio = self.noise_std / std;
+            let ratio = noise_std / std;
             self.flat_statistic = if ratio.is_nan() {
                 0.0
             } else {
@@ -191,11 +207,11 @@ impl FrozenDetector {
             self.flat_alarm = Status::step(
                 self.flat_alarm,
                 self.flat_statistic,
-                self.flat_threshold,
-                self.flat_clear,
+                flat_threshold,
+                flat_clear,
             );
         }
-        self.status()
+        self.status_with(frozen_after, flat_threshold, flat_clear)
     }
 
     /// Adds a value to the window and its running sums.
@@ -245,18 +261,24 @@ impl FrozenDetector {
 
     /// The current decisions, without feeding a sample.
     pub fn status(&self) -> FrozenStatus {
+        let [frozen_after, _, flat_threshold, flat_clear] = self.settings();
+        self.status_with(frozen_after, flat_threshold, flat_clear)
+    }
+
+    #[inline]
+    fn status_with(&self, frozen_after: f64, flat_threshold: f64, flat_clear: f64) -> FrozenStatus {
         FrozenStatus {
             unchanged: Status {
                 alarming: self.unchanged_alarm,
                 statistic: self.unchanged_for,
-                threshold: self.frozen_after,
-                clear_level: 0.5 * self.frozen_after,
+                threshold: frozen_after,
+                clear_level: 0.5 * frozen_after,
             },
             flatline: Status {
                 alarming: self.flat_alarm,
                 statistic: self.flat_statistic,
-                threshold: self.flat_threshold,
-                clear_level: self.flat_clear,
+                threshold: flat_threshold,
+                clear_level: flat_clear,
             },
         }
     }

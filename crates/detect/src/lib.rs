@@ -24,6 +24,12 @@
 //! detectors watch which output, with which settings, is the twin's
 //! business (`crates/twin`).
 //!
+//! Every detector keeps its settings and its decisive state (sums, windows,
+//! alarm state; the frozen test only its settings) in `twinshield-entangle`
+//! cells: masked in memory, each rewrite carrying any fault from a write
+//! from outside, found by the detector's `verify()`, which the twin calls
+//! at least twice a second of twin time.
+//!
 //! The crate does not depend on the model crate: it takes plain numbers and
 //! slices, and the twin adapts.
 //!

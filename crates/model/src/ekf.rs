@@ -11,6 +11,17 @@
 //! benchmarks), keeps the VM to a single evaluation path that per-bundle
 //! diversification has to transform only once, and needs nothing from the
 //! model's author.
+//!
+//! **Tamper evidence.** The filter's parameters (process and measurement
+//! variances, the states' ranges, the integration step) are held only as
+//! [`Sealed`] cells, so their plain bit patterns are nowhere in memory, and
+//! its state estimate and covariance carry a keyed [`Digest`] taken at the
+//! end of each cycle. [`Ekf::step`] verifies the digest before every cycle
+//! (the state is plain, so a write there must be found before it is used);
+//! [`Ekf::verify`] checks the parameters too, and the twin calls it at
+//! least twice a second (a parameter's cell stays broken once written, so
+//! checking it later still finds the write). A failed check is
+//! [`EkfError::Tampered`], not a silently changed estimate.
 
 use crate::bytecode::Program;
 use crate::linalg;
@@ -18,6 +29,7 @@ use crate::model::Model;
 use crate::rk4::Rk4;
 use crate::vm::{EvalError, Machine};
 use thiserror::Error;
+use twinshield_entangle::{Digest, Keys, Sealed, Tampered, faults, seal_all};
 use twinshield_shield_macros::diversify;
 
 /// Why a filter cycle failed. The filter's state is left as it was before
@@ -49,6 +61,10 @@ pub enum EkfError {
     /// A sample interval that is negative, NaN or infinite.
     #[error("sample interval must be finite and not negative, got {0}")]
     BadInterval(f64),
+    /// The filter's parameters or state were changed from outside its code
+    /// (a write into the process's memory): the filter refuses to go on.
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
 }
 
 /// What one update saw: the detectors' raw material.
@@ -84,15 +100,17 @@ pub struct Ekf {
     rk4: Rk4,
     out_machine: Machine,
     state_names: Vec<String>,
-    lo: Vec<f64>,
-    hi: Vec<f64>,
-    step: f64,
+    lo: Vec<Sealed>,
+    hi: Vec<Sealed>,
+    step: Sealed,
     n: usize,
     m: usize,
     x: Vec<f64>,
     p: Vec<f64>,
-    q: Vec<f64>,
-    r: Vec<f64>,
+    /// Keyed digest of `x` and `p`, taken at the end of each cycle.
+    sealed_state: Digest,
+    q: Vec<Sealed>,
+    r: Vec<Sealed>,
     // Scratch space, sized once.
     x_saved: Vec<f64>,
     p_saved: Vec<f64>,
@@ -125,21 +143,24 @@ impl Ekf {
         for (i, s) in est.initial_std.iter().enumerate().take(n) {
             p[i * n + i] = s * s;
         }
+        let x = model.initial_state();
+        let sealed_state = Digest::of(&[&x, &p]);
         Ekf {
             derivatives: model.derivatives.clone(),
             sensors: model.sensors.clone(),
             rk4: Rk4::new(&model.derivatives),
             out_machine: Machine::new(&model.sensors),
             state_names: model.states.iter().map(|s| s.name.clone()).collect(),
-            lo: model.states.iter().map(|s| s.range.0).collect(),
-            hi: model.states.iter().map(|s| s.range.1).collect(),
-            step: model.step,
+            lo: seal_all(model.states.iter().map(|s| s.range.0)),
+            hi: seal_all(model.states.iter().map(|s| s.range.1)),
+            step: Sealed::new(model.step),
             n,
             m,
-            x: model.initial_state(),
+            x,
             p,
-            q: est.process_noise.iter().map(|s| s * s).collect(),
-            r: est.measurement_noise.iter().map(|s| s * s).collect(),
+            sealed_state,
+            q: seal_all(est.process_noise.iter().map(|s| s * s)),
+            r: seal_all(est.measurement_noise.iter().map(|s| s * s)),
             x_saved: vec![0.0; n],
             p_saved: vec![0.0; n * n],
             f0: vec![0.0; n],
@@ -188,7 +209,27 @@ impl Ekf {
         for (i, s) in std.iter().enumerate() {
             self.p[i * self.n + i] = s * s;
         }
+        self.seal_state();
         Ok(())
+    }
+
+    /// Checks the parameters' cells and the state's digest: `Err` if
+    /// anything was written from outside since the last cycle.
+    pub fn verify(&self) -> Result<(), Tampered> {
+        let cells = faults(&self.q) | faults(&self.r) | faults(&self.lo) | faults(&self.hi);
+        twinshield_entangle::verify(cells | self.step.fault(), "the estimator's parameters")?;
+        self.verify_state()
+    }
+
+    #[inline]
+    fn verify_state(&self) -> Result<(), Tampered> {
+        self.sealed_state
+            .verify(&[&self.x, &self.p], "the estimator's state")
+    }
+
+    #[inline]
+    fn seal_state(&mut self) {
+        self.sealed_state.seal(&[&self.x, &self.p]);
     }
 
     fn shape(&self, what: &'static str, expected: usize, got: usize) -> Result<(), EkfError> {
@@ -205,23 +246,43 @@ impl Ekf {
     }
 
     /// One full cycle: predict over `dt` seconds with inputs `u`, then
-    /// correct with measurements `y`. On error the filter is unchanged.
+    /// correct with measurements `y`. On error the filter is unchanged;
+    /// on [`EkfError::Tampered`] it refuses every further cycle.
     pub fn step(&mut self, u: &[f64], y: &[f64], dt: f64) -> Result<&Innovation, EkfError> {
+        self.verify_state()?;
         self.x_saved.copy_from_slice(&self.x);
         self.p_saved.copy_from_slice(&self.p);
         let r = self
-            .predict(u, dt)
-            .and_then(|()| self.correct(u, y).map(|_| ()));
+            .predict_unsealed(u, dt)
+            .and_then(|()| self.correct_unsealed(u, y).map(|_| ()));
         if let Err(e) = r {
             self.x.copy_from_slice(&self.x_saved);
             self.p.copy_from_slice(&self.p_saved);
+            self.seal_state();
             return Err(e);
         }
+        self.seal_state();
         Ok(&self.innovation)
     }
 
     /// Propagates the estimate and its covariance over `dt` seconds.
     pub fn predict(&mut self, u: &[f64], dt: f64) -> Result<(), EkfError> {
+        self.verify()?;
+        let r = self.predict_unsealed(u, dt);
+        self.seal_state();
+        r
+    }
+
+    /// Corrects the estimate with measurements `y` and returns the innovation.
+    pub fn correct(&mut self, u: &[f64], y: &[f64]) -> Result<&Innovation, EkfError> {
+        self.verify()?;
+        let r = self.correct_unsealed(u, y).map(|_| ());
+        self.seal_state();
+        r.map(|()| &self.innovation)
+    }
+
+    /// [`Ekf::predict`] without the state's digest checked or taken.
+    fn predict_unsealed(&mut self, u: &[f64], dt: f64) -> Result<(), EkfError> {
         if !(dt.is_finite() && dt >= 0.0) {
             return Err(EkfError::BadInterval(dt));
         }
@@ -253,22 +314,24 @@ impl Ekf {
         // P = Φ P Φᵀ + Q·dt
         linalg::mul(&self.phi, &self.p, &mut self.nn, n, n, n);
         linalg::mul_bt(&self.nn, &self.phi, &mut self.p, n, n, n);
-        for i in 0..n {
-            self.p[i * n + i] += self.q[i] * dt;
+        let keys = Keys::get();
+        for (i, q) in self.q.iter().enumerate() {
+            self.p[i * n + i] += q.get_with(keys) * dt;
         }
         linalg::symmetrize(&mut self.p, n);
         // x: integrate with RK4 in steps no longer than the model's step.
         let mut left = dt;
-        while left > self.step * 1e-6 {
-            let h = self.step.min(left);
+        let step = self.step.get_with(keys);
+        while left > step * 1e-6 {
+            let h = step.min(left);
             self.rk4.step(&self.derivatives, u, &mut self.x, h)?;
             left -= h;
         }
         self.check_state()
     }
 
-    /// Corrects the estimate with measurements `y` and returns the innovation.
-    pub fn correct(&mut self, u: &[f64], y: &[f64]) -> Result<&Innovation, EkfError> {
+    /// [`Ekf::correct`] without the state's digest checked or taken.
+    fn correct_unsealed(&mut self, u: &[f64], y: &[f64]) -> Result<&Innovation, EkfError> {
         self.shape("measurements", self.m, y.len())?;
         check_finite(y, "measurement")?;
         let (n, m) = (self.n, self.m);
@@ -292,8 +355,9 @@ impl Ekf {
         // S = H P Hᵀ + R
         linalg::mul_bt(&self.p, &self.h, &mut self.pht, n, n, m);
         linalg::mul(&self.h, &self.pht, &mut inn.covariance, m, n, m);
-        for i in 0..m {
-            inn.covariance[i * m + i] += self.r[i];
+        let keys = Keys::get();
+        for (i, r) in self.r.iter().enumerate() {
+            inn.covariance[i * m + i] += r.get_with(keys);
         }
         linalg::symmetrize(&mut inn.covariance, m);
         if !linalg::cholesky(&inn.covariance, &mut self.l, m) {
@@ -313,7 +377,9 @@ impl Ekf {
         // x += K ν, kept inside the states' valid ranges.
         for i in 0..n {
             let dx: f64 = (0..m).map(|j| self.k[i * m + j] * inn.residual[j]).sum();
-            self.x[i] = (self.x[i] + dx).clamp(self.lo[i], self.hi[i]);
+            let (lo, hi) = (self.lo[i].get_with(keys), self.hi[i].get_with(keys));
+            // max-then-min, not clamp: a tampered bound must not panic.
+            self.x[i] = (self.x[i] + dx).max(lo).min(hi);
         }
         // Joseph form, P = (I−KH) P (I−KH)ᵀ + K R Kᵀ, stays positive
         // semi-definite under rounding where the short form does not.
@@ -329,7 +395,7 @@ impl Ekf {
         for i in 0..n {
             for j in 0..n {
                 let krk: f64 = (0..m)
-                    .map(|l| self.k[i * m + l] * self.r[l] * self.k[j * m + l])
+                    .map(|l| self.k[i * m + l] * self.r[l].get_with(keys) * self.k[j * m + l])
                     .sum();
                 self.p[i * n + j] += krk;
             }
@@ -369,5 +435,52 @@ fn check_finite(v: &[f64], what: &'static str) -> Result<(), EkfError> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(index) => Err(EkfError::BadValue { what, index }),
+    }
+}
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ekf() -> Ekf {
+        let model = Model::parse(
+            "quadtank.twin",
+            include_str!("../../../models/quadtank.twin"),
+        )
+        .unwrap();
+        Ekf::new(&model)
+    }
+
+    const Y: [f64; 4] = [12.263, 12.783, 1.634, 1.409];
+
+    #[test]
+    fn a_written_estimate_or_covariance_is_refused_at_the_next_step() {
+        for which in 0..2 {
+            let mut e = ekf();
+            e.step(&[3.0, 3.0], &Y, 0.1).unwrap();
+            if which == 0 {
+                e.x[2] = 20.0;
+            } else {
+                e.p[5] = 1e9;
+            }
+            let r = e.step(&[3.0, 3.0], &Y, 0.1);
+            assert!(matches!(r, Err(EkfError::Tampered(_))), "{which}");
+        }
+    }
+
+    #[test]
+    fn a_written_variance_is_found_by_verify() {
+        let mut e = ekf();
+        e.step(&[3.0, 3.0], &Y, 0.1).unwrap();
+        assert!(e.verify().is_ok());
+        let mut w = e.r[0].words();
+        w[0] ^= 1 << 52;
+        e.r[0] = Sealed::from_words(w);
+        assert!(e.verify().is_err());
+        // A failed step reseals the restored state, never a tampered one.
+        let mut f = ekf();
+        assert!(f.step(&[3.0, 3.0], &[f64::NAN; 4], 0.1).is_err());
+        assert!(f.step(&[3.0, 3.0], &Y, 0.1).is_ok());
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::summary::ShieldStatus;
 use std::sync::Arc;
-use twinshield_shield::{Checkpoint, Shield};
+use twinshield_shield::{Checkpoint, Finding, FindingClass, Shield};
 use twinshield_shield_macros::diversify;
 
 /// Whether the shield has degraded the twin. [`Shield`] is the one real
@@ -134,6 +134,19 @@ impl ShieldHandle {
             guarded: s.guarded(),
             policy: s.policy().to_string(),
         })
+    }
+
+    /// A tamper finding from outside the shield's own checks: the twin
+    /// found its sealed parameters or state changed in memory. The shield
+    /// responds per its policy (lockdown by default); without a shield,
+    /// nothing happens here (the twin refuses its samples either way).
+    pub fn report_tamper(&self, what: &dyn std::fmt::Display) {
+        if let Some(s) = &self.shield {
+            s.respond(Finding::new(
+                FindingClass::Tamper,
+                format!("the twin: {what}"),
+            ));
+        }
     }
 
     /// A full guard check on the path that opens a bundle: another copy of

@@ -224,11 +224,15 @@ impl<S: PlantSource> Session<'_, S> {
                 // stall here is someone stepping through the process.
                 let checkpoint = self.shield.checkpoint();
                 self.wiring.split(&sample, &mut tally.u, &mut tally.y);
-                let decided = self
-                    .twin
-                    .update(t, &tally.u, &tally.y)
-                    .map(<[AlarmEvent]>::to_vec)
-                    .map_err(|e| e.to_string());
+                let decided = match self.twin.update(t, &tally.u, &tally.y) {
+                    Ok(events) => Ok(events.to_vec()),
+                    Err(e) => {
+                        if let Some(tampered) = e.tampered() {
+                            self.shield.report_tamper(&tampered);
+                        }
+                        Err(e.to_string())
+                    }
+                };
                 if let Some(c) = checkpoint {
                     c.end();
                 }

@@ -9,6 +9,13 @@
 //! values, and a windowed chi-square test on the normalized innovation
 //! squared.
 //!
+//! The estimator's and detectors' parameters and decisive state are kept
+//! sealed (`twinshield-entangle`): masked in memory and redundantly
+//! encoded. [`Twin::update`] checks them all at least every 0.5 twin
+//! seconds (the estimator's state before every sample) and refuses the
+//! sample with [`TwinError::Tampered`] when a write from outside broke one;
+//! the host reports that as a tamper finding ([`TwinError::tampered`]).
+//!
 //! A twin of the shipped quadruple-tank model takes one sample at its
 //! operating point: no alarm (it is still warming up), and the sample is in
 //! the history:

@@ -8,6 +8,7 @@ use twinshield_detect::{
     CusumDetector, CusumSettings, DetectError, DetectorKind, FrozenDetector, FrozenSettings,
     SourceId, Status,
 };
+use twinshield_entangle::{Keys, Sealed, Tampered, faults};
 use twinshield_model::{Ekf, EkfError, Model};
 use twinshield_shield_macros::diversify;
 
@@ -67,6 +68,23 @@ pub enum TwinError {
     /// A detector refused its settings.
     #[error(transparent)]
     Detector(#[from] DetectError),
+    /// The detectors' settings or state, or the twin's own, were changed
+    /// in memory from outside the twin's code: the twin refuses the
+    /// sample, and the host reports a tamper finding.
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
+}
+
+#[diversify]
+impl TwinError {
+    /// What was tampered with, if this error is a tamper finding (from the
+    /// detectors or from the estimator).
+    pub fn tampered(&self) -> Option<Tampered> {
+        match self {
+            TwinError::Tampered(t) | TwinError::Estimator(EkfError::Tampered(t)) => Some(*t),
+            _ => None,
+        }
+    }
 }
 
 /// The detectors of one output.
@@ -80,10 +98,23 @@ struct Channel {
     frozen_src: SourceId,
     flatline_src: SourceId,
     /// Slow mean of the normalized residual: the model's persistent mismatch.
-    baseline: f64,
+    baseline: Sealed,
     /// Slow mean square of the residual around the baseline: its real
     /// spread, which model mismatch makes wider than the estimator thinks.
-    spread: f64,
+    spread: Sealed,
+}
+
+#[diversify]
+impl Channel {
+    /// `Err` if this output's detectors or baseline were written from
+    /// outside.
+    fn verify(&self) -> Result<(), Tampered> {
+        self.cusum.verify()?;
+        self.bias.verify()?;
+        self.frozen.verify()?;
+        let own = [self.baseline, self.spread];
+        twinshield_entangle::verify(faults(&own), "a residual baseline")
+    }
 }
 
 /// A running twin.
@@ -97,13 +128,29 @@ pub struct Twin {
     chi2_src: SourceId,
     tracker: AlarmTracker,
     history: History,
-    start: Option<f64>,
-    last: Option<f64>,
+    /// Twin time from which alarms count (first sample + warm-up), and the
+    /// baseline's time constant and sample count: sealed, since each
+    /// decides whether an attack is reported or learnt.
+    armed_at: Option<Sealed>,
+    baseline_tau: Sealed,
+    learnt: Sealed,
+    /// The previous sample's time: sealed, since a write into it could
+    /// make the twin refuse every later sample.
+    last: Option<Sealed>,
+    /// Twin time of the last full check. Plain: a value in the future or
+    /// not a number forces a check, so one write can delay the next check
+    /// by at most [`VERIFY_EVERY`].
+    verified_at: f64,
     samples: u64,
     refused: u64,
     z: Vec<f64>,
     events: Vec<AlarmEvent>,
 }
+
+/// Twin seconds between two full checks of the sealed values. The
+/// estimator's plain state is checked on every sample; everything sealed
+/// keeps a fault once written, so a later check still finds it.
+const VERIFY_EVERY: f64 = 0.5;
 
 #[diversify]
 fn positive(x: f64, what: &str) -> Result<f64, TwinError> {
@@ -165,8 +212,8 @@ impl Twin {
                 bias_src: tracker.register(DetectorKind::Bias, name.clone()),
                 frozen_src: tracker.register(DetectorKind::Frozen, name.clone()),
                 flatline_src: tracker.register(DetectorKind::Flatline, name),
-                baseline: 0.0,
-                spread: 1.0,
+                baseline: Sealed::new(0.0),
+                spread: Sealed::new(1.0),
             });
         }
         let mut chi2 = ChiSquareSettings {
@@ -181,6 +228,7 @@ impl Twin {
         }
         let all: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
         let chi2_src = tracker.register(DetectorKind::ChiSquare, all);
+        let baseline_tau = Sealed::new(settings.baseline_tau);
         Ok(Twin {
             ekf: Ekf::new(model),
             n_outputs: model.outputs.len(),
@@ -190,8 +238,11 @@ impl Twin {
             chi2: ChiSquareDetector::new(chi2)?,
             chi2_src,
             tracker,
-            start: None,
+            armed_at: None,
+            baseline_tau,
+            learnt: Sealed::new(0.0),
             last: None,
+            verified_at: f64::NAN,
             samples: 0,
             refused: 0,
             z: vec![0.0; model.outputs.len()],
@@ -207,13 +258,23 @@ impl Twin {
         inputs: &[f64],
         outputs: &[f64],
     ) -> Result<&[AlarmEvent], TwinError> {
+        if let Err(e) = self.verify_when_due(time) {
+            self.refused += 1;
+            return Err(e.into());
+        }
         let dt = self.interval_to(time)?;
         if let Err(e) = self.ekf.step(inputs, outputs, dt) {
             self.refused += 1;
             return Err(e.into());
         }
-        self.last = Some(time);
-        let start = *self.start.get_or_insert(time);
+        match self.last.as_mut() {
+            Some(last) => last.set(time),
+            None => self.last = Some(Sealed::new(time)),
+        }
+        let warmup = self.settings.warmup;
+        let armed_at = *self
+            .armed_at
+            .get_or_insert_with(|| Sealed::new(time + warmup));
         self.samples += 1;
         self.events.clear();
 
@@ -223,8 +284,7 @@ impl Twin {
             *z = r / inn.std(i);
         }
         let nis = inn.nis;
-        let elapsed = time - start;
-        let armed = elapsed >= self.settings.warmup;
+        let armed = time >= armed_at.get();
         self.test_channels(time, dt, outputs, armed);
         let chi2 = self.chi2.update(nis);
         if armed {
@@ -246,7 +306,7 @@ impl Twin {
     // covered by `update`'s own guards).
     #[inline]
     fn interval_to(&mut self, time: f64) -> Result<f64, TwinError> {
-        match self.last {
+        match self.last.map(|c| c.get()) {
             Some(prev) if time.partial_cmp(&prev) != Some(std::cmp::Ordering::Greater) => {
                 self.refused += 1;
                 Err(TwinError::TimeNotIncreasing {
@@ -273,17 +333,23 @@ impl Twin {
         // exponential average; it pauses while any alarm is active so an
         // attack is not learnt as the new normal.
         let learning = self.tracker.active_count() == 0;
-        let weight = (dt / self.settings.baseline_tau)
-            .max(1.0 / (self.samples as f64))
+        let keys = Keys::get();
+        let learnt = self.learnt.get_with(keys) + 1.0;
+        self.learnt.set_with(keys, learnt);
+        let weight = (dt / self.baseline_tau.get_with(keys))
+            .max(1.0 / learnt)
             .min(1.0);
         for (ch, (&z, &y)) in self.channels.iter_mut().zip(self.z.iter().zip(outputs)) {
+            let (mut baseline, mut spread) = (ch.baseline.get_with(keys), ch.spread.get_with(keys));
             if learning && z.is_finite() {
-                ch.baseline += weight * (z - ch.baseline);
-                let d = z - ch.baseline;
-                ch.spread += weight * (d * d - ch.spread);
+                baseline += weight * (z - baseline);
+                let d = z - baseline;
+                spread += weight * (d * d - spread);
+                ch.baseline.set_with(keys, baseline);
+                ch.spread.set_with(keys, spread);
             }
-            let dz = z - ch.baseline;
-            let std = ch.spread.sqrt().max(1.0);
+            let dz = z - baseline;
+            let std = spread.sqrt().max(1.0);
             let cusum = ch.cusum.update(dz, std);
             let bias = ch.bias.update(dz, std);
             let frozen = ch.frozen.update(time, y);
@@ -313,6 +379,38 @@ impl Twin {
             residual: inn.residual.clone(),
             nis,
         });
+    }
+
+    /// Checks the estimator's and the detectors' settings and state and
+    /// the twin's own sealed values: `Err` if any was written from outside
+    /// the twin's code. [`Twin::update`] runs it before a sample whenever
+    /// half a second of twin time has passed since the last check.
+    pub fn verify(&self) -> Result<(), Tampered> {
+        self.ekf.verify()?;
+        for ch in &self.channels {
+            ch.verify()?;
+        }
+        self.chi2.verify()?;
+        let armed_at = self.armed_at.map_or(0, |c| c.fault());
+        let last = self.last.map_or(0, |c| c.fault());
+        let own = [self.baseline_tau, self.learnt];
+        twinshield_entangle::verify(
+            faults(&own) | armed_at | last,
+            "the twin's clock, warm-up or baseline",
+        )
+    }
+
+    /// [`Twin::verify`] if the last full check is [`VERIFY_EVERY`] or more
+    /// twin seconds before `time` (or not before it at all).
+    #[inline]
+    fn verify_when_due(&mut self, time: f64) -> Result<(), Tampered> {
+        let since = time - self.verified_at;
+        if (0.0..VERIFY_EVERY).contains(&since) {
+            return Ok(());
+        }
+        self.verify()?;
+        self.verified_at = time;
+        Ok(())
     }
 
     /// Records a sample that could not be read (a data-quality event).
@@ -370,5 +468,56 @@ fn observe(
     // Sources come from this tracker, so observe cannot fail.
     if let Ok(Some(e)) = tracker.observe(src, time, status) {
         events.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tamper_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn twin() -> Twin {
+        let model = Model::parse(
+            "quadtank.twin",
+            include_str!("../../../models/quadtank.twin"),
+        )
+        .unwrap();
+        Twin::new(&model, TwinSettings::default()).unwrap()
+    }
+
+    const LEVELS: [f64; 4] = [12.263, 12.783, 1.634, 1.409];
+
+    /// Feeds samples at 10 Hz from `t0` until one is refused as tampered;
+    /// returns the twin seconds that took.
+    fn seconds_to_refusal(twin: &mut Twin, t0: f64) -> f64 {
+        for k in 0..100 {
+            let t = t0 + 0.1 * f64::from(k);
+            if let Err(e) = twin.update(t, &[3.0, 3.0], &LEVELS) {
+                assert!(e.tampered().is_some(), "{e}");
+                return t - t0;
+            }
+        }
+        panic!("never refused");
+    }
+
+    #[test]
+    fn a_written_baseline_or_warm_up_is_refused_within_half_a_second() {
+        for which in 0..4 {
+            let mut t = twin();
+            for k in 0..20 {
+                t.update(0.1 * f64::from(k), &[3.0, 3.0], &LEVELS).unwrap();
+            }
+            let cell = match which {
+                0 => &mut t.channels[1].baseline,
+                1 => t.armed_at.as_mut().unwrap(),
+                2 => t.last.as_mut().unwrap(),
+                _ => &mut t.learnt,
+            };
+            let mut w = cell.words();
+            w[0] ^= 0xff;
+            *cell = Sealed::from_words(w);
+            let took = seconds_to_refusal(&mut t, 2.0);
+            assert!(took <= VERIFY_EVERY + 1e-9, "{which}: {took}");
+        }
     }
 }
