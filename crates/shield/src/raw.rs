@@ -3,9 +3,10 @@
 //! tracer is already attached. Raw calls (not libc's wrappers) so that a
 //! preloaded library cannot fake the answer.
 //!
-//! This is the crate's only `unsafe` code: inline `syscall` instructions,
-//! and a `fork` whose child runs nothing but raw system calls before it
-//! exits (the only thing a child of a multi-threaded process may safely do).
+//! With [`crate::guardian`] and the system-call module, this is the crate's
+//! only `unsafe` code: inline `syscall` instructions, and a `fork` whose
+//! child runs nothing but raw system calls before it exits (the only thing
+//! a child of a multi-threaded process may safely do).
 #![allow(unsafe_code)]
 
 use twinshield_shield_macros::diversify;
