@@ -15,7 +15,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use twinshield_e2e::{Run, Scratch, demo_after_memory_write, root, twinshield, without_core_dumps};
+use twinshield_e2e::{
+    Run, Scratch, demo_after_memory_write, load_bias, root, twinshield, without_core_dumps,
+};
 
 /// A section of the shipped binary: (virtual address, file offset, size),
 /// from its section headers (a stripped binary keeps them).
@@ -95,20 +97,6 @@ fn an_init_array_entry_changed_in_the_file_is_a_lockdown() {
     bytes[init] ^= 0x10;
     let r = run_patched(dir.path(), &bytes);
     assert_lockdown(&r, "the binary's .dynamic, init arrays or data differ");
-}
-
-/// The address at which process `pid` maps virtual address `vaddr` of its
-/// executable: the load bias from the mapping of file offset 0.
-fn load_bias(pid: u32) -> u64 {
-    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    maps.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"00000000") && f.get(5).map(Path::new) == Some(exe.as_path()))
-                .then(|| u64::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap())
-        })
-        .expect("the binary is mapped")
 }
 
 /// Root overwrites one GOT slot of the running twin through

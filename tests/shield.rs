@@ -312,21 +312,20 @@ fn stealthy_implant(dir: &Path) -> PathBuf {
     )
 }
 
+/// `model check` with `lib` preloaded, the variable set by `env` itself so
+/// that the implant loads into the twin, not into the shell that turns core
+/// dumps off (a constructor that unsets it would do so there).
+fn model_check_preloading(dir: &Path, lib: &Path) -> Run {
+    let preload = format!("LD_PRELOAD={}", lib.display());
+    run_with(&["env", &preload], &[], dir, &["model", "check", &model()])
+}
+
 #[test]
 fn a_preloaded_implant_that_hides_itself_from_the_environment_is_detected() {
     let s = Scratch::new("shield-preload-hidden");
     let lib = stealthy_implant(s.path());
     let lib = lib.to_str().unwrap();
-    // Set by `env` itself, so the implant loads into the twin, not into
-    // the shell that turns core dumps off (its constructor would unset the
-    // variable there).
-    let preload = format!("LD_PRELOAD={lib}");
-    let r = run_with(
-        &["env", &preload],
-        &[],
-        s.path(),
-        &["model", "check", &model()],
-    );
+    let r = model_check_preloading(s.path(), Path::new(lib));
     assert_lockdown(
         &r,
         &format!("LD_PRELOAD={lib} (removed from the environment after start)"),
@@ -397,13 +396,7 @@ fn an_implant_among_the_system_libraries_that_scrubs_every_trace_is_found_by_wha
         std::process::id()
     )));
     shared_object(source, &placed.0);
-    let preload = format!("LD_PRELOAD={}", placed.0.display());
-    let r = run_with(
-        &["env", &preload],
-        &[],
-        s.path(),
-        &["model", "check", &model()],
-    );
+    let r = model_check_preloading(s.path(), &placed.0);
     assert_lockdown(
         &r,
         &format!(

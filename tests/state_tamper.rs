@@ -39,7 +39,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use twinshield_e2e::{Scratch, twinshield, without_core_dumps};
+use twinshield_e2e::{Scratch, load_bias, memory_regions, twinshield, without_core_dumps};
 
 /// Plant time runs this much faster than wall time in the attacked runs.
 const SPEED: f64 = 75.0;
@@ -134,55 +134,13 @@ impl Demo {
     }
 }
 
-/// The writable mappings of `pid` (start, end), the kernel's own pages left
-/// out.
-fn writable_regions(pid: u32) -> Vec<(u64, u64)> {
-    fs::read_to_string(format!("/proc/{pid}/maps"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let special = f.get(5).is_some_and(|n| n.starts_with("[v"));
-            if !f.get(1)?.starts_with("rw") || special {
-                return None;
-            }
-            let (a, b) = f[0].split_once('-')?;
-            Some((
-                u64::from_str_radix(a, 16).ok()?,
-                u64::from_str_radix(b, 16).ok()?,
-            ))
-        })
-        .collect()
-}
-
 /// Every readable writable page of `pid`: (address, bytes).
 fn snapshot(pid: u32) -> Vec<(u64, Vec<u8>)> {
-    let mem = File::open(format!("/proc/{pid}/mem")).unwrap();
-    writable_regions(pid)
-        .into_iter()
-        .filter_map(|(a, b)| {
-            let mut buf = vec![0u8; usize::try_from(b - a).ok()?];
-            mem.read_exact_at(&mut buf, a).ok()?;
-            Some((a, buf))
-        })
-        .collect()
+    memory_regions(pid, true).expect("root reads the twin's memory")
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
-}
-
-/// The address at which `pid` maps its executable's virtual address 0.
-fn load_bias(pid: u32) -> u64 {
-    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    maps.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"00000000") && f.get(5).map(Path::new) == Some(exe.as_path()))
-                .then(|| u64::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap())
-        })
-        .expect("the binary is mapped")
 }
 
 /// The link-time address of the keys' static, from the vendor's symbol file.

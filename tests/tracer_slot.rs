@@ -90,6 +90,19 @@ fn finish(mut child: Child) -> (Option<i32>, String, String) {
     (status.code(), summary, err)
 }
 
+/// Waits for the demo to end: exit 0, and no finding in its summary but
+/// the root notice.
+fn assert_clean_end(child: Child) {
+    let (code, summary, err) = finish(child);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        findings(&summary)
+            .iter()
+            .all(|f| f.starts_with("environment: running as root")),
+        "{summary}"
+    );
+}
+
 /// The summary's shield findings.
 fn findings(summary: &str) -> Vec<String> {
     let v: serde_json::Value =
@@ -119,14 +132,7 @@ fn the_guardian_holds_every_thread_and_is_itself_untraced() {
         );
     }
     assert_eq!(tracer_of(&format!("/proc/{g}/status")), Some(0));
-    let (code, summary, err) = finish(child);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        findings(&summary)
-            .iter()
-            .all(|f| f.starts_with("environment: running as root")),
-        "{summary}"
-    );
+    assert_clean_end(child);
 }
 
 /// A raw `PTRACE_ATTACH` or `PTRACE_SEIZE` (what a debugger's first step
@@ -168,15 +174,8 @@ for i in range(40):
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 40, "{text}");
     let refused = lines.iter().filter(|l| l.ends_with(" EPERM")).count();
-    let (code, summary, err) = finish(child);
+    assert_clean_end(child);
     assert_eq!(refused, 40, "attaches not refused:\n{text}");
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        findings(&summary)
-            .iter()
-            .all(|f| f.starts_with("environment: running as root")),
-        "{summary}"
-    );
 }
 
 /// gdb after every `/proc/PID/status` of the twin was bind-mounted (in a
@@ -228,14 +227,7 @@ fn gdb_after_bind_mounting_edited_status_files_cannot_attach() {
         "the edited view is in place: {all}"
     );
     assert!(all.contains("ptrace: Operation not permitted"), "{all}");
-    let (code, summary, err) = finish(child);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        findings(&summary)
-            .iter()
-            .all(|f| f.starts_with("environment: running as root")),
-        "{summary}"
-    );
+    assert_clean_end(child);
 }
 
 /// Killing the guardian (to free the slot) kills the twin with it: the

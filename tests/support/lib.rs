@@ -433,36 +433,45 @@ pub fn demo_after_memory_write(
     }
 }
 
-/// Every readable mapping of process `pid`, read through `/proc/PID/mem`
-/// as root reads a process it cannot attach to (no ptrace: the guardian
-/// holds the tracer slot); `None` when the memory file cannot be opened.
-/// Mappings that refuse the read (`[vvar]`, guard pages) are skipped.
-pub fn process_memory(pid: u32) -> Option<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
+/// Every readable mapping of process `pid` (only the writable ones when
+/// `writable_only`), as (start address, bytes), read through
+/// `/proc/PID/mem` as root reads a process it cannot attach to (no ptrace:
+/// the guardian holds the tracer slot); `None` when the memory file cannot
+/// be opened. The kernel's own pages (`[vvar]`, `[vdso]`, `[vsyscall]`) and
+/// mappings that refuse the read are skipped.
+pub fn memory_regions(pid: u32, writable_only: bool) -> Option<Vec<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt;
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let mut mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-    let mut image = Vec::new();
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-        else {
-            continue;
-        };
-        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
-            continue;
-        }
-        let mut region = vec![0u8; (end - start) as usize];
-        if mem.seek(SeekFrom::Start(start)).is_ok() && mem.read_exact(&mut region).is_ok() {
-            image.extend_from_slice(&region);
-        }
-    }
-    Some(image)
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let wanted = if writable_only { "rw" } else { "r" };
+    Some(
+        maps.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let kernel = f.get(5).is_some_and(|n| n.starts_with("[v"));
+                if !f.get(1)?.starts_with(wanted) || kernel {
+                    return None;
+                }
+                let (start, end) = f[0].split_once('-')?;
+                let start = u64::from_str_radix(start, 16).ok()?;
+                let end = u64::from_str_radix(end, 16).ok()?;
+                let mut bytes = vec![0u8; usize::try_from(end - start).ok()?];
+                mem.read_exact_at(&mut bytes, start).ok()?;
+                Some((start, bytes))
+            })
+            .collect(),
+    )
+}
+
+/// Every readable mapping of process `pid`, one after another (see
+/// [`memory_regions`]).
+pub fn process_memory(pid: u32) -> Option<Vec<u8>> {
+    Some(
+        memory_regions(pid, false)?
+            .into_iter()
+            .flat_map(|(_, bytes)| bytes)
+            .collect(),
+    )
 }
 
 /// Every function the vendor's symbol file (`twinshield-hardened.sym`
@@ -540,4 +549,11 @@ pub fn mapped_address(pid: u32, at: u64) -> u64 {
                 .then_some(start + (at - offset))
         })
         .unwrap_or_else(|| panic!("file offset {at:#x} is not mapped"))
+}
+
+/// The address at which process `pid` maps its executable's virtual
+/// address 0 (the load bias of a position-independent executable: where
+/// file offset 0 is mapped).
+pub fn load_bias(pid: u32) -> u64 {
+    mapped_address(pid, 0)
 }
