@@ -472,18 +472,12 @@ async fn post_message(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    let result = tokio::task::spawn_blocking(move || {
-        rx.handle(peer, method.as_str(), &path, &headers, &body)
-    })
-    .await;
-    match result {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "internal error"})),
-        )
-            .into_response(),
-    }
+    reply(
+        tokio::task::spawn_blocking(move || {
+            rx.handle(peer, method.as_str(), &path, &headers, &body)
+        })
+        .await,
+    )
 }
 
 #[diversify]
@@ -494,8 +488,14 @@ async fn get_heads(
     headers: HeaderMap,
 ) -> Response {
     let path = uri.path().to_owned();
-    let result = tokio::task::spawn_blocking(move || rx.handle_heads(peer, &path, &headers)).await;
-    match result {
+    reply(tokio::task::spawn_blocking(move || rx.handle_heads(peer, &path, &headers)).await)
+}
+
+/// The response to a request handled on the blocking pool: its status and
+/// body, or a 500 should the handler have panicked.
+#[diversify]
+fn reply(handled: Result<(StatusCode, serde_json::Value), tokio::task::JoinError>) -> Response {
+    match handled {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
