@@ -134,6 +134,18 @@ pub struct FindingView {
     pub what: String,
 }
 
+/// How the device's keys are bound to the machine.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BindingView {
+    /// Labels of the hardware-resident components the keys are bound to.
+    pub hardware_components: Vec<String>,
+    /// Hardware-resident components needed to open the keys.
+    pub hardware_needed: u8,
+    /// Whether that is the two a copied disk cannot supply; `false` says
+    /// a copy of the disk comes closer to opening the keys than it should.
+    pub hardware_bound: bool,
+}
+
 /// The shield's status.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SecurityView {
@@ -143,6 +155,9 @@ pub struct SecurityView {
     pub degraded: bool,
     /// Findings so far.
     pub findings: Vec<FindingView>,
+    /// The device binding, where the twin runs with a device identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<BindingView>,
 }
 
 /// Why a service could not answer.

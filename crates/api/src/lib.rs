@@ -41,8 +41,8 @@ mod token;
 
 pub use error::{ApiError, TlsCause};
 pub use feed::{
-    AlarmView, AuditEntry, ChannelInfo, ChannelState, Feed, FindingView, HistoryPoint, LiveEvent,
-    SecurityView, Series, ServiceError, StateView, TwinInfo, TwinServices,
+    AlarmView, AuditEntry, BindingView, ChannelInfo, ChannelState, Feed, FindingView, HistoryPoint,
+    LiveEvent, SecurityView, Series, ServiceError, StateView, TwinInfo, TwinServices,
 };
 pub use limit::RateLimit;
 pub use server::{ApiConfig, ApiListener, Transport, router};

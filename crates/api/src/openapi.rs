@@ -121,7 +121,17 @@ fn schemas() -> Value {
                         "action": {"type": "string"},
                         "what": {"type": "string"}
                     }
-                }}
+                }},
+                "binding": {
+                    "type": "object",
+                    "required": ["hardware_components", "hardware_needed", "hardware_bound"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "hardware_components": {"type": "array", "items": {"type": "string"}},
+                        "hardware_needed": {"type": "integer", "minimum": 0},
+                        "hardware_bound": {"type": "boolean"}
+                    }
+                }
             }
         },
         "Audit": {

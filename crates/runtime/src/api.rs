@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use twinshield_api::{
-    AlarmView, ApiConfig, ApiError, ApiListener, AuditEntry, ChannelInfo, Feed, FindingView,
-    HistoryPoint, SecurityView, Series, ServiceError, TlsIdentity, TokenCheck, TokenStore,
-    Transport, TwinInfo, TwinServices,
+    AlarmView, ApiConfig, ApiError, ApiListener, AuditEntry, BindingView, ChannelInfo, Feed,
+    FindingView, HistoryPoint, SecurityView, Series, ServiceError, TlsIdentity, TokenCheck,
+    TokenStore, Transport, TwinInfo, TwinServices,
 };
 use twinshield_model::Model;
 use twinshield_shield_macros::diversify;
@@ -125,6 +125,7 @@ pub struct Services {
     memory: Mutex<VecDeque<AuditEntry>>,
     gate: Gate,
     shield: ShieldHandle,
+    binding: Option<BindingView>,
 }
 
 #[diversify]
@@ -148,7 +149,16 @@ impl Services {
             store,
             stored,
             memory: Mutex::new(VecDeque::new()),
+            binding: None,
         }
+    }
+
+    /// The same services, showing how the device's keys are bound in
+    /// `/security`.
+    #[must_use]
+    pub fn with_binding(mut self, binding: Option<BindingView>) -> Self {
+        self.binding = binding;
+        self
     }
 
     fn remember(&self, time_s: f64, kind: &str, what: &str) {
@@ -248,6 +258,7 @@ impl TwinServices for Services {
                 protected: false,
                 degraded: !self.gate.allows_writes(),
                 findings: Vec::new(),
+                binding: self.binding.clone(),
             };
         };
         SecurityView {
@@ -262,6 +273,7 @@ impl TwinServices for Services {
                     what: f.evidence.clone(),
                 })
                 .collect(),
+            binding: self.binding.clone(),
         }
     }
 

@@ -114,6 +114,8 @@ pub struct DeviceTwin {
     pub device_key_id: String,
     /// Identity components that matched, and how many there are.
     pub components: (usize, usize),
+    /// How the device's keys are bound to the machine.
+    pub binding: twinshield_api::BindingView,
 }
 
 #[diversify]
@@ -156,6 +158,7 @@ impl DeviceTwin {
             device.matched_components(),
             device.fingerprint().components().count(),
         );
+        let binding = binding_of(device.fingerprint());
         if let Ok(mut v) = vault.lock() {
             *v = Some((device, secrets));
         }
@@ -172,7 +175,18 @@ impl DeviceTwin {
             backend_tls,
             device_key_id,
             components,
+            binding,
         })
+    }
+}
+
+/// How `fp`'s keys are bound, as `/security` shows it.
+#[diversify]
+fn binding_of(fp: &twinshield_seal::DeviceFp) -> twinshield_api::BindingView {
+    twinshield_api::BindingView {
+        hardware_components: fp.hardware_components().map(str::to_owned).collect(),
+        hardware_needed: fp.hardware_needed(),
+        hardware_bound: fp.hardware_bound(),
     }
 }
 

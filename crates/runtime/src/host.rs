@@ -41,6 +41,8 @@ pub struct ApiHosting {
     pub state: PathBuf,
     /// The keys of both, derived from the device key.
     pub keys: ApiKeys,
+    /// How the device's keys are bound, for `/security`.
+    pub binding: Option<twinshield_api::BindingView>,
 }
 
 /// What a session is hosted with.
@@ -114,11 +116,14 @@ async fn start_api<S: PlantSource>(
     let (Some(feed), Some(recorder)) = (&session.feed, &session.recorder) else {
         return Ok(None);
     };
-    let services = Arc::new(Services::new(
-        Some(recorder.store_handle()),
-        session.model,
-        session.shield.clone(),
-    ));
+    let services = Arc::new(
+        Services::new(
+            Some(recorder.store_handle()),
+            session.model,
+            session.shield.clone(),
+        )
+        .with_binding(api.binding.clone()),
+    );
     let bound = BoundApi::bind(
         api.listen,
         &api.options,

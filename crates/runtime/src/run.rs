@@ -100,6 +100,7 @@ pub async fn run_device(
         api_keys,
         backend,
         backend_tls,
+        binding,
         ..
     } = twin;
     let mut session = session_of(&plan, &model)?;
@@ -111,6 +112,7 @@ pub async fn run_device(
             options,
             state: plan.state.clone(),
             keys,
+            binding: Some(binding),
         }),
         _ => None,
     };
@@ -161,8 +163,16 @@ fn audit_start(twin: &DeviceTwin) {
     twin.recorder.audit(
         unix_now(),
         &format!(
-            "twin started: `{}` {} release {} from publisher {} on device {}",
-            model.name, model.version, header.release, header.publisher, twin.device_key_id
+            "twin started: `{}` {} release {} from publisher {} on device {} \
+             ({} of {} components match; {} hardware-resident needed)",
+            model.name,
+            model.version,
+            header.release,
+            header.publisher,
+            twin.device_key_id,
+            twin.components.0,
+            twin.components.1,
+            twin.binding.hardware_needed,
         ),
     );
 }

@@ -6,6 +6,7 @@ use crate::device::{DeviceFp, DeviceIdentity, hex};
 use crate::publisher::{PublisherKey, PublisherPub};
 use crate::random;
 use crate::wire::{Reader, Writer};
+use hkdf::Hkdf;
 use hpke::aead::ChaCha20Poly1305 as HpkeAead;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
@@ -19,7 +20,10 @@ use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 4] = b"TWSB";
-const VERSION: u8 = 1;
+/// Format 2 derives the bytecode's encoding seed from the content key;
+/// format 1 carried it in the payload and is still opened.
+const VERSION: u8 = 2;
+const SEED_IN_PAYLOAD: u8 = 1;
 /// Largest bundle accepted, bytes.
 const MAX_BUNDLE: usize = 64 * 1024 * 1024;
 /// Most devices one bundle may be sealed for.
@@ -95,6 +99,21 @@ impl std::fmt::Debug for OpenedBundle {
     }
 }
 
+/// The seed of the payload's bytecode encoding: derived from the content
+/// key, so it is nowhere in the payload it diversifies (a dump of the
+/// decrypted payload alone does not undo the encoding).
+#[protect]
+fn encoding_seed(cek: &[u8; 32]) -> u64 {
+    let hk = Hkdf::<Sha256>::new(None, cek);
+    let mut seed = [0u8; 8];
+    // 8 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(
+        obf_bytes!(b"twinshield/bundle/encoding-seed/v2").bytes(),
+        &mut seed,
+    );
+    u64::from_le_bytes(seed)
+}
+
 #[diversify]
 fn hpke_info(binding: &[u8; 32]) -> Vec<u8> {
     [obf_bytes!(b"twinshield/bundle/hpke/v1|").bytes(), binding].concat()
@@ -123,12 +142,13 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
             "at most {MAX_RECIPIENTS} devices per bundle"
         )));
     }
-    let mut seed_bytes = [0u8; 8];
-    random::fill(&mut seed_bytes)?;
-    let seed = u64::from_le_bytes(seed_bytes);
+    let mut cek = Zeroizing::new([0u8; 32]);
+    random::fill(cek.as_mut_slice())?;
     let mut plaintext = Writer::default();
-    plaintext.u64(seed);
-    plaintext.blob(&req.model.to_payload(&Encoding::from_seed(seed)));
+    plaintext.blob(
+        &req.model
+            .to_payload(&Encoding::from_seed(encoding_seed(&cek))),
+    );
     plaintext.u16(u16::try_from(req.secrets.len()).unwrap_or(u16::MAX));
     for (name, value) in req.secrets {
         plaintext.str(name);
@@ -153,8 +173,6 @@ pub fn seal(req: &SealRequest<'_>) -> Result<Vec<u8>, SealError> {
     }
     let plaintext = Zeroizing::new(plaintext.buf);
 
-    let mut cek = Zeroizing::new([0u8; 32]);
-    random::fill(cek.as_mut_slice())?;
     let publisher = req.publisher.public().key_id();
     let aad = wrap_aad(&req.model.name, req.release, &publisher);
     let mut header = Writer::default();
@@ -198,6 +216,7 @@ struct Recipient<'a> {
 }
 
 struct Parsed<'a> {
+    version: u8,
     header: BundleHeader,
     header_bytes: &'a [u8],
     publisher: [u8; 8],
@@ -217,7 +236,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SealError> {
         return Err(SealError::Malformed("not a twinshield bundle".into()));
     }
     let version = r.u8()?;
-    if version != VERSION {
+    if version != VERSION && version != SEED_IN_PAYLOAD {
         return Err(SealError::Malformed(format!(
             "unsupported bundle format version {version}"
         )));
@@ -261,6 +280,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SealError> {
         total_bytes: bytes.len(),
     };
     Ok(Parsed {
+        version,
         header,
         header_bytes,
         publisher,
@@ -279,15 +299,17 @@ pub fn inspect(bytes: &[u8]) -> Result<BundleHeader, SealError> {
     parse(bytes).map(|p| p.header)
 }
 
-/// Verifies a bundle against the trusted publisher key, unwraps it with this
-/// device's key and decrypts the model into memory. Does not check the
-/// release counter: call [`DeviceIdentity::check_and_record_release`].
+/// A bundle's parts, its content key and its decrypted payload.
+type Decrypted<'b> = (Parsed<'b>, Zeroizing<[u8; 32]>, Zeroizing<Vec<u8>>);
+
+/// The bundle's parts, its content key and its decrypted payload, once
+/// the signature verifies and this device's wrap opens.
 #[protect]
-pub fn open(
-    bytes: &[u8],
+fn decrypt<'b>(
+    bytes: &'b [u8],
     trust: &PublisherPub,
     device: &DeviceIdentity,
-) -> Result<OpenedBundle, SealError> {
+) -> Result<Decrypted<'b>, SealError> {
     let p = parse(bytes)?;
     if p.publisher != trust.key_id() || !trust.verify(p.signed, &p.signature) {
         return Err(SealError::BadSignature);
@@ -321,8 +343,24 @@ pub fn open(
     let plaintext = AeadKey::new(&cek)
         .open(&header_digest, p.payload)
         .map_err(|_| SealError::Decrypt)?;
+    Ok((p, cek, plaintext))
+}
+
+/// Verifies a bundle against the trusted publisher key, unwraps it with this
+/// device's key and decrypts the model into memory. Does not check the
+/// release counter: call [`DeviceIdentity::check_and_record_release`].
+#[protect]
+pub fn open(
+    bytes: &[u8],
+    trust: &PublisherPub,
+    device: &DeviceIdentity,
+) -> Result<OpenedBundle, SealError> {
+    let (p, cek, plaintext) = decrypt(bytes, trust, device)?;
     let mut r = Reader::new(&plaintext, "bundle payload");
-    let seed = r.u64()?;
+    let seed = match p.version {
+        SEED_IN_PAYLOAD => r.u64()?,
+        _ => encoding_seed(&cek),
+    };
     let model =
         Model::from_payload(r.blob()?, &Encoding::from_seed(seed)).map_err(SealError::Model)?;
     let n = r.u16()?;
@@ -358,4 +396,41 @@ pub fn open(
         backend,
         backend_ca,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedSecret;
+
+    #[test]
+    fn the_payload_does_not_carry_the_seed_of_its_own_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let (device, _) = DeviceIdentity::open_or_create(dir.path(), &EmbeddedSecret).unwrap();
+        let model = Model::parse("q.twin", include_str!("../../../models/quadtank.twin")).unwrap();
+        let publisher = PublisherKey::generate().unwrap();
+        let bundle = seal(&SealRequest {
+            model: &model,
+            devices: &[device.fingerprint().clone()],
+            publisher: &publisher,
+            release: 1,
+            secrets: &[],
+            shield_policy: None,
+            backend: None,
+            backend_ca: None,
+        })
+        .unwrap();
+        let (p, cek, plaintext) = decrypt(&bundle, &publisher.public(), &device).unwrap();
+        assert_eq!(p.version, VERSION);
+        let seed = encoding_seed(&cek).to_le_bytes();
+        assert!(!plaintext.windows(8).any(|w| w == seed));
+        // The payload starts with the model's blob, which decodes only
+        // under the seed derived from the content key.
+        let mut r = Reader::new(&plaintext, "payload");
+        let payload = r.blob().unwrap();
+        assert!(
+            Model::from_payload(payload, &Encoding::from_seed(u64::from_le_bytes(seed))).is_ok()
+        );
+        assert!(Model::from_payload(payload, &Encoding::from_seed(1)).is_err());
+    }
 }

@@ -1,19 +1,20 @@
 //! The device's identity: its key pairs, kept in the state directory
-//! encrypted under a key-encryption key that only this machine's own
-//! components rebuild, and `device.fp`, the public description a vendor
-//! seals bundles for.
+//! sealed under keys that only this machine's own components derive, and
+//! `device.fp`, the public description a vendor seals bundles for.
 //!
-//! The key-encryption key (KEK) is split into Shamir shares, one per
-//! identifying component; share `i` is encrypted under a key derived from
-//! the runtime secret, a per-device salt, and component `i`'s raw value. Any
-//! `k` matching components rebuild the KEK; `k` is `n − 2`, at least 3.
+//! The seeds are sealed once per allowed subset of the components (see
+//! [`crate::wraps`]): any `k` matching components, at least two of them
+//! hardware-resident, open them, where `k` is `n − 2`, at least 3. Nothing
+//! stored tests a component alone, and every guess costs an Argon2id
+//! derivation.
 
 use crate::SealError;
-use crate::fingerprint::{self, Component};
+use crate::fingerprint::{self, Component, Residence};
+use crate::legacy;
 use crate::random;
 use crate::secret::RuntimeSecret;
-use crate::shamir::{self, Share};
 use crate::wire::{Reader, Writer};
+use crate::wraps::{self, HARDWARE_NEEDED, Slot};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
 use hpke::kem::{Kem as KemTrait, X25519HkdfSha256};
@@ -33,7 +34,9 @@ const IDENTITY_FILE: &str = "identity.bin";
 const RELEASES_FILE: &str = "releases.bin";
 const ID_MAGIC: &[u8; 4] = b"TSID";
 const FP_MAGIC: &[u8; 4] = b"TSFP";
-const VERSION: u8 = 1;
+/// Format 1 kept per-component commitments; read only to upgrade.
+const LEGACY_VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 type Kem = X25519HkdfSha256;
 
@@ -47,38 +50,23 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Public commitment to one component: reveals nothing without the salt.
+/// Digest of one component as the identity was created, kept inside the
+/// sealed key block (never beside it): after opening, it tells how many
+/// components still match, for the audit log.
 #[protect]
-fn commitment(salt: &[u8; 32], c: &Component) -> [u8; 32] {
+fn present_digest(salt: &[u8; 32], c: &Component) -> [u8; 32] {
     sha256(&[
-        obf_bytes!(b"twinshield/fp/commit/v1").bytes(),
+        obf_bytes!(b"twinshield/id/present/v2").bytes(),
         salt,
         c.label.as_bytes(),
         &c.value,
     ])
 }
 
-/// Key that encrypts the KEK share of one component.
+/// Format 1's binding: the digest of its labelled commitments, kept for
+/// devices upgraded from it so that bundles sealed for them still open.
 #[protect]
-fn share_key(secret: &dyn RuntimeSecret, salt: &[u8; 32], c: &Component) -> Zeroizing<[u8; 32]> {
-    let root = secret.derive(obf_bytes!(b"twinshield/fp/share-root/v1").bytes());
-    let hk = Hkdf::<Sha256>::new(Some(salt), root.as_slice());
-    let mut key = Zeroizing::new([0u8; 32]);
-    let info = [
-        obf_bytes!(b"twinshield/fp/share/v1|").bytes(),
-        c.label.as_bytes(),
-        b"|",
-        &c.value,
-    ]
-    .concat();
-    let info = Zeroizing::new(info);
-    let _ = hk.expand(&info, key.as_mut_slice());
-    key
-}
-
-/// Digest of the labelled commitments: what bundles bind their key wrap to.
-#[protect]
-fn binding(commitments: &[(String, [u8; 32])]) -> [u8; 32] {
+fn legacy_binding(commitments: &[(String, [u8; 32])]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(obf_bytes!(b"twinshield/fp/binding/v1").bytes());
     for (label, c) in commitments {
@@ -115,14 +103,18 @@ impl std::fmt::Debug for DeviceIdentity {
     }
 }
 
-/// The public description of a device: its public keys and salted
-/// component commitments, signed by the device's Ed25519 key.
+/// The public description of a device: its public keys, the value bundles
+/// bind their key wrap to, and which components (by label and residence)
+/// open its keys, signed by the device's Ed25519 key. It holds nothing
+/// derived from a component's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceFp {
     x25519: [u8; 32],
     ed25519: [u8; 32],
-    commitments: Vec<(String, [u8; 32])>,
+    binding: [u8; 32],
+    slots: Vec<Slot>,
     threshold: u8,
+    hardware_needed: u8,
 }
 
 #[diversify]
@@ -136,9 +128,17 @@ impl DeviceFp {
         key_id(&[&self.x25519, &self.ed25519])
     }
 
-    /// Labels of the components committed to.
+    /// Labels of the components the keys are bound to.
     pub fn components(&self) -> impl Iterator<Item = &str> {
-        self.commitments.iter().map(|(l, _)| l.as_str())
+        self.slots.iter().map(|s| s.label.as_str())
+    }
+
+    /// Labels of the hardware-resident components among them.
+    pub fn hardware_components(&self) -> impl Iterator<Item = &str> {
+        self.slots
+            .iter()
+            .filter(|s| s.residence == Residence::Hardware)
+            .map(|s| s.label.as_str())
     }
 
     /// Components needed to open the keys.
@@ -146,8 +146,20 @@ impl DeviceFp {
         self.threshold
     }
 
+    /// Hardware-resident components needed among them.
+    pub fn hardware_needed(&self) -> u8 {
+        self.hardware_needed
+    }
+
+    /// Whether the keys need [`HARDWARE_NEEDED`] hardware-resident
+    /// components: if not, a copy of the disk comes closer to opening them
+    /// than it should, and the device says so.
+    pub fn hardware_bound(&self) -> bool {
+        usize::from(self.hardware_needed) >= HARDWARE_NEEDED
+    }
+
     pub(crate) fn binding(&self) -> [u8; 32] {
-        binding(&self.commitments)
+        self.binding
     }
 
     pub(crate) fn hpke_public(&self) -> Result<<Kem as KemTrait>::PublicKey, SealError> {
@@ -166,40 +178,48 @@ impl DeviceFp {
         w.u8(VERSION);
         w.bytes(&self.x25519);
         w.bytes(&self.ed25519);
+        w.bytes(&self.binding);
         w.u8(self.threshold);
-        w.u8(u8::try_from(self.commitments.len()).unwrap_or(u8::MAX));
-        for (label, c) in &self.commitments {
-            w.str(label);
-            w.bytes(c);
-        }
+        w.u8(self.hardware_needed);
+        write_slots(&mut w, &self.slots);
         w.buf
     }
 
-    /// Reads and verifies a device.fp (format and self-signature).
+    /// Reads and verifies a device.fp (format and self-signature). Format
+    /// 1 files (per-component commitments) are still read, so a vendor can
+    /// seal for a device that has not upgraded yet.
     pub fn decode(bytes: &[u8]) -> Result<DeviceFp, SealError> {
         let bad = |m: &str| SealError::Malformed(format!("device.fp is corrupt: {m}"));
         let mut r = Reader::new(bytes, "device.fp");
         if r.take(4)? != FP_MAGIC {
             return Err(bad("not a twinshield device.fp"));
         }
-        if r.u8()? != VERSION {
-            return Err(bad("unsupported version"));
-        }
+        let version = r.u8()?;
         let x25519 = r.array::<32>()?;
         let ed25519 = r.array::<32>()?;
-        let threshold = r.u8()?;
-        let n = r.u8()?;
-        let mut commitments = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let label = r.str()?;
-            commitments.push((label, r.array::<32>()?));
-        }
+        let (binding, threshold, hardware_needed, slots) = match version {
+            VERSION => {
+                let binding = r.array::<32>()?;
+                let (threshold, hardware_needed) = (r.u8()?, r.u8()?);
+                (
+                    binding,
+                    threshold,
+                    hardware_needed,
+                    read_slots(&mut r, "device.fp")?,
+                )
+            }
+            LEGACY_VERSION => {
+                let threshold = r.u8()?;
+                let commitments = read_commitments(&mut r)?;
+                let slots = commitments.iter().map(|(l, _)| slot_of(l)).collect();
+                (legacy_binding(&commitments), threshold, 0, slots)
+            }
+            _ => return Err(bad("unsupported version")),
+        };
         let signed_len = bytes.len().saturating_sub(r.remaining());
         let sig = r.array::<64>()?;
         r.finish()?;
-        if usize::from(threshold) < MIN_COMPONENTS || threshold > n {
-            return Err(bad("threshold out of range"));
-        }
+        check_threshold(threshold, hardware_needed, &slots).map_err(|m| bad(m))?;
         let vk = VerifyingKey::from_bytes(&ed25519).map_err(|_| bad("invalid Ed25519 key"))?;
         let signed = bytes.get(..signed_len).ok_or_else(|| bad("length"))?;
         vk.verify_strict(signed, &ed25519_dalek::Signature::from_bytes(&sig))
@@ -207,12 +227,88 @@ impl DeviceFp {
         let fp = DeviceFp {
             x25519,
             ed25519,
-            commitments,
+            binding,
+            slots,
             threshold,
+            hardware_needed,
         };
         fp.hpke_public()?;
         Ok(fp)
     }
+}
+
+/// A slot for `label`, classed by [`fingerprint::residence_of`]; labels a
+/// later release no longer reads count as disk-resident.
+#[diversify]
+fn slot_of(label: &str) -> Slot {
+    Slot {
+        label: label.to_owned(),
+        residence: fingerprint::residence_of(label).unwrap_or(Residence::Disk),
+    }
+}
+
+#[diversify]
+fn write_slots(w: &mut Writer, slots: &[Slot]) {
+    w.u8(u8::try_from(slots.len()).unwrap_or(u8::MAX));
+    for s in slots {
+        w.str(&s.label);
+        w.u8(match s.residence {
+            Residence::Hardware => 1,
+            Residence::Disk => 0,
+        });
+    }
+}
+
+#[diversify]
+fn read_slots(r: &mut Reader<'_>, what: &str) -> Result<Vec<Slot>, SealError> {
+    let n = r.u8()?;
+    if usize::from(n) > fingerprint::LABELS.len() {
+        return Err(SealError::Malformed(format!(
+            "{what} is corrupt: too many components"
+        )));
+    }
+    let mut slots = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let label = r.str()?;
+        let residence = match r.u8()? {
+            1 => Residence::Hardware,
+            0 => Residence::Disk,
+            _ => {
+                return Err(SealError::Malformed(format!(
+                    "{what} is corrupt: unknown residence"
+                )));
+            }
+        };
+        slots.push(Slot { label, residence });
+    }
+    Ok(slots)
+}
+
+#[diversify]
+fn read_commitments(r: &mut Reader<'_>) -> Result<Vec<(String, [u8; 32])>, SealError> {
+    let n = r.u8()?;
+    let mut commitments = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let label = r.str()?;
+        commitments.push((label, r.array::<32>()?));
+    }
+    Ok(commitments)
+}
+
+/// Whether a threshold and hardware requirement fit the slots they are for.
+#[diversify]
+fn check_threshold(threshold: u8, hardware_needed: u8, slots: &[Slot]) -> Result<(), &'static str> {
+    let hardware = slots
+        .iter()
+        .filter(|s| s.residence == Residence::Hardware)
+        .count();
+    if usize::from(threshold) < MIN_COMPONENTS || usize::from(threshold) > slots.len() {
+        return Err("threshold out of range");
+    }
+    if usize::from(hardware_needed) > hardware.min(usize::from(threshold)) {
+        return Err("hardware requirement out of range");
+    }
+    Ok(())
 }
 
 /// Lowercase hex.
@@ -228,24 +324,34 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
         .map_err(|e| SealError::io(format!("cannot write {}", path.display()), e.source))
 }
 
-/// The identity file as stored, parsed but not opened.
+/// The identity file (format 2) as stored, parsed but not opened.
 struct StoredIdentity {
-    /// Salt of the share keys and commitments.
+    /// Salt of the key derivations and of the digests in the key block.
     salt: [u8; 32],
-    /// Shares needed to rebuild the key-encryption key.
+    /// Components needed, and hardware-resident ones among them.
     threshold: u8,
-    /// Per component: its label and its sealed share.
-    slots: Vec<(String, Vec<u8>)>,
-    /// The device's two private seeds, sealed under the key-encryption key.
-    sealed_keys: Vec<u8>,
-    /// Per component: its label and its commitment.
-    commitments: Vec<(String, [u8; 32])>,
+    hardware_needed: u8,
+    /// The components the identity was created with.
+    slots: Vec<Slot>,
+    /// What bundles bind their key wrap to.
+    binding: [u8; 32],
+    /// Per allowed subset (a bit mask over `slots`): the sealed key block.
+    wraps: Vec<(u8, Vec<u8>)>,
+}
+
+/// The two private seeds and the binding an identity is made of.
+struct Seeds {
+    x25519_ikm: Zeroizing<[u8; 32]>,
+    ed_seed: Zeroizing<[u8; 32]>,
+    binding: [u8; 32],
 }
 
 #[diversify]
 impl DeviceIdentity {
-    /// Opens the identity kept in `state`, creating it (keys, shares,
+    /// Opens the identity kept in `state`, creating it (keys, key wraps,
     /// device.fp data) on first use. Returns whether it was created.
+    /// Creating costs one Argon2id derivation per allowed subset of
+    /// components (a few seconds on a typical device).
     pub fn open_or_create(
         state: &Path,
         secret: &dyn RuntimeSecret,
@@ -257,216 +363,177 @@ impl DeviceIdentity {
         if exists {
             return Self::open(state, secret).map(|d| (d, false));
         }
-        Self::create(state, secret).map(|d| (d, true))
+        let seeds = Seeds {
+            x25519_ikm: random_seed()?,
+            ed_seed: random_seed()?,
+            binding: *random_seed()?,
+        };
+        Self::create(state, secret, seeds, &fingerprint::collect()).map(|d| (d, true))
     }
 
-    fn create(state: &Path, secret: &dyn RuntimeSecret) -> Result<Self, SealError> {
-        let components = fingerprint::collect();
+    /// Writes a format-2 identity for `seeds`, bound to `components`.
+    fn create(
+        state: &Path,
+        secret: &dyn RuntimeSecret,
+        seeds: Seeds,
+        components: &[Component],
+    ) -> Result<Self, SealError> {
         let n = components.len();
         if n < MIN_COMPONENTS {
             return Err(SealError::Identity(format!(
                 "this machine provides only {n} identifying components; at least {MIN_COMPONENTS} are needed"
             )));
         }
-        let n8 = u8::try_from(n).map_err(|_| SealError::Identity("too many components".into()))?;
-        let k = n8.saturating_sub(2).max(MIN_COMPONENTS as u8).min(n8);
-        fs::create_dir_all(state).map_err(|e| {
-            SealError::io(
-                format!("cannot create state directory {}", state.display()),
-                e,
-            )
-        })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(state, fs::Permissions::from_mode(0o700));
-        }
+        let slots: Vec<Slot> = components.iter().map(|c| slot_of(c.label)).collect();
+        let hardware = slots
+            .iter()
+            .filter(|s| s.residence == Residence::Hardware)
+            .count();
+        let k = n.saturating_sub(2).max(MIN_COMPONENTS).min(n);
+        let hardware_needed = hardware.min(HARDWARE_NEEDED);
+        create_state_dir(state)?;
         let mut salt = [0u8; 32];
         random::fill(&mut salt)?;
-        let mut kek = Zeroizing::new([0u8; 32]);
-        random::fill(kek.as_mut_slice())?;
-        let mut x25519_ikm = Zeroizing::new([0u8; 32]);
-        random::fill(x25519_ikm.as_mut_slice())?;
-        let mut ed_seed = Zeroizing::new([0u8; 32]);
-        random::fill(ed_seed.as_mut_slice())?;
-        let shares = shamir::split(&kek, n8, k, &mut random::fill)?;
-
-        let mut w = Writer::default();
-        w.bytes(ID_MAGIC);
-        w.u8(VERSION);
-        w.bytes(&salt);
-        w.u8(k);
-        w.u8(n8);
-        let mut commitments = Vec::with_capacity(n);
-        for (c, share) in components.iter().zip(&shares) {
-            let key = share_key(secret, &salt, c);
-            let mut pt = Zeroizing::new(vec![share.x]);
-            pt.extend_from_slice(&share.y);
-            let aad = [
-                obf_bytes!(b"twinshield/id/share/v1|").bytes(),
-                c.label.as_bytes(),
-            ]
-            .concat();
-            w.str(c.label);
-            w.blob(&AeadKey::new(&key).seal(&aad, &pt)?);
-            commitments.push((c.label.to_owned(), commitment(&salt, c)));
+        let mut block = Zeroizing::new(seeds.x25519_ikm.to_vec());
+        block.extend_from_slice(seeds.ed_seed.as_slice());
+        for c in components {
+            block.extend_from_slice(&present_digest(&salt, c));
         }
-        let mut keys = Zeroizing::new(x25519_ikm.to_vec());
-        keys.extend_from_slice(ed_seed.as_slice());
-        w.blob(&AeadKey::new(&kek).seal(obf_bytes!(b"twinshield/id/keys/v1").bytes(), &keys)?);
-        // The commitments themselves, so bundles can be opened after a
-        // component changed (the binding is to the device as it was sealed for).
-        w.u8(n8);
-        for (label, c) in &commitments {
-            w.str(label);
-            w.bytes(c);
+        let masks = wraps::allowed_subsets(&slots, k, hardware_needed);
+        tracing::info!(
+            wraps = masks.len(),
+            "sealing the device keys once per allowed subset of components"
+        );
+        let mut sealed = Vec::with_capacity(masks.len());
+        for mask in masks {
+            let members = wraps::members(&slots, mask, components).unwrap_or_default();
+            let key = wraps::wrap_key(secret, &salt, &members)?;
+            sealed.push((mask, key.seal(&wraps::wrap_aad(&slots, mask), &block)?));
         }
-        write_private(&state.join(IDENTITY_FILE), &w.buf)?;
-        Ok(Self::from_seeds(
-            x25519_ikm,
-            &ed_seed,
-            commitments,
-            k,
-            state,
-            n,
-        ))
+        let stored = StoredIdentity {
+            salt,
+            threshold: u8::try_from(k).unwrap_or(u8::MAX),
+            hardware_needed: u8::try_from(hardware_needed).unwrap_or(0),
+            slots,
+            binding: seeds.binding,
+            wraps: sealed,
+        };
+        write_private(&state.join(IDENTITY_FILE), &stored.encode())?;
+        Ok(Self::from_seeds(&seeds, &stored, state, n))
     }
 
-    /// The identity from its two private seeds and its public description.
-    fn from_seeds(
-        x25519_ikm: Zeroizing<[u8; 32]>,
-        ed_seed: &[u8; 32],
-        commitments: Vec<(String, [u8; 32])>,
-        threshold: u8,
-        state: &Path,
-        matched: usize,
-    ) -> Self {
-        let ed25519 = SigningKey::from_bytes(ed_seed);
-        let (_, x_pub) = Kem::derive_keypair(x25519_ikm.as_slice());
+    /// The identity from its seeds and its stored description.
+    fn from_seeds(seeds: &Seeds, stored: &StoredIdentity, state: &Path, matched: usize) -> Self {
+        let ed25519 = SigningKey::from_bytes(&seeds.ed_seed);
+        let (_, x_pub) = Kem::derive_keypair(seeds.x25519_ikm.as_slice());
         let mut x25519 = [0u8; 32];
         x25519.copy_from_slice(&x_pub.to_bytes());
         DeviceIdentity {
             fp: DeviceFp {
                 x25519,
                 ed25519: ed25519.verifying_key().to_bytes(),
-                commitments,
-                threshold,
+                binding: stored.binding,
+                slots: stored.slots.clone(),
+                threshold: stored.threshold,
+                hardware_needed: stored.hardware_needed,
             },
-            x25519_ikm,
+            x25519_ikm: seeds.x25519_ikm.clone(),
             ed25519,
             state: state.to_path_buf(),
             matched,
         }
     }
 
-    /// Opens an existing identity; fails unless at least `k` of the
-    /// components it was created with still match this machine.
-    #[protect]
+    /// Opens an existing identity with this machine's components; fails
+    /// unless the components of one allowed subset all still match.
     pub fn open(state: &Path, secret: &dyn RuntimeSecret) -> Result<Self, SealError> {
-        let StoredIdentity {
-            salt,
-            threshold: k,
-            slots,
-            sealed_keys,
-            commitments,
-        } = Self::read_stored(state)?;
-        let components = fingerprint::collect();
-        let mut shares: Vec<Share> = Vec::new();
-        for (label, sealed) in &slots {
-            let Some(c) = components.iter().find(|c| c.label == label) else {
-                continue;
-            };
-            let key = share_key(secret, &salt, c);
-            let aad = [
-                obf_bytes!(b"twinshield/id/share/v1|").bytes(),
-                label.as_bytes(),
-            ]
-            .concat();
-            if let Ok(pt) = AeadKey::new(&key).open(&aad, sealed)
-                && let (Some(&x), Some(y)) = (pt.first(), pt.get(1..33))
-                && x != 0
-                && !shares.iter().any(|s| s.x == x)
-            {
-                let mut share = Share { x, y: [0u8; 32] };
-                share.y.copy_from_slice(y);
-                shares.push(share);
-            }
-        }
-        let matched = shares.len();
-        let not_this = SealError::NotThisDevice {
-            matched,
-            needed: usize::from(k),
-        };
-        if matched < usize::from(k) {
-            return Err(not_this);
-        }
-        let kek = shamir::combine(&shares);
-        let keys = AeadKey::new(&kek)
-            .open(obf_bytes!(b"twinshield/id/keys/v1").bytes(), &sealed_keys)
-            .map_err(|_| not_this)?;
-        let (Some(xi), Some(es)) = (keys.get(..32), keys.get(32..64)) else {
-            return Err(SealError::Malformed(
-                "device identity is corrupt: key block has the wrong size".into(),
-            ));
-        };
-        let mut x25519_ikm = Zeroizing::new([0u8; 32]);
-        x25519_ikm.copy_from_slice(xi);
-        let mut ed_seed = Zeroizing::new([0u8; 32]);
-        ed_seed.copy_from_slice(es);
-        Ok(Self::from_seeds(
-            x25519_ikm,
-            &ed_seed,
-            commitments,
-            k,
-            state,
-            matched,
-        ))
+        Self::open_with(state, secret, &fingerprint::collect())
     }
 
-    /// Reads and parses the identity file in `state`. Protected like
-    /// [`DeviceIdentity::open`], whose first half it is: the file's layout
-    /// stays as hidden as the rest of opening.
+    /// Opens an existing identity with the given components, as [`open`]
+    /// does with the ones it reads: what an attacker holding a copy of the
+    /// state directory can try offline, and what the tests try. A format-1
+    /// identity is upgraded to format 2 in place.
+    ///
+    /// [`open`]: DeviceIdentity::open
     #[protect]
-    fn read_stored(state: &Path) -> Result<StoredIdentity, SealError> {
-        let path = state.join(IDENTITY_FILE);
-        let bytes = fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                SealError::NoIdentity(state.to_path_buf())
-            } else {
-                SealError::io(format!("cannot read {}", path.display()), e)
+    pub fn open_with(
+        state: &Path,
+        secret: &dyn RuntimeSecret,
+        components: &[Component],
+    ) -> Result<Self, SealError> {
+        let stored = match read_stored(state)? {
+            Stored::Current(stored) => stored,
+            Stored::Legacy(bytes) => return Self::upgrade(state, secret, &bytes, components),
+        };
+        let mut tried = 0;
+        for (mask, sealed) in &stored.wraps {
+            let Some(members) = wraps::members(&stored.slots, *mask, components) else {
+                continue;
+            };
+            tried += 1;
+            let key = wraps::wrap_key(secret, &stored.salt, &members)?;
+            if let Ok(block) = key.open(&wraps::wrap_aad(&stored.slots, *mask), sealed) {
+                return Self::opened(&block, &stored, state, components);
             }
-        })?;
-        let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
-        let mut r = Reader::new(&bytes, "device identity");
-        if r.take(4)? != ID_MAGIC || r.u8()? != VERSION {
-            return Err(bad("not a twinshield identity of this version"));
         }
-        let salt = r.array::<32>()?;
-        let k = r.u8()?;
-        let n = r.u8()?;
-        if usize::from(k) < MIN_COMPONENTS || k > n {
-            return Err(bad("threshold out of range"));
-        }
-        let mut slots = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let label = r.str()?;
-            slots.push((label, r.blob()?.to_vec()));
-        }
-        let sealed_keys = r.blob()?.to_vec();
-        let m = r.u8()?;
-        let mut commitments = Vec::with_capacity(usize::from(m));
-        for _ in 0..m {
-            let label = r.str()?;
-            commitments.push((label, r.array::<32>()?));
-        }
-        r.finish()?;
-        Ok(StoredIdentity {
-            salt,
-            threshold: k,
-            slots,
-            sealed_keys,
-            commitments,
-        })
+        tracing::warn!(
+            tried,
+            wraps = stored.wraps.len(),
+            present = components.len(),
+            "no key wrap of the device identity opened with this machine's components"
+        );
+        Err(SealError::NotThisDevice { tried })
+    }
+
+    /// The identity from an opened key block: its seeds, and how many of
+    /// the components it was created with still match (for the audit log).
+    fn opened(
+        block: &[u8],
+        stored: &StoredIdentity,
+        state: &Path,
+        components: &[Component],
+    ) -> Result<Self, SealError> {
+        let (x25519_ikm, ed_seed) = legacy::seeds_of(block)?;
+        let digests = block.get(64..).unwrap_or_default();
+        let matched = stored
+            .slots
+            .iter()
+            .zip(digests.chunks_exact(32))
+            .filter(|(slot, digest)| {
+                components
+                    .iter()
+                    .find(|c| c.label == slot.label)
+                    .is_some_and(|c| present_digest(&stored.salt, c) == **digest)
+            })
+            .count();
+        let seeds = Seeds {
+            x25519_ikm,
+            ed_seed,
+            binding: stored.binding,
+        };
+        Ok(Self::from_seeds(&seeds, stored, state, matched))
+    }
+
+    /// Opens a format-1 identity and rewrites it as format 2, keeping its
+    /// seeds (the history stays readable) and its binding (bundles sealed
+    /// for its device.fp still open).
+    fn upgrade(
+        state: &Path,
+        secret: &dyn RuntimeSecret,
+        bytes: &[u8],
+        components: &[Component],
+    ) -> Result<Self, SealError> {
+        let mut r = Reader::new(bytes, "device identity");
+        r.take(5)?;
+        let old = legacy::open(r, secret, components)?;
+        tracing::warn!("upgrading the device identity to format 2 (no per-component commitments)");
+        let seeds = Seeds {
+            x25519_ikm: old.x25519_ikm,
+            ed_seed: old.ed_seed,
+            binding: legacy_binding(&old.commitments),
+        };
+        Self::create(state, secret, seeds, components)
     }
 
     /// The public description, for sealing.
@@ -560,5 +627,245 @@ impl DeviceIdentity {
             w.u64(*r);
         }
         write_private(&path, &AeadKey::new(&key).seal(aad, &w.buf)?)
+    }
+}
+
+/// 32 fresh random bytes, zeroized on drop.
+#[diversify]
+fn random_seed() -> Result<Zeroizing<[u8; 32]>, SealError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    random::fill(seed.as_mut_slice())?;
+    Ok(seed)
+}
+
+/// Creates the state directory, readable by its owner only.
+#[diversify]
+fn create_state_dir(state: &Path) -> Result<(), SealError> {
+    fs::create_dir_all(state).map_err(|e| {
+        SealError::io(
+            format!("cannot create state directory {}", state.display()),
+            e,
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(state, fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// An identity file as read: format 2 parsed, or format 1's bytes.
+enum Stored {
+    Current(StoredIdentity),
+    Legacy(Vec<u8>),
+}
+
+/// Reads and parses the identity file in `state`. Protected like
+/// [`DeviceIdentity::open_with`], whose first half it is: the file's layout
+/// stays as hidden as the rest of opening.
+#[protect]
+fn read_stored(state: &Path) -> Result<Stored, SealError> {
+    let path = state.join(IDENTITY_FILE);
+    let bytes = fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            SealError::NoIdentity(state.to_path_buf())
+        } else {
+            SealError::io(format!("cannot read {}", path.display()), e)
+        }
+    })?;
+    let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
+    let mut r = Reader::new(&bytes, "device identity");
+    if r.take(4)? != ID_MAGIC {
+        return Err(bad("not a twinshield identity"));
+    }
+    match r.u8()? {
+        VERSION => StoredIdentity::parse(r).map(Stored::Current),
+        LEGACY_VERSION => Ok(Stored::Legacy(bytes)),
+        _ => Err(bad("unsupported version")),
+    }
+}
+
+#[diversify]
+impl StoredIdentity {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.bytes(ID_MAGIC);
+        w.u8(VERSION);
+        w.bytes(&self.salt);
+        w.u8(self.threshold);
+        w.u8(self.hardware_needed);
+        write_slots(&mut w, &self.slots);
+        w.bytes(&self.binding);
+        w.u8(u8::try_from(self.wraps.len()).unwrap_or(u8::MAX));
+        for (mask, sealed) in &self.wraps {
+            w.u8(*mask);
+            w.blob(sealed);
+        }
+        w.buf
+    }
+
+    /// Parses the rest of a format-2 file (`r` after magic and version).
+    fn parse(mut r: Reader<'_>) -> Result<Self, SealError> {
+        let bad = |m: &str| SealError::Malformed(format!("device identity is corrupt: {m}"));
+        let salt = r.array::<32>()?;
+        let (threshold, hardware_needed) = (r.u8()?, r.u8()?);
+        let slots = read_slots(&mut r, "device identity")?;
+        check_threshold(threshold, hardware_needed, &slots).map_err(|m| bad(m))?;
+        let binding = r.array::<32>()?;
+        let n = r.u8()?;
+        let mut wraps = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let mask = r.u8()?;
+            if mask.count_ones() != u32::from(threshold) || usize::from(mask) >> slots.len() != 0 {
+                return Err(bad("a key wrap names components the identity lacks"));
+            }
+            wraps.push((mask, r.blob()?.to_vec()));
+        }
+        r.finish()?;
+        Ok(StoredIdentity {
+            salt,
+            threshold,
+            hardware_needed,
+            slots,
+            binding,
+            wraps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedSecret;
+
+    fn component(label: &'static str, value: &str) -> Component {
+        Component {
+            label,
+            residence: fingerprint::residence_of(label).unwrap(),
+            value: Zeroizing::new(value.as_bytes().to_vec()),
+        }
+    }
+
+    /// A machine with three disk-resident and two hardware-resident
+    /// components, like this project's CI machine.
+    fn machine() -> Vec<Component> {
+        vec![
+            component("machine-id", "3d1219c7c4c5404aaa1f6d2a48adfda4"),
+            component("mac-addresses", "02:fc:00:00:00:01"),
+            component("cpu-signature", "AuthenticAMD a00f11 AMD EPYC"),
+            component("rootfs-uuid", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+            component("hostname", "vm"),
+        ]
+    }
+
+    fn without(components: &[Component], label: &str) -> Vec<Component> {
+        components
+            .iter()
+            .filter(|c| c.label != label)
+            .map(|c| component(c.label, std::str::from_utf8(&c.value).unwrap()))
+            .collect()
+    }
+
+    fn created(dir: &Path) -> DeviceIdentity {
+        let seeds = Seeds {
+            x25519_ikm: random_seed().unwrap(),
+            ed_seed: random_seed().unwrap(),
+            binding: [9; 32],
+        };
+        DeviceIdentity::create(dir, &EmbeddedSecret, seeds, &machine()).unwrap()
+    }
+
+    #[test]
+    fn every_component_or_all_but_one_disk_component_opens_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = created(dir.path());
+        assert!(id.fingerprint().hardware_bound());
+        let all = DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &machine()).unwrap();
+        assert_eq!(all.fingerprint(), id.fingerprint());
+        assert_eq!(all.matched_components(), 5);
+        let mut renamed = without(&machine(), "hostname");
+        renamed.push(component("hostname", "renamed"));
+        let one_changed = DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &renamed).unwrap();
+        assert_eq!(one_changed.sign(b"m"), id.sign(b"m"));
+        assert_eq!(one_changed.matched_components(), 4);
+    }
+
+    #[test]
+    fn the_disk_alone_or_with_one_hardware_component_opens_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        created(dir.path());
+        let disk = without(&without(&machine(), "mac-addresses"), "cpu-signature");
+        let one_hardware = without(&machine(), "mac-addresses");
+        for components in [disk, one_hardware] {
+            let err =
+                DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &components).unwrap_err();
+            assert!(matches!(err, SealError::NotThisDevice { .. }), "{err}");
+            // The refusal says nothing about how close the guess came.
+            assert_eq!(
+                err.to_string(),
+                "this machine is not the device its keys belong to"
+            );
+        }
+        let mut other_nic = without(&machine(), "mac-addresses");
+        other_nic.push(component("mac-addresses", "02:fc:00:00:00:02"));
+        assert!(DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &other_nic).is_err());
+    }
+
+    #[test]
+    fn the_stored_identity_names_no_component_value_and_no_commitment() {
+        let dir = tempfile::tempdir().unwrap();
+        created(dir.path());
+        let bytes = fs::read(dir.path().join(IDENTITY_FILE)).unwrap();
+        let Stored::Current(stored) = read_stored(dir.path()).unwrap() else {
+            panic!("format 2 expected");
+        };
+        // One wrap per allowed subset: three disk components choose one
+        // beside both hardware ones. Nothing else but labels and salt.
+        assert_eq!(stored.wraps.len(), 3);
+        for c in machine() {
+            let digest = present_digest(&stored.salt, &c);
+            assert!(!bytes.windows(32).any(|w| w == digest));
+            assert!(
+                !bytes
+                    .windows(c.value.len())
+                    .any(|w| w == c.value.as_slice())
+            );
+        }
+    }
+
+    #[test]
+    fn a_format_1_identity_is_upgraded_in_place_with_its_keys_and_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, e) = ([1u8; 32], [2u8; 32]);
+        let v1 = legacy::tests::write_v1(&EmbeddedSecret, &machine(), &x, &e);
+        fs::write(dir.path().join(IDENTITY_FILE), v1).unwrap();
+        let upgraded = DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &machine()).unwrap();
+        assert_eq!(
+            upgraded.fingerprint().signing_public(),
+            SigningKey::from_bytes(&e).verifying_key().to_bytes()
+        );
+        assert!(matches!(
+            read_stored(dir.path()).unwrap(),
+            Stored::Current(_)
+        ));
+        let again = DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &machine()).unwrap();
+        assert_eq!(again.fingerprint(), upgraded.fingerprint());
+        // Bundles sealed for the format-1 device.fp bound to its commitments.
+        assert_ne!(again.fingerprint().binding(), [0; 32]);
+        let fp = DeviceFp::decode(&again.device_fp_bytes()).unwrap();
+        assert_eq!(&fp, again.fingerprint());
+    }
+
+    #[test]
+    fn corrupt_identity_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        created(dir.path());
+        let path = dir.path().join(IDENTITY_FILE);
+        let good = fs::read(&path).unwrap();
+        for cut in [0, 4, 5, 37, 40, good.len() - 1] {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(DeviceIdentity::open_with(dir.path(), &EmbeddedSecret, &machine()).is_err());
+        }
     }
 }

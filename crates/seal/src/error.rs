@@ -20,15 +20,13 @@ pub enum SealError {
     /// The bundle was not sealed for this device.
     #[error("bundle is not licensed for this device")]
     NotLicensed,
-    /// This machine is not the device the state directory belongs to.
-    #[error(
-        "this machine is not the device its keys belong to ({matched} of {needed} required components match)"
-    )]
+    /// This machine is not the device the state directory belongs to. The
+    /// message says nothing about how close it came: how many components
+    /// match is no one's business but the audit log's.
+    #[error("this machine is not the device its keys belong to")]
     NotThisDevice {
-        /// Components that still match.
-        matched: usize,
-        /// Components required.
-        needed: usize,
+        /// Key wraps whose components were all present and were tried.
+        tried: usize,
     },
     /// A bundle older than one already run.
     #[error("bundle release {release} is older than release {highest} already run")]

@@ -1,6 +1,12 @@
 //! The device's identifying components, read from the system. Raw values
-//! stay in memory (zeroized on drop) and are only ever used hashed with a
-//! domain-separated, per-device salt.
+//! stay in memory (zeroized on drop) and only ever enter a memory-hard key
+//! derivation, several at once (see the device identity).
+//!
+//! Each component is classed by where it lives. A disk image carries the
+//! disk-resident ones (machine-id, hostname, the root file system's UUID),
+//! so they prove nothing about the machine; the hardware-resident ones
+//! (firmware's DMI identifiers, the NICs' permanent addresses, the
+//! processor's CPUID signature) stay with the hardware.
 
 use std::fs;
 use std::io::Read;
@@ -9,10 +15,21 @@ use twinshield_shield::obf;
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
+/// Where a component lives, and so what copying a disk takes with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residence {
+    /// Read from the hardware or its firmware: not on a disk image.
+    Hardware,
+    /// Read from a file on the disk: a disk image carries it.
+    Disk,
+}
+
 /// One identifying component of the device.
 pub struct Component {
     /// What it is: one of [`LABELS`].
     pub label: &'static str,
+    /// Where it lives.
+    pub residence: Residence,
     /// Its raw value (never written anywhere).
     pub value: Zeroizing<Vec<u8>>,
 }
@@ -31,10 +48,22 @@ pub const LABELS: [&str; 7] = [
     "dmi-product-uuid",
     "dmi-board-serial",
     "mac-addresses",
-    "cpu-model",
+    "cpu-signature",
     "rootfs-uuid",
     "hostname",
 ];
+
+/// Where the component called `label` lives; `None` for an unknown label.
+#[must_use]
+pub fn residence_of(label: &str) -> Option<Residence> {
+    match label {
+        "dmi-product-uuid" | "dmi-board-serial" | "mac-addresses" | "cpu-signature" => {
+            Some(Residence::Hardware)
+        }
+        "machine-id" | "rootfs-uuid" | "hostname" => Some(Residence::Disk),
+        _ => None,
+    }
+}
 
 #[diversify]
 fn read_trimmed(path: &str) -> Option<Vec<u8>> {
@@ -48,40 +77,6 @@ fn read_trimmed(path: &str) -> Option<Vec<u8>> {
         || t.eq_ignore_ascii_case("default string")
         || t.eq_ignore_ascii_case("not specified");
     (!placeholder).then(|| t.as_bytes().to_vec())
-}
-
-/// MAC addresses of physical network interfaces (those backed by a device),
-/// sorted, so the order interfaces appear in does not matter.
-#[diversify]
-fn mac_addresses() -> Option<Vec<u8>> {
-    let mut macs = Vec::new();
-    for entry in fs::read_dir(&*obf!("/sys/class/net")).ok()? {
-        let Ok(entry) = entry else { continue };
-        let dir = entry.path();
-        if !dir.join("device").exists() {
-            continue; // virtual: loopback, bridges, tunnels, veth
-        }
-        if let Some(mac) = read_trimmed(&dir.join("address").to_string_lossy()) {
-            macs.push(mac);
-        }
-    }
-    if macs.is_empty() {
-        return None;
-    }
-    macs.sort();
-    Some(macs.join(&b','))
-}
-
-#[diversify]
-fn cpu_model() -> Option<Vec<u8>> {
-    let info = fs::read_to_string(&*obf!("/proc/cpuinfo")).ok()?;
-    info.lines()
-        .find(|l| {
-            l.starts_with("model name") || l.starts_with("Hardware") || l.starts_with("cpu model")
-        })
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().as_bytes().to_vec())
-        .filter(|v| !v.is_empty())
 }
 
 /// The root file system's UUID: from /dev/disk/by-uuid when udev provides
@@ -143,8 +138,8 @@ pub fn collect() -> Vec<Component> {
         ("dmi-board-serial", || {
             read_trimmed(&obf!("/sys/class/dmi/id/board_serial"))
         }),
-        ("mac-addresses", mac_addresses),
-        ("cpu-model", cpu_model),
+        ("mac-addresses", crate::hardware::permanent_macs),
+        ("cpu-signature", crate::hardware::cpu_signature),
         ("rootfs-uuid", rootfs_uuid),
         ("hostname", hostname),
     ];
@@ -153,6 +148,7 @@ pub fn collect() -> Vec<Component> {
         .filter_map(|(label, read)| {
             read().map(|v| Component {
                 label,
+                residence: residence_of(label).unwrap_or(Residence::Disk),
                 value: Zeroizing::new(v),
             })
         })

@@ -3,11 +3,12 @@
 //! A vendor seals a model for named devices: the compiled model is
 //! encrypted under a fresh content key (ChaCha20-Poly1305), the content key
 //! is wrapped to each device with HPKE (RFC 9180, X25519-HKDF-SHA256,
-//! ChaCha20-Poly1305) bound to that device's fingerprint commitments, and
-//! the whole file is signed with the publisher's Ed25519 key. A device opens
-//! only bundles signed by a key it trusts and sealed for it, with its own
-//! keys, which it keeps encrypted under a key that only enough of its own
-//! hardware and system components rebuild (Shamir shares, any k of n).
+//! ChaCha20-Poly1305) bound to that device's binding value, and the whole
+//! file is signed with the publisher's Ed25519 key. A device opens only
+//! bundles signed by a key it trusts and sealed for it, with its own keys,
+//! which it keeps sealed once per allowed subset of its components (any k
+//! of n, at least two of them hardware-resident) under Argon2id-derived
+//! keys: see [`wraps`].
 //!
 //! Format: `docs/bundle-format.md`. Nothing here writes plaintext models or
 //! keys to disk; secrets live in zeroizing buffers.
@@ -46,11 +47,14 @@ mod bundle;
 mod device;
 mod error;
 pub mod fingerprint;
+mod hardware;
+mod legacy;
 mod publisher;
 mod random;
 mod secret;
 mod shamir;
 mod wire;
+pub mod wraps;
 
 pub use bundle::{BundleHeader, OpenedBundle, SealRequest, inspect, open, seal};
 pub use device::{DeviceFp, DeviceIdentity, MIN_COMPONENTS};

@@ -174,4 +174,13 @@ fn announce(args: &RunArgs, twin: &DeviceTwin) {
         twin.components.1,
         args.plant
     );
+    if !twin.binding.hardware_bound {
+        let hardware: Vec<&str> = twin
+            .binding
+            .hardware_components
+            .iter()
+            .map(String::as_str)
+            .collect();
+        eprintln!("warning: {}", super::fingerprint::weak_binding(&hardware));
+    }
 }

@@ -1,0 +1,226 @@
+//! The device binding attacked as the red team attacked it: the white-box's
+//! table image lifted out of the real hardened binary, the state directory
+//! copied, and the components a disk image holds supplied offline; and a
+//! second machine faking the disk-resident components with bind mounts.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use twinshield_e2e::{Run, Setup, twinshield};
+use twinshield_seal::fingerprint::{self, Component, Residence};
+use twinshield_seal::{DeviceIdentity, PublisherPub, RuntimeSecret, SealError};
+use twinshield_whitebox::WhiteBox;
+use zeroize::Zeroizing;
+
+/// The runtime secret as the attacker's script computes it: the lifted
+/// tables run outside the binary, the derivation around them rewritten from
+/// the source (crates/seal/src/secret.rs).
+struct LiftedSecret(Vec<u8>);
+
+impl RuntimeSecret for LiftedSecret {
+    fn derive(&self, context: &[u8]) -> Zeroizing<[u8; 32]> {
+        let digest = Sha256::new()
+            .chain_update(b"twinshield/runtime-secret/white-box-input/v2")
+            .chain_update(context)
+            .finalize();
+        let mut block = [0u8; 16];
+        block.copy_from_slice(&digest[..16]);
+        let wb = WhiteBox::new(&self.0).expect("the lifted image has the tables' shape");
+        let encoded = wb.encrypt_encoded(&block);
+        let hk = Hkdf::<Sha256>::new(Some(b"twinshield/runtime-secret/v2"), &encoded);
+        let mut out = Zeroizing::new([0u8; 32]);
+        hk.expand(context, out.as_mut_slice()).unwrap();
+        out
+    }
+}
+
+/// The white-box's table image, lifted from the stripped, hardened binary:
+/// the vendor's symbol file names the static that points at it, the
+/// binary's dynamic relocation of that pointer gives the image's address,
+/// and the load segments its file offset.
+fn lifted_tables() -> Vec<u8> {
+    let binary = std::fs::read(twinshield()).unwrap();
+    let nm = Command::new("nm")
+        .arg(twinshield().with_extension("sym"))
+        .output()
+        .unwrap();
+    let symbols = String::from_utf8_lossy(&nm.stdout);
+    let pointer = symbols
+        .lines()
+        .find(|l| l.contains("19twinshield_whitebox8embedded6TABLES"))
+        .and_then(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
+        .expect("the symbol file names the table image's static");
+    let relocs = Command::new("readelf")
+        .args(["-r", "-W"])
+        .arg(twinshield())
+        .output()
+        .unwrap();
+    let relocs = String::from_utf8_lossy(&relocs.stdout);
+    let target = relocs
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (u64::from_str_radix(f.first()?, 16).ok()? == pointer)
+                .then(|| u64::from_str_radix(f.last()?, 16).ok())
+                .flatten()
+        })
+        .expect("the pointer to the tables is relocated at load");
+    let segments = twinshield_shield::elf::load_segments(&binary).unwrap();
+    let s = segments
+        .iter()
+        .find(|s| s.vaddr <= target && target < s.vaddr + s.filesz)
+        .expect("the tables are in a loaded segment");
+    let at = (target - s.vaddr + s.offset) as usize;
+    binary[at..at + twinshield_whitebox::layout::TOTAL].to_vec()
+}
+
+fn component(label: &'static str, value: Vec<u8>) -> Component {
+    Component {
+        label,
+        residence: fingerprint::residence_of(label).unwrap(),
+        value: Zeroizing::new(value),
+    }
+}
+
+/// This machine's components, split by where they live: what a disk image
+/// holds, and what only the machine itself does.
+fn this_machine() -> (Vec<Component>, Vec<Component>) {
+    fingerprint::collect()
+        .into_iter()
+        .partition(|c| c.residence == Residence::Disk)
+}
+
+fn copied_state(s: &Setup) -> tempfile_dir::Dir {
+    let copy = tempfile_dir::Dir::new("binding-copy");
+    let from = s.path("state");
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.0.join(entry.file_name())).unwrap();
+        }
+    }
+    copy
+}
+
+/// A scratch directory removed on drop (no tempfile dependency here).
+mod tempfile_dir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(name: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("twinshield-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[test]
+fn lifted_tables_a_copied_state_and_the_disk_components_open_nothing() {
+    let s = Setup::new("binding-offline");
+    let (disk, hardware) = this_machine();
+    let labels = |c: &[Component]| c.iter().map(|c| c.label).collect::<Vec<_>>().join(", ");
+    eprintln!(
+        "this machine: disk-resident {}; hardware-resident {}",
+        labels(&disk),
+        labels(&hardware)
+    );
+    assert!(
+        hardware.len() >= 2,
+        "the binding needs two hardware-resident components; this machine has {}",
+        labels(&hardware)
+    );
+    let secret = LiftedSecret(lifted_tables());
+    let copy = copied_state(&s);
+    // What a stolen disk holds: the state directory and the disk-resident
+    // components, read from its files (here: this machine's own values).
+    let refused = DeviceIdentity::open_with(&copy.0, &secret, &disk).unwrap_err();
+    assert!(
+        matches!(refused, SealError::NotThisDevice { tried: 0 }),
+        "{refused}"
+    );
+    // One hardware component guessed right besides them (the processor,
+    // the easiest to guess): still nothing.
+    for one in &hardware {
+        let mut guess: Vec<Component> = disk
+            .iter()
+            .map(|c| component(c.label, c.value.to_vec()))
+            .collect();
+        guess.push(component(one.label, one.value.to_vec()));
+        let refused = DeviceIdentity::open_with(&copy.0, &secret, &guess).unwrap_err();
+        assert!(
+            matches!(refused, SealError::NotThisDevice { .. }),
+            "{refused}"
+        );
+    }
+    // The whole machine stolen: the hardware-resident components too. The
+    // lifted tables and the components open the keys and the bundle: the
+    // software binding ends here (a TPM is the next issue's).
+    let mut all = disk;
+    all.extend(hardware);
+    let opened = DeviceIdentity::open_with(&copy.0, &secret, &all).expect("whole machine");
+    let bundle = std::fs::read(s.path("q.bundle")).unwrap();
+    let trust = std::fs::read_to_string(s.path("vendor.pub")).unwrap();
+    let trust = PublisherPub::from_text(&trust).unwrap();
+    let model = twinshield_seal::open(&bundle, &trust, &opened)
+        .unwrap()
+        .model;
+    assert_eq!(model.name, "quadtank");
+}
+
+/// Runs `twinshield ARGS` on "another machine" that copied this one's disk
+/// and fakes its disk-resident components by bind mounts (machine-id,
+/// hostname, `/proc/cpuinfo`'s model line, all with this machine's values),
+/// and lacks its network card (a new network namespace).
+fn on_a_machine_faking_the_disk(dir: &Path, args: &str) -> Run {
+    let id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    std::fs::write(dir.join("copied-machine-id"), id).unwrap();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    std::fs::write(dir.join("copied-cpuinfo"), cpuinfo).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let script = format!(
+        "set -e; mount --bind copied-machine-id /etc/machine-id; \
+         mount --bind copied-cpuinfo /proc/cpuinfo; hostname '{host}'; exec '{bin}' {args}",
+        host = host.trim(),
+        bin = twinshield().display(),
+    );
+    Command::new("unshare")
+        .args(["--mount", "--uts", "--net", "sh", "-c", &script])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_machine_faking_the_disk_components_by_bind_mounts_is_refused() {
+    let s = Setup::new("binding-bind-mounts");
+    let fp = s.ok(&["fingerprint", "--state", "state", "--out", "device.fp"]);
+    eprintln!("{}", fp.stderr.trim());
+    let before = std::fs::read(s.path("state/identity.bin")).unwrap();
+    let r = on_a_machine_faking_the_disk(
+        s.dir.path(),
+        "run q.bundle --trust vendor.pub --plant modbus://127.0.0.1:9 --state state --seconds 1",
+    );
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.stderr.trim(),
+        "error: this machine is not the device its keys belong to",
+        "one line, nothing about how many components matched"
+    );
+    assert_eq!(std::fs::read(s.path("state/identity.bin")).unwrap(), before);
+}
