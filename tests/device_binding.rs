@@ -1,7 +1,8 @@
 //! The device binding attacked as the red team attacked it: the white-box's
 //! table image lifted out of the real hardened binary, the state directory
-//! copied, and the components a disk image holds supplied offline; and a
-//! second machine faking the disk-resident components with bind mounts.
+//! copied, and the components a disk image holds supplied offline; a
+//! second machine faking the disk-resident components with bind mounts;
+//! and the running twin's memory searched for the device's keys.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,7 +15,7 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use twinshield_e2e::{Run, Setup, twinshield};
+use twinshield_e2e::{Run, Setup, memory_regions, plant, run_args, twinshield};
 use twinshield_seal::fingerprint::{self, Component, Residence};
 use twinshield_seal::{DeviceIdentity, PublisherPub, RuntimeSecret, SealError};
 use twinshield_whitebox::WhiteBox;
@@ -223,4 +224,183 @@ fn a_machine_faking_the_disk_components_by_bind_mounts_is_refused() {
         "one line, nothing about how many components matched"
     );
     assert_eq!(std::fs::read(s.path("state/identity.bin")).unwrap(), before);
+}
+
+/// The device's two private seeds, decrypted from `identity.bin` as the
+/// attacker's script does it (docs/bundle-format.md, "State directory"):
+/// the format parsed by hand, each key wrap's Argon2id password rebuilt
+/// from the lifted white-box and the components, the key block opened.
+fn seeds_from_disk(state: &Path, secret: &LiftedSecret, components: &[Component]) -> [[u8; 32]; 2] {
+    let bytes = std::fs::read(state.join("identity.bin")).unwrap();
+    let mut at = 5;
+    let mut take = |n: usize| {
+        let s = &bytes[at..at + n];
+        at += n;
+        s
+    };
+    let salt: [u8; 32] = take(32).try_into().unwrap();
+    let _threshold_and_hardware = take(2);
+    let n = take(1)[0];
+    let mut labels = Vec::new();
+    for _ in 0..n {
+        let len = u16::from_le_bytes(take(2).try_into().unwrap()) as usize;
+        labels.push(String::from_utf8(take(len).to_vec()).unwrap());
+        take(1);
+    }
+    let _binding = take(32);
+    let wraps = take(1)[0];
+    let root = secret.derive(&[b"twinshield/id/wrap-root/v2|".as_slice(), &salt].concat());
+    for _ in 0..wraps {
+        let mask = take(1)[0];
+        let len = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
+        let sealed = take(len).to_vec();
+        let mut password = root.to_vec();
+        let mut aad = b"twinshield/id/wrap/v2".to_vec();
+        for (i, label) in labels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+        {
+            let c = components.iter().find(|c| c.label == label).unwrap();
+            for part in [label.as_bytes(), c.value.as_slice()] {
+                password.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                password.extend_from_slice(part);
+            }
+            aad.extend_from_slice(format!("|{label}").as_bytes());
+            let _ = i;
+        }
+        let (m, t, p) = twinshield_seal::wraps::KDF;
+        let params = argon2::Params::new(m, t, p, Some(32)).unwrap();
+        let mut key = [0u8; 32];
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password_into(&password, &salt, &mut key)
+            .unwrap();
+        if let Ok(block) = twinshield_atrest::AeadKey::new(&key).open(&aad, &sealed) {
+            return [
+                block[..32].try_into().unwrap(),
+                block[32..64].try_into().unwrap(),
+            ];
+        }
+    }
+    panic!("no key wrap opened with this machine's own components");
+}
+
+/// Where in `hay` (at `base`) each 32-byte needle occurs, as (needle,
+/// address). A table of the needles' first two bytes skips almost every
+/// offset, so a scan of the twin's writable memory takes a fraction of a
+/// second even unoptimised.
+fn find_needles(base: u64, hay: &[u8], needles: &[(String, Vec<u8>)]) -> Vec<(usize, u64)> {
+    let mut first = vec![false; 1 << 16];
+    for (_, n) in needles {
+        first[usize::from(u16::from_le_bytes([n[0], n[1]]))] = true;
+    }
+    let mut hits = Vec::new();
+    for at in 0..hay.len().saturating_sub(31) {
+        if !first[usize::from(u16::from_le_bytes([hay[at], hay[at + 1]]))] {
+            continue;
+        }
+        for (i, (_, n)) in needles.iter().enumerate() {
+            if hay[at..at + 32] == n[..] {
+                hits.push((i, base + at as u64));
+            }
+        }
+    }
+    hits
+}
+
+/// Whether `needle` is still at `address` in process `pid`.
+fn still_there(pid: u32, address: u64, needle: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
+        return false;
+    };
+    let mut now = [0u8; 32];
+    mem.read_exact_at(&mut now, address).is_ok() && now[..] == needle[..]
+}
+
+/// Keys live in writable memory (heap, stacks, data): the read-only
+/// mappings are the binary's and libraries' own bytes.
+#[test]
+fn the_running_twins_memory_holds_no_device_seed_and_no_storage_key() {
+    let s = Setup::new("binding-memory");
+    let secret = LiftedSecret(lifted_tables());
+    let components = fingerprint::collect();
+    let [x25519, ed25519] = seeds_from_disk(&s.path("state"), &secret, &components);
+    let opened = DeviceIdentity::open_with(&s.path("state"), &secret, &components).unwrap();
+    // The attacker's own decryption is right: it signs as the device does.
+    let signing = ed25519_dalek::SigningKey::from_bytes(&ed25519);
+    assert_eq!(
+        signing.verifying_key().to_bytes(),
+        opened.fingerprint().signing_public()
+    );
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("X25519 seed".into(), x25519.to_vec()),
+        ("Ed25519 seed".into(), ed25519.to_vec()),
+    ];
+    for purpose in [
+        "history",
+        "outbox",
+        "api-tokens",
+        "api-tls",
+        "release-counters",
+    ] {
+        needles.push((
+            format!("{purpose} key"),
+            opened.storage_key(purpose).to_vec(),
+        ));
+    }
+    let p = plant(&["--seconds", "120"]);
+    let mut args: Vec<&str> = run_args("q.bundle", &p.url, "120").to_vec();
+    args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    let mut child = Command::new(twinshield())
+        .current_dir(s.dir.path())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The identity opens (one Argon2id) and the bundle within two seconds.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Per needle: copies seen, and copies still at their address 150 ms
+    // later. A key is put together for the length of one use (a record's
+    // encryption): a scan can land inside one. What must never be seen is
+    // a copy that stays after its use.
+    let mut seen = vec![0usize; needles.len()];
+    let mut left = vec![0usize; needles.len()];
+    let mut scans = 0;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    while scans < 100 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(std::time::Duration::from_millis(rng % 200));
+        let Some(regions) = memory_regions(child.id(), true) else {
+            break;
+        };
+        let hits: Vec<(usize, u64)> = regions
+            .iter()
+            .flat_map(|(start, bytes)| find_needles(*start, bytes, &needles))
+            .collect();
+        if !hits.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
+        for (i, address) in hits {
+            seen[i] += 1;
+            left[i] += usize::from(still_there(child.id(), address, &needles[i].1));
+        }
+        scans += 1;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(scans, 100, "the twin stopped before 100 scans");
+    let report: Vec<String> = needles
+        .iter()
+        .zip(seen.iter().zip(&left))
+        .map(|((what, _), (s, l))| format!("{what}: {s} seen, {l} left after use"))
+        .collect();
+    eprintln!("in 100 scans of the running twin: {}", report.join("; "));
+    assert!(left.iter().all(|&n| n == 0), "{}", report.join("; "));
+    // The seeds have no use while the twin runs without a backend: never
+    // put together, never seen.
+    assert_eq!(seen[..2], [0, 0], "{}", report.join("; "));
 }

@@ -512,6 +512,14 @@ fn the_bundles_policy_decides_between_report_degrade_and_lockdown() {
     assert_eq!(r.body, r#"{"error":"unavailable"}"#);
     let sec = api.get("/api/v1/security", Some(operator)).json();
     assert_eq!(sec["degraded"], true, "{sec}");
+    // The device binding is shown beside the findings: weak (false) when
+    // fewer than two hardware-resident components hold the keys.
+    let hardware = sec["binding"]["hardware_components"].as_array().unwrap();
+    assert_eq!(
+        sec["binding"]["hardware_bound"],
+        hardware.len() >= 2,
+        "{sec}"
+    );
     drop(twin);
 
     s.seal_with(

@@ -12,20 +12,20 @@ use zeroize::Zeroizing;
 /// Seals `plain` under `key`, tagged with `magic`.
 #[diversify]
 pub(crate) fn seal(
-    key: &[u8; 32],
+    key: &AeadKey,
     magic: &[u8; 8],
     plain: &[u8],
 ) -> Result<Vec<u8>, twinshield_atrest::EncryptError> {
-    let sealed = AeadKey::new(key).seal(magic, plain)?;
+    let sealed = key.seal(magic, plain)?;
     Ok([magic.as_slice(), &sealed].concat())
 }
 
 /// Opens what [`seal`] made; `None` if the magic, the key or any byte is
 /// wrong.
 #[diversify]
-pub(crate) fn open(key: &[u8; 32], magic: &[u8; 8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn open(key: &AeadKey, magic: &[u8; 8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let body = sealed.strip_prefix(magic.as_slice())?;
-    AeadKey::new(key).open(magic, body).ok()
+    key.open(magic, body).ok()
 }
 
 /// Writes `bytes` to `path` readable by the owner only, whole or not at
@@ -58,13 +58,14 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&fixture[i..i + 2], 16).unwrap())
             .collect();
-        let plain = open(&[0x33; 32], b"TSMAGIC1", &bytes).unwrap();
+        let key = AeadKey::new(&[0x33; 32]);
+        let plain = open(&key, b"TSMAGIC1", &bytes).unwrap();
         assert_eq!(plain.as_slice(), b"{\"tokens\":[]}");
-        assert!(open(&[0x33; 32], b"TSMAGIC2", &bytes).is_none());
-        let again = seal(&[0x33; 32], b"TSMAGIC1", b"x").unwrap();
+        assert!(open(&key, b"TSMAGIC2", &bytes).is_none());
+        let again = seal(&key, b"TSMAGIC1", b"x").unwrap();
         assert_eq!(&again[..8], b"TSMAGIC1");
         assert_eq!(
-            open(&[0x33; 32], b"TSMAGIC1", &again).unwrap().as_slice(),
+            open(&key, b"TSMAGIC1", &again).unwrap().as_slice(),
             b"x"
         );
     }

@@ -45,6 +45,7 @@ impl TlsIdentity {
         key: &Zeroizing<[u8; 32]>,
         names: &[String],
     ) -> Result<Self, ApiError> {
+        let key = &twinshield_atrest::AeadKey::new(key);
         let cert_path = dir.join(CERT_FILE);
         let key_path = dir.join(KEY_FILE);
         let io = |p: &Path, e: std::io::Error| ApiError::io(p, e);

@@ -181,7 +181,8 @@ struct TokenFile {
 /// The sealed token file of one twin.
 pub struct TokenStore {
     path: PathBuf,
-    key: Zeroizing<[u8; 32]>,
+    /// Kept masked: the key is whole only inside one seal or open.
+    key: twinshield_atrest::AeadKey,
 }
 
 #[diversify]
@@ -198,7 +199,7 @@ impl TokenStore {
     pub fn new(path: &Path, key: Zeroizing<[u8; 32]>) -> Self {
         TokenStore {
             path: path.to_path_buf(),
-            key,
+            key: twinshield_atrest::AeadKey::new(&key),
         }
     }
 

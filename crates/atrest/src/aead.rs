@@ -5,6 +5,8 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
 
+use crate::MaskedKey;
+
 /// Length of a key, bytes.
 pub const KEY_LEN: usize = 32;
 /// Length of the nonce stored in front of every ciphertext, bytes.
@@ -36,11 +38,12 @@ pub enum OpenError {
     Refused,
 }
 
-/// A ChaCha20-Poly1305 key, kept in memory that is wiped when dropped.
-/// What it seals is `nonce ‖ ciphertext ‖ tag`, the nonce fresh from the
-/// system's random number generator every time.
+/// A ChaCha20-Poly1305 key, kept split under a random mask
+/// ([`MaskedKey`]) and wiped when dropped; it is put together only for the
+/// length of one call. What it seals is `nonce ‖ ciphertext ‖ tag`, the
+/// nonce fresh from the system's random number generator every time.
 pub struct AeadKey {
-    key: Zeroizing<[u8; KEY_LEN]>,
+    key: MaskedKey,
 }
 
 #[diversify]
@@ -52,16 +55,19 @@ impl std::fmt::Debug for AeadKey {
 
 #[diversify]
 impl AeadKey {
-    /// A key holding a copy of `key` (the copy is wiped on drop).
+    /// A key holding a masked copy of `key` (wiped on drop).
     pub fn new(key: &[u8; KEY_LEN]) -> Self {
         AeadKey {
-            key: Zeroizing::new(*key),
+            key: MaskedKey::new(key),
         }
     }
 
-    /// The cipher for one call; it wipes its own copy of the key on drop.
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(<&chacha20poly1305::Key>::from(&*self.key))
+    /// Runs `f` with the cipher for one call. The cipher wipes its own copy
+    /// of the key on drop, and [`MaskedKey::with`] the stack its rounds ran
+    /// on (ChaCha20's state holds the key).
+    fn with_cipher<R>(&self, f: impl FnOnce(&ChaCha20Poly1305) -> R) -> R {
+        self.key
+            .with(|key| f(&ChaCha20Poly1305::new(<&chacha20poly1305::Key>::from(key))))
     }
 
     /// `nonce ‖ ciphertext ‖ tag` of `plaintext`, bound to `aad`: it opens
@@ -70,14 +76,15 @@ impl AeadKey {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(EncryptError::Random)?;
         let ct = self
-            .cipher()
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
+            .with_cipher(|c| {
+                c.encrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: plaintext,
+                        aad,
+                    },
+                )
+            })
             .map_err(|_| EncryptError::TooLong)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -95,8 +102,7 @@ impl AeadKey {
             .split_at_checked(NONCE_LEN)
             .ok_or(OpenError::Truncated)?;
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError::Truncated)?;
-        self.cipher()
-            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
+        self.with_cipher(|c| c.decrypt(&Nonce::from(nonce), Payload { msg: ct, aad }))
             .map(Zeroizing::new)
             .map_err(|_| OpenError::Refused)
     }

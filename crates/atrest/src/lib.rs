@@ -12,7 +12,9 @@
 //!   fresh random 96-bit nonce per message, stored as
 //!   `nonce ‖ ciphertext ‖ tag`, bound to associated data the caller
 //!   chooses. Callers keep their own framing around it (a magic in front,
-//!   the table and record key as associated data).
+//!   the table and record key as associated data). It keeps its key as a
+//!   [`MaskedKey`]: split under a random mask, put together only inside
+//!   one call.
 //!
 //! ```
 //! use twinshield_atrest::{AeadKey, write_atomic};
@@ -34,6 +36,8 @@
 
 mod aead;
 mod file;
+mod masked;
 
 pub use aead::{AeadKey, EncryptError, KEY_LEN, NONCE_LEN, OpenError, TAG_LEN};
 pub use file::{AtomicFile, WriteError, WriteStep, write_atomic};
+pub use masked::{MaskedKey, scrub_stack};

@@ -14,6 +14,7 @@ use twinshield_api::{
     FindingView, HistoryPoint, SecurityView, Series, ServiceError, TlsIdentity, TokenCheck,
     TokenStore, Transport, TwinInfo, TwinServices,
 };
+use twinshield_atrest::MaskedKey;
 use twinshield_model::Model;
 use twinshield_shield_macros::diversify;
 use twinshield_store::{EventKind, StoreHandle};
@@ -289,12 +290,23 @@ impl TwinServices for Services {
 }
 
 /// The TLS identity and token file keys of one API, derived before the
-/// device keys are locked away.
+/// device keys are locked away; kept masked until the API takes them.
 pub struct ApiKeys {
     /// Seals the token file.
-    pub tokens: zeroize::Zeroizing<[u8; 32]>,
+    pub tokens: MaskedKey,
     /// Seals the TLS private key.
-    pub tls: zeroize::Zeroizing<[u8; 32]>,
+    pub tls: MaskedKey,
+}
+
+#[diversify]
+impl ApiKeys {
+    /// Both keys, masked at once (the plain copies are wiped on return).
+    pub fn new(tokens: &[u8; 32], tls: &[u8; 32]) -> Self {
+        ApiKeys {
+            tokens: MaskedKey::new(tokens),
+            tls: MaskedKey::new(tls),
+        }
+    }
 }
 
 /// A bound API, ready to serve.
@@ -338,14 +350,20 @@ impl BoundApi {
         services: Arc<dyn TwinServices>,
     ) -> Result<BoundApi, ApiError> {
         let config = options.config.clone();
-        let tokens = TokenCheck::new(TokenStore::new(&token_file(state), keys.tokens.clone()))?;
+        let store = keys
+            .tokens
+            .with(|k| TokenStore::new(&token_file(state), zeroize::Zeroizing::new(*k)));
+        let tokens = TokenCheck::new(store)?;
         let has_tokens = tokens.any();
         let (transport, fingerprint) = if options.insecure_http {
             (Transport::PlainLoopback, None)
         } else {
             let identity = match &options.tls_files {
                 Some((c, k)) => TlsIdentity::from_pem_files(c, k)?,
-                None => TlsIdentity::load_or_create(&tls_dir(state), &keys.tls, &names(listen))?,
+                None => keys.tls.with(|k| {
+                    let k = zeroize::Zeroizing::new(*k);
+                    TlsIdentity::load_or_create(&tls_dir(state), &k, &names(listen))
+                })?,
             };
             let fp = identity.fingerprint();
             let clients = match &options.client_certs {

@@ -136,11 +136,11 @@ pub async fn api(
     dir: &Path,
     (feed, recorder, shield): (Feed, &Recorder, ShieldHandle),
 ) -> Result<(BoundApi, IssuedToken), DemoError> {
-    let keys = ApiKeys {
-        tokens: run_key()?,
-        tls: run_key()?,
-    };
-    let store = TokenStore::new(&token_file(dir), keys.tokens.clone());
+    let (tokens, tls) = (run_key()?, run_key()?);
+    let keys = ApiKeys::new(&tokens, &tls);
+    let store = keys
+        .tokens
+        .with(|k| TokenStore::new(&token_file(dir), Zeroizing::new(*k)));
     let (_, token) = store.issue(Role::Admin, Some(1))?;
     let services = Arc::new(Services::new(Some(recorder.store_handle()), model, shield));
     let api = BoundApi::bind(listen, options, dir, &keys, feed, services).await?;

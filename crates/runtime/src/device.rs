@@ -125,8 +125,10 @@ impl DeviceTwin {
     /// of the check than the start-up's, so patching one out is not enough.
     pub fn open(req: DeviceRequest<'_>, shield: &ShieldHandle) -> Result<Self, DeviceError> {
         shield.check_before_key_use();
-        let device = DeviceIdentity::open(req.state, &EmbeddedSecret)?;
+        let mut device = DeviceIdentity::open(req.state, &EmbeddedSecret)?;
         let opened = twinshield_seal::open(req.bundle, req.trust, &device)?;
+        // The bundle is open: its key has done its one job.
+        device.forget_bundle_key();
         let policy = policy_of(&opened)?;
         let backend_tls = backend_tls(
             opened.backend.as_deref(),
@@ -137,9 +139,11 @@ impl DeviceTwin {
         // so a refused bundle changes nothing in the state directory.
         device.check_and_record_release(&opened.header.model_name, opened.header.release)?;
         let recorder = open_history(req.data, &device, &opened.model, req.ack_file, shield)?;
-        let api_keys = req.api.then(|| ApiKeys {
-            tokens: device.storage_key("api-tokens"),
-            tls: device.storage_key("api-tls"),
+        let api_keys = req.api.then(|| {
+            ApiKeys::new(
+                &device.storage_key("api-tokens"),
+                &device.storage_key("api-tls"),
+            )
         });
         let OpenedBundle {
             header,

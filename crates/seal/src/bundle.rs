@@ -326,7 +326,7 @@ fn decrypt<'b>(
     let aad = wrap_aad(&p.header.model_name, p.header.release, &p.publisher);
     let cek = hpke::single_shot_open::<HpkeAead, HkdfSha256, X25519HkdfSha256>(
         &OpModeR::Base,
-        &device.hpke_private(),
+        &device.hpke_private().ok_or(SealError::BundleKeyWiped)?,
         &enc,
         &hpke_info(&fp.binding()),
         recipient.wrapped,

@@ -22,7 +22,7 @@ use hpke::{Deserializable, Serializable};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
-use twinshield_atrest::AeadKey;
+use twinshield_atrest::{AeadKey, MaskedKey};
 use twinshield_shield::{obf_bytes, protect};
 use twinshield_shield_macros::diversify;
 use zeroize::Zeroizing;
@@ -86,11 +86,13 @@ pub(crate) fn key_id(parts: &[&[u8]]) -> [u8; 8] {
     id
 }
 
-/// The device's opened identity: its private keys (zeroized on drop) and
-/// public description.
+/// The device's opened identity: its private keys and public description.
+/// Both private seeds are kept masked ([`MaskedKey`]) and put together
+/// only inside a use; the bundle key (X25519) can be dropped once the
+/// bundle is open ([`DeviceIdentity::forget_bundle_key`]).
 pub struct DeviceIdentity {
-    x25519_ikm: Zeroizing<[u8; 32]>,
-    ed25519: SigningKey,
+    x25519_ikm: Option<MaskedKey>,
+    ed25519: MaskedKey,
     fp: DeviceFp,
     state: PathBuf,
     matched: usize,
@@ -368,7 +370,9 @@ impl DeviceIdentity {
             ed_seed: random_seed()?,
             binding: *random_seed()?,
         };
-        Self::create(state, secret, seeds, &fingerprint::collect()).map(|d| (d, true))
+        let created = Self::create(state, secret, seeds, &fingerprint::collect());
+        twinshield_atrest::scrub_stack();
+        created.map(|d| (d, true))
     }
 
     /// Writes a format-2 identity for `seeds`, bound to `components`.
@@ -424,21 +428,21 @@ impl DeviceIdentity {
 
     /// The identity from its seeds and its stored description.
     fn from_seeds(seeds: &Seeds, stored: &StoredIdentity, state: &Path, matched: usize) -> Self {
-        let ed25519 = SigningKey::from_bytes(&seeds.ed_seed);
+        let verifying = SigningKey::from_bytes(&seeds.ed_seed).verifying_key();
         let (_, x_pub) = Kem::derive_keypair(seeds.x25519_ikm.as_slice());
         let mut x25519 = [0u8; 32];
         x25519.copy_from_slice(&x_pub.to_bytes());
         DeviceIdentity {
             fp: DeviceFp {
                 x25519,
-                ed25519: ed25519.verifying_key().to_bytes(),
+                ed25519: verifying.to_bytes(),
                 binding: stored.binding,
                 slots: stored.slots.clone(),
                 threshold: stored.threshold,
                 hardware_needed: stored.hardware_needed,
             },
-            x25519_ikm: seeds.x25519_ikm.clone(),
-            ed25519,
+            x25519_ikm: Some(MaskedKey::new(&seeds.x25519_ikm)),
+            ed25519: MaskedKey::new(&seeds.ed_seed),
             state: state.to_path_buf(),
             matched,
         }
@@ -447,7 +451,10 @@ impl DeviceIdentity {
     /// Opens an existing identity with this machine's components; fails
     /// unless the components of one allowed subset all still match.
     pub fn open(state: &Path, secret: &dyn RuntimeSecret) -> Result<Self, SealError> {
-        Self::open_with(state, secret, &fingerprint::collect())
+        let opened = Self::open_with(state, secret, &fingerprint::collect());
+        // The derivations' frames held the key block's seeds.
+        twinshield_atrest::scrub_stack();
+        opened
     }
 
     /// Opens an existing identity with the given components, as [`open`]
@@ -549,33 +556,43 @@ impl DeviceIdentity {
     /// device.fp's bytes, signed by this device.
     pub fn device_fp_bytes(&self) -> Vec<u8> {
         let mut body = self.fp.body();
-        let sig = self.ed25519.sign(&body);
-        body.extend_from_slice(&sig.to_bytes());
+        let sig = self.sign(&body);
+        body.extend_from_slice(&sig);
         body
     }
 
-    pub(crate) fn hpke_private(&self) -> <Kem as KemTrait>::PrivateKey {
-        Kem::derive_keypair(self.x25519_ikm.as_slice()).0
+    /// The HPKE private key bundles are wrapped to; `None` once
+    /// [`DeviceIdentity::forget_bundle_key`] has dropped it.
+    pub(crate) fn hpke_private(&self) -> Option<<Kem as KemTrait>::PrivateKey> {
+        let ikm = self.x25519_ikm.as_ref()?;
+        Some(ikm.with(|ikm| Kem::derive_keypair(ikm).0))
+    }
+
+    /// Wipes the bundle key: a twin that has opened its bundle needs it no
+    /// more, and a key that is gone cannot be read from memory.
+    pub fn forget_bundle_key(&mut self) {
+        self.x25519_ikm = None;
     }
 
     /// The device's Ed25519 signature of `msg`, verifiable with
     /// [`DeviceFp::signing_public`]: how the device signs what it sends
-    /// (backend requests), so no password or API key is ever stored.
+    /// (backend requests), so no password or API key is ever stored. The
+    /// signing key exists only for this call (it wipes itself on drop).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.ed25519.sign(msg).to_bytes()
+        self.ed25519
+            .with(|seed| SigningKey::from_bytes(seed).sign(msg).to_bytes())
     }
 
     /// A key for encrypting data at rest for `purpose`, derived from the
     /// device's private key: data encrypted with it opens on this device only.
     #[protect]
     pub fn storage_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
-        let seed = Zeroizing::new(self.ed25519.to_bytes());
-        let hk = Hkdf::<Sha256>::new(
-            Some(obf_bytes!(b"twinshield/storage/v1").bytes()),
-            seed.as_slice(),
-        );
+        let salt = obf_bytes!(b"twinshield/storage/v1");
         let mut key = Zeroizing::new([0u8; 32]);
-        let _ = hk.expand(purpose.as_bytes(), key.as_mut_slice());
+        self.ed25519.with(|seed| {
+            let hk = Hkdf::<Sha256>::new(Some(salt.bytes()), seed);
+            let _ = hk.expand(purpose.as_bytes(), key.as_mut_slice());
+        });
         key
     }
 

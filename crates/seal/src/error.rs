@@ -28,6 +28,10 @@ pub enum SealError {
         /// Key wraps whose components were all present and were tried.
         tried: usize,
     },
+    /// The device's bundle key was wiped after its bundle was opened: a
+    /// second bundle needs the identity opened again.
+    #[error("the device's bundle key is no longer held (open the identity again)")]
+    BundleKeyWiped,
     /// A bundle older than one already run.
     #[error("bundle release {release} is older than release {highest} already run")]
     Rollback {

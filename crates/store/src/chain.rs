@@ -119,9 +119,12 @@ impl ChainKey {
         let mut m = hmac_with(store_key);
         m.update(b"twinshield-store chain key v1");
         let key = Zeroizing::new(<[u8; 32]>::from(m.finalize().into_bytes()));
-        ChainKey {
+        let chain = ChainKey {
             mac: hmac_with(&key),
-        }
+        };
+        // HMAC's key setup left copies of the store key in its frames.
+        twinshield_atrest::scrub_stack();
+        chain
     }
 
     /// HMAC over `tag ‖ 0 ‖ parts…`.
