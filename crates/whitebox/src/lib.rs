@@ -52,6 +52,8 @@ pub mod embedded;
 pub mod generate;
 pub mod gf2;
 pub mod layout;
+#[cfg(any(test, feature = "textbook"))]
+pub mod legacy;
 #[cfg(feature = "trace")]
 pub mod npy;
 #[cfg(any(test, feature = "textbook"))]
@@ -61,6 +63,6 @@ mod trace;
 #[cfg(feature = "trace")]
 pub use cipher::Fault;
 pub use cipher::{TablesError, WhiteBox};
-pub use generate::OutputEncoding;
+pub use generate::{InputEncoding, OutputEncoding};
 #[cfg(feature = "trace")]
 pub use trace::Trace;
