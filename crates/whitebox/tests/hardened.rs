@@ -59,6 +59,22 @@ fn the_output_encoding_depends_on_the_secret_not_the_seed() {
     assert_ne!(out(&a), out(&c));
 }
 
+/// Round 1 never reads a plain byte: the input tables are the secret's
+/// input encoding (the same for every seed, another for another secret),
+/// not the identity.
+#[test]
+fn the_input_encoding_depends_on_the_secret_not_the_seed() {
+    let key = [1u8; 16];
+    let a = generate(&key, &[2u8; 16], 10);
+    let b = generate(&key, &[2u8; 16], 11);
+    let c = generate(&key, &[4u8; 16], 10);
+    let input = |image: &[u8]| image[..layout::INPUT].to_vec();
+    assert_eq!(input(&a), input(&b));
+    assert_ne!(input(&a), input(&c));
+    let identity = (0..16).all(|i| (0..256).all(|x| usize::from(a[layout::input(i) + x]) == x));
+    assert!(!identity);
+}
+
 /// Two generations with the same key and different seeds share less than
 /// 1% of their table bytes at the same offsets (chance alone is 1/256).
 #[test]
