@@ -11,8 +11,10 @@
     clippy::print_stderr
 )]
 
+#[allow(dead_code)] // this test does not use every helper
 #[path = "support/dca.rs"]
 mod dca;
+#[allow(dead_code)]
 #[path = "support/traces.rs"]
 mod traces;
 
