@@ -75,20 +75,28 @@ fn the_input_encoding_depends_on_the_secret_not_the_seed() {
     assert!(!identity);
 }
 
-/// Two generations with the same key and different seeds share less than
-/// 1% of their table bytes at the same offsets (chance alone is 1/256).
+/// Two generations with the same key and different seeds share no more
+/// table bytes at the same offsets than chance: 1/256 for byte values, 1/16
+/// for the nibble XOR tables' 4-bit values, all of the 4 KiB input tables
+/// (the secret's input encoding, seed-independent by design): 0.967 % in
+/// all. Allowed: chance plus 0.1 percentage point.
 #[test]
-fn two_seeds_share_under_one_percent_of_table_bytes() {
+fn two_seeds_share_no_more_table_bytes_than_chance() {
     let (key, encoding_key) = ([0x2bu8; 16], [0x7eu8; 16]);
     let a = generate(&key, &encoding_key, 1);
     let b = generate(&key, &encoding_key, 2);
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     let share = same as f64 / a.len() as f64;
+    let nibble = (layout::LANES * layout::MIDDLE_ROUNDS * 2 * layout::XOR_STAGE) as f64;
+    let input = layout::INPUT as f64;
+    let bytes = layout::TOTAL as f64 - nibble - input;
+    let chance = (input + nibble / 16.0 + bytes / 256.0) / layout::TOTAL as f64;
     eprintln!(
-        "identical table bytes at the same offsets: {:.3}%",
-        100.0 * share
+        "identical table bytes at the same offsets: {:.3}% (chance {:.3}%)",
+        100.0 * share,
+        100.0 * chance
     );
-    assert!(share < 0.01, "{:.3}% identical", 100.0 * share);
+    assert!(share < chance + 0.001, "{:.3}% identical", 100.0 * share);
 }
 
 #[test]
