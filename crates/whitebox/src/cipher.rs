@@ -4,11 +4,11 @@
 //!
 //! Besides the table network itself, evaluation adds what only runtime
 //! randomness can give: each round of each lane reads its type II tables
-//! and computes its XOR trees in a fresh random order, and makes dummy reads
-//! of random entries, so that a given position of a trace is a different
-//! table read from one evaluation to the next. The randomness comes from a
-//! generator seeded from the operating system; it changes the order of the
-//! reads, never the result.
+//! in a fresh random order (and round 1 computes its XOR trees in one),
+//! and round 1 makes dummy reads of random entries, so that a given
+//! position of a trace is a different table read from one evaluation to
+//! the next. The randomness comes from a generator seeded from the
+//! operating system; it changes the order of the reads, never the result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use twinshield_shield_macros::diversify;

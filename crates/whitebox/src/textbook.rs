@@ -262,21 +262,29 @@ impl TextbookWhiteBox {
     /// the structural attacks read from the tables).
     #[must_use]
     pub fn first_round_state(&self, block: &[u8; 16]) -> [u8; 16] {
+        self.round_state(0, block)
+    }
+
+    /// Round `r` (0 to 8: AES rounds 1 to 9) on the encoded state `state`
+    /// (attack harness: an inner round evaluated from chosen encoded bytes).
+    #[must_use]
+    pub fn round_state(&self, r: usize, state: &[u8; 16]) -> [u8; 16] {
+        let r = r % MIXING_ROUNDS;
         let mut words = [0u32; 16];
         for (i, (word, &src)) in words.iter_mut().zip(&SHIFT_ROWS_SRC).enumerate() {
-            *word = self.ty2[i][usize::from(block[src])];
+            *word = self.ty2[r * 16 + i][usize::from(state[src])];
         }
-        let columns = self.eval_xor_stage(0, &words, &mut NoTrace);
+        let columns = self.eval_xor_stage(r * 2, &words, &mut NoTrace);
         for (i, word) in words.iter_mut().enumerate() {
             let byte = (columns[i / 4] >> (8 * (i % 4))) as u8;
-            *word = self.ty3[i][usize::from(byte)];
+            *word = self.ty3[r * 16 + i][usize::from(byte)];
         }
-        let columns = self.eval_xor_stage(1, &words, &mut NoTrace);
-        let mut state = [0u8; 16];
-        for (chunk, column) in state.chunks_exact_mut(4).zip(columns) {
+        let columns = self.eval_xor_stage(r * 2 + 1, &words, &mut NoTrace);
+        let mut out = [0u8; 16];
+        for (chunk, column) in out.chunks_exact_mut(4).zip(columns) {
             chunk.copy_from_slice(&column.to_le_bytes());
         }
-        state
+        out
     }
 
     /// Round 1's first-level XOR output (attack harness): in `column`, the
