@@ -109,9 +109,8 @@ impl InputEncoding {
     /// The input encoding of `encoding_key`.
     #[must_use]
     pub fn from_key(encoding_key: &[u8; 16]) -> Self {
-        let mut rng = ChaCha8Rng::from_seed(stream_seed(encoding_key, b"input encoding v1", 0));
         Self {
-            bytes: std::array::from_fn(|_| ByteBijection::random(&mut rng)),
+            bytes: keyed_bijections(encoding_key, b"input encoding v1"),
         }
     }
 
@@ -126,7 +125,7 @@ impl InputEncoding {
 /// from the secret's encoding key alone.
 #[derive(Clone)]
 pub struct OutputEncoding {
-    pub(crate) bytes: [ByteBijection; 16],
+    bytes: [ByteBijection; 16],
 }
 
 #[diversify]
@@ -134,9 +133,8 @@ impl OutputEncoding {
     /// The output encoding of `encoding_key`.
     #[must_use]
     pub fn from_key(encoding_key: &[u8; 16]) -> Self {
-        let mut rng = ChaCha8Rng::from_seed(stream_seed(encoding_key, b"output encoding v1", 0));
         Self {
-            bytes: std::array::from_fn(|_| ByteBijection::random(&mut rng)),
+            bytes: keyed_bijections(encoding_key, b"output encoding v1"),
         }
     }
 
@@ -146,6 +144,14 @@ impl OutputEncoding {
     pub fn decode(&self, block: &[u8; 16]) -> [u8; 16] {
         std::array::from_fn(|i| self.bytes[i].dec(block[i]))
     }
+}
+
+/// Sixteen byte bijections drawn from the encoding key alone (no build
+/// seed: an external encoding is the same in every release).
+#[diversify]
+fn keyed_bijections(encoding_key: &[u8; 16], purpose: &[u8]) -> [ByteBijection; 16] {
+    let mut rng = ChaCha8Rng::from_seed(stream_seed(encoding_key, purpose, 0));
+    std::array::from_fn(|_| ByteBijection::random(&mut rng))
 }
 
 /// A ChaCha8 seed for one purpose: the encoding key, a purpose label and
@@ -188,7 +194,13 @@ pub fn generate(aes_key: &[u8; 16], encoding_key: &[u8; 16], seed: u64) -> Vec<u
         }
         lane_out.push(last_round(&mut image, lane, &round_keys, &state, &mut rng));
     }
-    combine(&mut image, &lane_out, encoding_key, &mut rng);
+    combine(
+        &mut image,
+        layout::combine,
+        &lane_out,
+        encoding_key,
+        &mut rng,
+    );
     image
 }
 
@@ -380,12 +392,13 @@ fn last_round(
     out
 }
 
-/// The combine tables: both lanes' encoded output bytes in, the output byte
-/// under the external encoding out when they agree, a random byte when they
-/// do not (a fault in one lane).
+/// The combine tables, the one of output byte `i` at `at(i)`: both lanes'
+/// encoded output bytes in, the output byte under the external encoding out
+/// when they agree, a random byte when they do not (a fault in one lane).
 #[diversify]
-fn combine(
+pub(crate) fn combine(
     image: &mut [u8],
+    at: impl Fn(usize) -> usize,
     lane_out: &[[ByteBijection; 16]],
     encoding_key: &[u8; 16],
     rng: &mut ChaCha8Rng,
@@ -393,7 +406,7 @@ fn combine(
     let external = OutputEncoding::from_key(encoding_key);
     if let [first, second] = lane_out {
         for i in 0..16 {
-            let at = layout::combine(i);
+            let at = at(i);
             for (index, entry) in image[at..at + layout::PAIR_TABLE].iter_mut().enumerate() {
                 let (u, v) = ((index >> 8) as u8, index as u8);
                 let (x, y) = (first[i].dec(u), second[i].dec(v));

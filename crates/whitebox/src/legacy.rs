@@ -10,11 +10,11 @@
 //! two key bytes. Only the tables are kept (the attacks read them); the
 //! image is [`layout::TOTAL`] bytes in the layout below.
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::aes_ref::{MIX, SBOX, SHIFT_ROWS_SRC, expand_key, gmul};
-use crate::generate::{ByteBijection, OutputEncoding};
+use crate::generate::{ByteBijection, combine};
 
 /// Where each table of the v2 image lives.
 pub mod layout {
@@ -121,20 +121,13 @@ pub fn generate_v2(aes_key: &[u8; 16], encoding_key: &[u8; 16], seed: u64) -> Ve
         lane_out.push(out);
     }
 
-    let external = OutputEncoding::from_key(encoding_key);
-    if let [first, second] = lane_out.as_slice() {
-        for i in 0..16 {
-            let at = layout::combine(i);
-            for (index, entry) in image[at..at + layout::PAIR_TABLE].iter_mut().enumerate() {
-                let (u, v) = ((index >> 8) as u8, index as u8);
-                let (x, y) = (first[i].dec(u), second[i].dec(v));
-                // On disagreement (a fault in one lane), a byte unrelated to
-                // either lane's value.
-                let value = if x == y { x } else { rng.random::<u8>() };
-                *entry = external.bytes[i].enc(value);
-            }
-        }
-    }
+    combine(
+        &mut image,
+        layout::combine,
+        &lane_out,
+        encoding_key,
+        &mut rng,
+    );
     image
 }
 
