@@ -192,7 +192,8 @@ pub fn generate(aes_key: &[u8; 16], encoding_key: &[u8; 16], seed: u64) -> Vec<u
             let at = Round { lane, r };
             state = middle_round(&mut image, at, &round_keys[r + 1], &state, &mut rng);
         }
-        lane_out.push(last_round(&mut image, lane, &round_keys, &state, &mut rng));
+        let at = |i: usize| layout::last(lane, i);
+        lane_out.push(last_round(&mut image, at, &round_keys, &state, &mut rng));
     }
     combine(
         &mut image,
@@ -370,19 +371,20 @@ fn nibble_xor(image: &mut [u8], at: usize, (x, y): (&Nibble, &Nibble), out: &Nib
     }
 }
 
-/// The last round of `lane` (decode, `S(x ^ k_9)`, add `k_10`, the lane's
-/// output encoding). Returns the lane's output encodings.
+/// The last round of a lane, the table of output byte `i` at `at(i)`
+/// (decode, `S(x ^ k_9)`, add `k_10`, the lane's output encoding). Returns
+/// the lane's output encodings.
 #[diversify]
-fn last_round(
+pub(crate) fn last_round(
     image: &mut [u8],
-    lane: usize,
+    at: impl Fn(usize) -> usize,
     round_keys: &RoundKeys,
     state: &[Decode; 16],
     rng: &mut ChaCha8Rng,
 ) -> [ByteBijection; 16] {
     let out: [ByteBijection; 16] = std::array::from_fn(|_| ByteBijection::random(rng));
     for (i, &src) in SHIFT_ROWS_SRC.iter().enumerate() {
-        let at = layout::last(lane, i);
+        let at = at(i);
         let table = &mut image[at..at + layout::BYTE_TABLE];
         for (e, entry) in (0u8..=255).zip(table.iter_mut()) {
             let s = SBOX[usize::from(state[src][usize::from(e)] ^ round_keys[9][src])];

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::aes_ref::{MIX, SBOX, SHIFT_ROWS_SRC, expand_key, gmul};
-use crate::generate::{ByteBijection, combine};
+use crate::generate::{ByteBijection, Decode, combine, last_round};
 
 /// Where each table of the v2 image lives.
 pub mod layout {
@@ -109,16 +109,9 @@ pub fn generate_v2(aes_key: &[u8; 16], encoding_key: &[u8; 16], seed: u64) -> Ve
             });
             state = d;
         }
-        let out: [ByteBijection; 16] = std::array::from_fn(|_| ByteBijection::random(&mut rng));
-        for (i, &src) in SHIFT_ROWS_SRC.iter().enumerate() {
-            let at = layout::last(lane, i);
-            let table = &mut image[at..at + layout::BYTE_TABLE];
-            for (e, entry) in (0u8..=255).zip(table.iter_mut()) {
-                let s = SBOX[usize::from(state.dec(e) ^ round_keys[9][src])];
-                *entry = out[i].enc(s ^ round_keys[10][i]);
-            }
-        }
-        lane_out.push(out);
+        let decode: [Decode; 16] = std::array::from_fn(|_| state.dec_table());
+        let at = |i: usize| layout::last(lane, i);
+        lane_out.push(last_round(&mut image, at, &round_keys, &decode, &mut rng));
     }
 
     combine(
