@@ -17,6 +17,9 @@ mod aes_ref;
 #[path = "src/generate.rs"]
 mod generate;
 #[allow(dead_code)]
+#[path = "src/gf2.rs"]
+mod gf2;
+#[allow(dead_code)]
 #[path = "src/layout.rs"]
 mod layout;
 
@@ -81,6 +84,7 @@ fn main() {
         "build.rs",
         "src/aes_ref.rs",
         "src/generate.rs",
+        "src/gf2.rs",
         "src/layout.rs",
     ] {
         println!("cargo:rerun-if-changed={file}");

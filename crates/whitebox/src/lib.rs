@@ -4,9 +4,11 @@
 //! binary or in memory: the key derivation runs as white-box AES, a network
 //! of lookup tables that computes AES under the secret without holding it.
 //!
-//! - [`generate`]: the table generator (byte-wide encodings, redundant
-//!   lanes, external output encoding), run by build.rs at build time with
-//!   the secret and the build seed, and by tests;
+//! - [`generate`]: the table generator (construction v3: every table its
+//!   own encodings, external input and output encodings, round 1 byte-wide,
+//!   rounds 2 to 9 as Chow with 32×32 and 8×8 mixing bijections, redundant
+//!   lanes), run by build.rs at build time with the secret and the build
+//!   seed, and by tests;
 //! - [`cipher`]: the evaluator ([`WhiteBox`]), with shuffled and dummy
 //!   table reads;
 //! - [`embedded`]: this build's tables and where their secret came from;
@@ -16,7 +18,9 @@
 //!   fixture's mixing bijections and encodings);
 //! - `textbook` (feature `textbook`, and in this crate's tests): the
 //!   textbook Chow et al. (2002) white-box, **deliberately weak**, the
-//!   fixture that proves the attack harness works;
+//!   fixture that proves the attack harness works, and `legacy`, the v2
+//!   construction the red team broke (tables only), the translation
+//!   attack's fixture;
 //! - `Trace` and `Fault` (feature `trace`): every table value an evaluation
 //!   reads, and a fault hook, for the attack harness, with `npy` and the
 //!   `whitebox-trace` binary that writes traces for outside toolkits.
@@ -52,6 +56,8 @@ pub mod embedded;
 pub mod generate;
 pub mod gf2;
 pub mod layout;
+#[cfg(any(test, feature = "textbook"))]
+pub mod legacy;
 #[cfg(feature = "trace")]
 pub mod npy;
 #[cfg(any(test, feature = "textbook"))]
@@ -61,6 +67,6 @@ mod trace;
 #[cfg(feature = "trace")]
 pub use cipher::Fault;
 pub use cipher::{TablesError, WhiteBox};
-pub use generate::OutputEncoding;
+pub use generate::{InputEncoding, OutputEncoding};
 #[cfg(feature = "trace")]
 pub use trace::Trace;

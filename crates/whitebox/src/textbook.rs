@@ -258,6 +258,54 @@ impl TextbookWhiteBox {
         self.eval(block, trace, None)
     }
 
+    /// The encoded state after round 1 for `block` (attack harness: what
+    /// the structural attacks read from the tables).
+    #[must_use]
+    pub fn first_round_state(&self, block: &[u8; 16]) -> [u8; 16] {
+        self.round_state(0, block)
+    }
+
+    /// Round `r` (0 to 8: AES rounds 1 to 9) on the encoded state `state`
+    /// (attack harness: an inner round evaluated from chosen encoded bytes).
+    #[must_use]
+    pub fn round_state(&self, r: usize, state: &[u8; 16]) -> [u8; 16] {
+        let r = r % MIXING_ROUNDS;
+        let mut words = [0u32; 16];
+        for (i, (word, &src)) in words.iter_mut().zip(&SHIFT_ROWS_SRC).enumerate() {
+            *word = self.ty2[r * 16 + i][usize::from(state[src])];
+        }
+        let columns = self.eval_xor_stage(r * 2, &words, &mut NoTrace);
+        for (i, word) in words.iter_mut().enumerate() {
+            let byte = (columns[i / 4] >> (8 * (i % 4))) as u8;
+            *word = self.ty3[r * 16 + i][usize::from(byte)];
+        }
+        let columns = self.eval_xor_stage(r * 2 + 1, &words, &mut NoTrace);
+        let mut out = [0u8; 16];
+        for (chunk, column) in out.chunks_exact_mut(4).zip(columns) {
+            chunk.copy_from_slice(&column.to_le_bytes());
+        }
+        out
+    }
+
+    /// Round 1's first-level XOR output (attack harness): in `column`, the
+    /// encoded byte `row` of the sum of the type II words `2 * half` and
+    /// `2 * half + 1`, for the plain input bytes `x` of those two words.
+    #[must_use]
+    pub fn first_round_partial(&self, column: usize, row: usize, half: usize, x: (u8, u8)) -> u8 {
+        let i = 4 * (column % 4) + 2 * (half % 2);
+        let (w0, w1) = (
+            self.ty2[i][usize::from(x.0)],
+            self.ty2[i + 1][usize::from(x.1)],
+        );
+        let nib = |w: u32, n: usize| ((w >> (4 * n)) & 0x0f) as usize;
+        let half_byte = |n: usize| {
+            let t = ((column % 4) * 8 + n) * 3 + half % 2;
+            self.xor[t][(nib(w0, n) << 4) | nib(w1, n)]
+        };
+        let row = row % 4;
+        (half_byte(2 * row + 1) << 4) | (half_byte(2 * row) & 0x0f)
+    }
+
     /// Size of the tables in bytes.
     #[must_use]
     pub fn table_bytes(&self) -> usize {

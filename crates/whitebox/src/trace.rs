@@ -15,7 +15,6 @@ pub(crate) trait Recorder {
     fn record(&mut self, value: u8);
 
     /// Records the four bytes of a 32-bit table entry.
-    #[cfg(any(test, feature = "textbook"))]
     #[inline(always)]
     fn record_u32(&mut self, value: u32) {
         for b in value.to_le_bytes() {
