@@ -64,9 +64,6 @@ mod tests {
         assert!(open(&key, b"TSMAGIC2", &bytes).is_none());
         let again = seal(&key, b"TSMAGIC1", b"x").unwrap();
         assert_eq!(&again[..8], b"TSMAGIC1");
-        assert_eq!(
-            open(&key, b"TSMAGIC1", &again).unwrap().as_slice(),
-            b"x"
-        );
+        assert_eq!(open(&key, b"TSMAGIC1", &again).unwrap().as_slice(), b"x");
     }
 }
