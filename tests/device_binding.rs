@@ -34,7 +34,10 @@ impl RuntimeSecret for LiftedSecret {
             .finalize();
         let mut block = [0u8; 16];
         block.copy_from_slice(&digest[..16]);
-        let wb = WhiteBox::new(&self.0).expect("the lifted image has the tables' shape");
+        // A candidate that is not the image derives a key that opens nothing.
+        let Ok(wb) = WhiteBox::new(&self.0) else {
+            return Zeroizing::new([0; 32]);
+        };
         let encoded = wb.encrypt_encoded(&block);
         let hk = Hkdf::<Sha256>::new(Some(b"twinshield/runtime-secret/v2"), &encoded);
         let mut out = Zeroizing::new([0u8; 32]);
@@ -43,44 +46,89 @@ impl RuntimeSecret for LiftedSecret {
     }
 }
 
-/// The white-box's table image, lifted from the stripped, hardened binary:
-/// the vendor's symbol file names the static that points at it, the
-/// binary's dynamic relocation of that pointer gives the image's address,
-/// and the load segments its file offset.
-fn lifted_tables() -> Vec<u8> {
+/// Candidates for the white-box's table image, lifted from the stripped,
+/// hardened binary as an expert finds it: the vendor's symbol file names
+/// the lazy initialiser that hands the image to the evaluator
+/// (`embedded::EMBEDDED`'s closure); every address its code takes
+/// (RIP-relative, objdump's `# ADDR`), and where a dynamic relocation at
+/// that address points (when the image is reached through a pointer), is
+/// a candidate start; the load segments give its file offset. The caller
+/// keeps the candidate that opens the device with all its components.
+fn lifted_candidates() -> Vec<Vec<u8>> {
     let binary = std::fs::read(twinshield()).unwrap();
     let nm = Command::new("nm")
+        .arg("-S")
         .arg(twinshield().with_extension("sym"))
         .output()
         .unwrap();
     let symbols = String::from_utf8_lossy(&nm.stdout);
-    let pointer = symbols
+    let (start, size) = symbols
         .lines()
-        .find(|l| l.contains("19twinshield_whitebox8embedded6TABLES"))
-        .and_then(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
-        .expect("the symbol file names the table image's static");
+        .find(|l| l.contains("19twinshield_whitebox8embedded8EMBEDDED") && l.contains("closure"))
+        .and_then(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                u64::from_str_radix(f[0], 16).ok()?,
+                u64::from_str_radix(f[1], 16).ok()?,
+            ))
+        })
+        .expect("the symbol file names the white-box's initialiser");
+    let code = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(format!("--start-address={start:#x}"))
+        .arg(format!("--stop-address={:#x}", start + size))
+        .arg(twinshield())
+        .output()
+        .unwrap();
+    let taken: Vec<u64> = String::from_utf8_lossy(&code.stdout)
+        .lines()
+        .filter_map(|l| {
+            let addr = l.split_once("# ")?.1.split_whitespace().next()?;
+            u64::from_str_radix(addr, 16).ok()
+        })
+        .collect();
     let relocs = Command::new("readelf")
         .args(["-r", "-W"])
         .arg(twinshield())
         .output()
         .unwrap();
     let relocs = String::from_utf8_lossy(&relocs.stdout);
-    let target = relocs
-        .lines()
-        .find_map(|l| {
+    let pointed = |at: u64| {
+        relocs.lines().find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (u64::from_str_radix(f.first()?, 16).ok()? == pointer)
+            (u64::from_str_radix(f.first()?, 16).ok()? == at)
                 .then(|| u64::from_str_radix(f.last()?, 16).ok())
                 .flatten()
         })
-        .expect("the pointer to the tables is relocated at load");
+    };
     let segments = twinshield_shield::elf::load_segments(&binary).unwrap();
-    let s = segments
+    let total = twinshield_whitebox::layout::TOTAL as u64;
+    taken
         .iter()
-        .find(|s| s.vaddr <= target && target < s.vaddr + s.filesz)
-        .expect("the tables are in a loaded segment");
-    let at = (target - s.vaddr + s.offset) as usize;
-    binary[at..at + twinshield_whitebox::layout::TOTAL].to_vec()
+        .flat_map(|&t| [Some(t), pointed(t)])
+        .flatten()
+        .filter_map(|target| {
+            let s = segments
+                .iter()
+                .find(|s| s.vaddr <= target && target + total <= s.vaddr + s.filesz)?;
+            let at = (target - s.vaddr + s.offset) as usize;
+            Some(binary[at..at + total as usize].to_vec())
+        })
+        .collect()
+}
+
+/// The lifted tables that open the identity in `state` with all of
+/// `components` (the whole machine): the attacker checks a candidate that
+/// way once, on a machine they hold, and keeps it for every device.
+fn lifted_tables(state: &Path, components: &[Component]) -> LiftedSecret {
+    let candidates = lifted_candidates();
+    assert!(!candidates.is_empty(), "no candidate for the table image");
+    let n = candidates.len();
+    candidates
+        .into_iter()
+        .map(LiftedSecret)
+        .find(|secret| DeviceIdentity::open_with(state, secret, components).is_ok())
+        .unwrap_or_else(|| panic!("none of {n} candidates is the table image"))
 }
 
 fn component(label: &'static str, value: Vec<u8>) -> Component {
@@ -144,8 +192,13 @@ fn lifted_tables_a_copied_state_and_the_disk_components_open_nothing() {
         "the binding needs two hardware-resident components; this machine has {}",
         labels(&hardware)
     );
-    let secret = LiftedSecret(lifted_tables());
     let copy = copied_state(&s);
+    let whole: Vec<Component> = disk
+        .iter()
+        .chain(&hardware)
+        .map(|c| component(c.label, c.value.to_vec()))
+        .collect();
+    let secret = lifted_tables(&s.path("state"), &whole);
     // What a stolen disk holds: the state directory and the disk-resident
     // components, read from its files (here: this machine's own values).
     let refused = DeviceIdentity::open_with(&copy.0, &secret, &disk).unwrap_err();
@@ -285,27 +338,52 @@ fn seeds_from_disk(state: &Path, secret: &LiftedSecret, components: &[Component]
     panic!("no key wrap opened with this machine's own components");
 }
 
-/// Where in `hay` (at `base`) each 32-byte needle occurs, as (needle,
-/// address). A table of the needles' first two bytes skips almost every
-/// offset, so a scan of the twin's writable memory takes a fraction of a
-/// second even unoptimised.
+/// Where in `hay` (at `base`) each needle (8 bytes or more) occurs, as
+/// (needle, address). A table of the needles' first two bytes skips almost
+/// every offset, so a scan of the twin's writable memory takes a fraction
+/// of a second even unoptimised.
 fn find_needles(base: u64, hay: &[u8], needles: &[(String, Vec<u8>)]) -> Vec<(usize, u64)> {
     let mut first = vec![false; 1 << 16];
     for (_, n) in needles {
         first[usize::from(u16::from_le_bytes([n[0], n[1]]))] = true;
     }
     let mut hits = Vec::new();
-    for at in 0..hay.len().saturating_sub(31) {
+    for at in 0..hay.len().saturating_sub(7) {
         if !first[usize::from(u16::from_le_bytes([hay[at], hay[at + 1]]))] {
             continue;
         }
         for (i, (_, n)) in needles.iter().enumerate() {
-            if hay[at..at + 32] == n[..] {
+            if hay.get(at..at + n.len()) == Some(&n[..]) {
                 hits.push((i, base + at as u64));
             }
         }
     }
     hits
+}
+
+/// The model's constants as the compiler folds its parameters into them
+/// (the programs the bundle carries), those whose bit pattern is unlikely
+/// to occur in memory by chance, as 8-byte needles: at least 20 set
+/// mantissa bits (not 0.5, 2.0 or 100.0), and not a two-decimal number
+/// (the plant reports levels in hundredths: `1.34`, folded from
+/// (1 − γ₂)·k₂, is also a tank level the twin holds as data).
+fn model_constants() -> Vec<(String, Vec<u8>)> {
+    let model = twinshield_model::Model::parse(
+        "quadtank.twin",
+        &std::fs::read_to_string(twinshield_e2e::root().join("models/quadtank.twin")).unwrap(),
+    )
+    .unwrap();
+    let programs = [model.derivative_program(), model.output_program()];
+    let mut out: Vec<(String, Vec<u8>)> = programs
+        .iter()
+        .flat_map(|p| p.constants())
+        .filter(|c| (c.to_bits() & ((1 << 52) - 1)).count_ones() >= 20)
+        .filter(|c| ((c * 100.0).round() / 100.0 - c).abs() > 1e-12)
+        .map(|c| (format!("constant {c}"), c.to_le_bytes().to_vec()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Whether `needle` is still at `address` in process `pid`.
@@ -314,17 +392,17 @@ fn still_there(pid: u32, address: u64, needle: &[u8]) -> bool {
     let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
         return false;
     };
-    let mut now = [0u8; 32];
-    mem.read_exact_at(&mut now, address).is_ok() && now[..] == needle[..]
+    let mut now = vec![0u8; needle.len()];
+    mem.read_exact_at(&mut now, address).is_ok() && now == needle
 }
 
-/// Keys live in writable memory (heap, stacks, data): the read-only
-/// mappings are the binary's and libraries' own bytes.
+/// Keys and the decoded model live in writable memory (heap, stacks,
+/// data): the read-only mappings are the binary's and libraries' own bytes.
 #[test]
-fn the_running_twins_memory_holds_no_device_seed_and_no_storage_key() {
+fn the_running_twins_memory_holds_no_device_seed_no_storage_key_and_no_model_constant() {
     let s = Setup::new("binding-memory");
-    let secret = LiftedSecret(lifted_tables());
     let components = fingerprint::collect();
+    let secret = lifted_tables(&s.path("state"), &components);
     let [x25519, ed25519] = seeds_from_disk(&s.path("state"), &secret, &components);
     let opened = DeviceIdentity::open_with(&s.path("state"), &secret, &components).unwrap();
     // The attacker's own decryption is right: it signs as the device does.
@@ -349,6 +427,12 @@ fn the_running_twins_memory_holds_no_device_seed_and_no_storage_key() {
             opened.storage_key(purpose).to_vec(),
         ));
     }
+    let constants = model_constants();
+    assert!(
+        constants.len() >= 5,
+        "too few distinctive constants: {constants:?}"
+    );
+    needles.extend(constants);
     let p = plant(&["--seconds", "120"]);
     let mut args: Vec<&str> = run_args("q.bundle", &p.url, "120").to_vec();
     args.extend_from_slice(&["--listen", "127.0.0.1:0"]);

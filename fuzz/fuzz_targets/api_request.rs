@@ -26,7 +26,7 @@ impl TwinServices for Stub {
     fn audit(&self, _: f64, _: &str) {}
     fn acknowledged(&self, _: f64, _: &AlarmView, _: &str) {}
     fn security(&self) -> SecurityView {
-        SecurityView { protected: true, degraded: false, findings: Vec::new() }
+        SecurityView { protected: true, degraded: false, findings: Vec::new(), binding: None }
     }
     fn writes_allowed(&self) -> bool {
         true

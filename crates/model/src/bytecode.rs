@@ -11,6 +11,7 @@
 // that can overflow.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use crate::constants::Constants;
 use thiserror::Error;
 use twinshield_shield_macros::diversify;
 
@@ -232,7 +233,7 @@ pub struct Instr {
 pub struct Program {
     pub(crate) n_inputs: u16,
     pub(crate) n_states: u16,
-    pub(crate) consts: Vec<f64>,
+    pub(crate) consts: Constants,
     pub(crate) n_regs: u16,
     pub(crate) code: Vec<Instr>,
     pub(crate) results: Vec<Reg>,
@@ -420,6 +421,14 @@ impl<'a> Reader<'a> {
 
 #[diversify]
 impl Program {
+    /// The program's constants, decoded one at a time: what the compiler
+    /// folded the model's parameters into. For inspection (the tests that
+    /// search a running twin's memory for them); the VM decodes them
+    /// itself, into its registers, for one evaluation at a time.
+    pub fn constants(&self) -> impl Iterator<Item = f64> + '_ {
+        self.consts.iter()
+    }
+
     /// Number of plant inputs the program reads.
     #[inline]
     pub fn n_inputs(&self) -> usize {
@@ -564,11 +573,7 @@ impl Program {
         self.n_inputs == other.n_inputs
             && self.n_states == other.n_states
             && self.n_regs == other.n_regs
-            && self
-                .consts
-                .iter()
-                .map(|c| c.to_bits())
-                .eq(other.consts.iter().map(|c| c.to_bits()))
+            && self.consts == other.consts
             && self.results == other.results
             && sorted(self) == sorted(other)
     }
@@ -602,11 +607,14 @@ impl Program {
         if n_code > r.bytes.len() / 9 {
             return Err(DecodeError::Truncated);
         }
-        let mut consts = Vec::with_capacity(usize::from(n_consts));
+        // Kept under the bundle's constant key until they are masked under
+        // the program's own: the plain constants never fill a buffer.
+        let mut bits = Vec::with_capacity(usize::from(n_consts));
         for i in 0..usize::from(n_consts) {
             let key = enc.const_key.rotate_left((i % 64) as u32);
-            consts.push(f64::from_bits(r.u64()? ^ key));
+            bits.push(r.u64()? ^ key ^ enc.const_key);
         }
+        let consts = Constants::from_bits(bits.iter().map(|b| b ^ enc.const_key));
         let mut written = vec![false; usize::from(n_regs)];
         let mut code = Vec::with_capacity(n_code);
         for i in 0..n_code {

@@ -414,7 +414,7 @@ pub(crate) fn emit(
     Some(Program {
         n_inputs,
         n_states,
-        consts,
+        consts: crate::constants::Constants::new(&consts),
         n_regs: Reg::try_from(next).ok()?,
         code,
         results,

@@ -29,6 +29,7 @@
 
 pub mod bytecode;
 mod compile;
+mod constants;
 mod diag;
 mod doc;
 pub mod ekf;

@@ -26,7 +26,9 @@ pub enum EvalError {
 /// in, so the cost is address space, not memory.
 const REGS: usize = 1 << 16;
 
-/// A register file for one program, with its constants loaded.
+/// A register file for one program. The program's constants are decoded
+/// into it for one evaluation and wiped after it: between evaluations the
+/// register file holds no constant.
 #[derive(Clone)]
 pub struct Machine {
     regs: Box<[f64]>,
@@ -69,22 +71,18 @@ fn execute(regs: &mut [f64; REGS], code: &[crate::bytecode::Instr]) {
 #[diversify]
 impl Machine {
     /// A register file for `prog`.
-    pub fn new(prog: &Program) -> Self {
-        let mut regs = vec![0.0; REGS].into_boxed_slice();
-        let base = prog.n_inputs() + prog.n_states();
-        for (slot, c) in regs.iter_mut().skip(base).zip(&prog.consts) {
-            *slot = *c;
+    pub fn new(_prog: &Program) -> Self {
+        Machine {
+            regs: vec![0.0; REGS].into_boxed_slice(),
         }
-        Machine { regs }
     }
 
     /// Runs `prog` on `inputs` and `states` and writes its results to `out`.
     ///
-    /// `prog` must be the program this machine was made for (its constants
-    /// live in the register file); a different program of the same shape
-    /// would read the wrong constants but can never index out of bounds,
-    /// since every program is validated against its own register count and
-    /// the register file is checked against it here.
+    /// Any program runs on any machine: every program is validated against
+    /// its own register count, the register file spans the whole register
+    /// index space, and the program's constants are decoded into it here
+    /// (and wiped when the results are out).
     #[inline]
     #[protect]
     pub fn eval(
@@ -111,12 +109,17 @@ impl Machine {
         };
         let (ri, rest) = regs.split_at_mut(inputs.len());
         ri.copy_from_slice(inputs);
-        if let Some(rs) = rest.get_mut(..states.len()) {
-            rs.copy_from_slice(states);
-        }
+        let (rs, rest) = rest.split_at_mut(states.len().min(rest.len()));
+        rs.copy_from_slice(states);
+        let constants = rest.get_mut(..prog.consts.len()).unwrap_or_default();
+        prog.consts.load_into(constants);
         execute(regs, &prog.code);
         for (o, &r) in out.iter_mut().zip(&prog.results) {
             *o = regs[usize::from(r)];
+        }
+        let base = inputs.len() + states.len();
+        if let Some(constants) = regs.get_mut(base..base + prog.consts.len()) {
+            constants.fill(0.0);
         }
         Ok(())
     }
