@@ -398,7 +398,10 @@ impl DeviceIdentity {
         create_state_dir(state)?;
         let mut salt = [0u8; 32];
         random::fill(&mut salt)?;
-        let mut block = Zeroizing::new(seeds.x25519_ikm.to_vec());
+        // Sized once: a growing Vec would leave copies of the seeds behind
+        // in the buffers it outgrew.
+        let mut block = Zeroizing::new(Vec::with_capacity(64 + 32 * n));
+        block.extend_from_slice(seeds.x25519_ikm.as_slice());
         block.extend_from_slice(seeds.ed_seed.as_slice());
         for c in components {
             block.extend_from_slice(&present_digest(&salt, c));

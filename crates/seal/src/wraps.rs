@@ -86,7 +86,13 @@ pub(crate) fn wrap_key(
 ) -> Result<AeadKey, SealError> {
     let context = [obf_bytes!(b"twinshield/id/wrap-root/v2|").bytes(), salt].concat();
     let root = secret.derive(&context);
-    let mut password = Zeroizing::new(Vec::with_capacity(256));
+    // Sized once: a growing Vec would leave copies of the components
+    // behind in the buffers it outgrew.
+    let size = subset
+        .iter()
+        .map(|c| 16 + c.label.len() + c.value.len())
+        .sum::<usize>();
+    let mut password = Zeroizing::new(Vec::with_capacity(root.len() + size));
     password.extend_from_slice(root.as_slice());
     for c in subset {
         for part in [c.label.as_bytes(), c.value.as_slice()] {
