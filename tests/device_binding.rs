@@ -309,7 +309,7 @@ fn seeds_from_disk(state: &Path, secret: &LiftedSecret, components: &[Component]
         let sealed = take(len).to_vec();
         let mut password = root.to_vec();
         let mut aad = b"twinshield/id/wrap/v2".to_vec();
-        for (i, label) in labels
+        for (_, label) in labels
             .iter()
             .enumerate()
             .filter(|(i, _)| mask & (1 << i) != 0)
@@ -320,7 +320,6 @@ fn seeds_from_disk(state: &Path, secret: &LiftedSecret, components: &[Component]
                 password.extend_from_slice(part);
             }
             aad.extend_from_slice(format!("|{label}").as_bytes());
-            let _ = i;
         }
         let (m, t, p) = twinshield_seal::wraps::KDF;
         let params = argon2::Params::new(m, t, p, Some(32)).unwrap();

@@ -607,14 +607,17 @@ impl Program {
         if n_code > r.bytes.len() / 9 {
             return Err(DecodeError::Truncated);
         }
-        // Kept under the bundle's constant key until they are masked under
-        // the program's own: the plain constants never fill a buffer.
-        let mut bits = Vec::with_capacity(usize::from(n_consts));
-        for i in 0..usize::from(n_consts) {
-            let key = enc.const_key.rotate_left((i % 64) as u32);
-            bits.push(r.u64()? ^ key ^ enc.const_key);
-        }
-        let consts = Constants::from_bits(bits.iter().map(|b| b ^ enc.const_key));
+        // Read as the wire carries them (under the bundle's constant key)
+        // and masked under the program's own as they are unwrapped: the
+        // plain constants never fill a buffer.
+        let wire = (0..n_consts)
+            .map(|_| r.u64())
+            .collect::<Result<Vec<u64>, _>>()?;
+        let consts = Constants::from_bits(
+            wire.iter()
+                .enumerate()
+                .map(|(i, w)| w ^ enc.const_key.rotate_left((i % 64) as u32)),
+        );
         let mut written = vec![false; usize::from(n_regs)];
         let mut code = Vec::with_capacity(n_code);
         for i in 0..n_code {
